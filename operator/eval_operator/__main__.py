@@ -1,0 +1,105 @@
+"""`python -m eval_operator` (or `eval-operator`): run the operator.
+
+It talks to the cluster of the current kubeconfig, or the in-cluster config when run in
+a pod, and watches all namespaces or the ones given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from eval_operator import constants
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="eval-operator", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        default=None,
+        help="a namespace to watch (repeat for several; default: all namespaces; "
+        "env EVAL_OPERATOR_NAMESPACES, comma-separated)",
+    )
+    parser.add_argument(
+        "--runner-image",
+        default=env("EVAL_OPERATOR_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
+        help="image of the collector container (env EVAL_OPERATOR_RUNNER_IMAGE)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("EVAL_OPERATOR_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (env EVAL_OPERATOR_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("EVAL_OPERATOR_METRICS_PORT", "8080")),
+        help="port of /metrics, /healthz and /readyz; 0 disables (env EVAL_OPERATOR_METRICS_PORT)",
+    )
+    parser.add_argument("--metrics-host", default=env("EVAL_OPERATOR_METRICS_HOST", "0.0.0.0"))
+    args = parser.parse_args(argv)
+    if args.namespaces is None and env("EVAL_OPERATOR_NAMESPACES"):
+        args.namespaces = [
+            n.strip() for n in env("EVAL_OPERATOR_NAMESPACES", "").split(",") if n.strip()
+        ]
+    return args
+
+
+def _api_client() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import kopf
+
+    from eval_operator import handlers, kube, reconcile, server
+
+    api_client = _api_client()
+    handlers.RECONCILER = handlers.Reconciler(
+        lambda: kube.KubeApi(api_client), reconcile.Config(runner_image=args.runner_image)
+    )
+
+    @kopf.on.startup()
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Our own status and events only: kopf's progress goes to annotations, and its
+        # per-handler "succeeded" events would be noise.
+        settings.posting.level = logging.WARNING
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+        settings.watching.server_timeout = 300
+        if args.metrics_port:
+            await server.start(args.metrics_host, args.metrics_port)
+
+    namespaces = args.namespaces or []
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

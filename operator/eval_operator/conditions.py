@@ -1,0 +1,63 @@
+"""Condition types and reasons, and the rule that lastTransitionTime moves only on a flip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+SPEC_VALID: Final = "SpecValid"
+PROGRESSING: Final = "Progressing"
+COMPLETE: Final = "Complete"
+MODEL_REACHABLE: Final = "ModelReachable"
+
+# Reasons (CamelCase, also used on Events).
+SPEC_ACCEPTED: Final = "SpecAccepted"
+SECRET_NOT_FOUND: Final = "SecretNotFound"
+SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
+CONFIGMAP_NOT_FOUND: Final = "ConfigMapNotFound"
+CONFIGMAP_KEY_NOT_FOUND: Final = "ConfigMapKeyNotFound"
+JOB_REJECTED: Final = "JobRejected"
+RUNS_IN_PROGRESS: Final = "RunsInProgress"
+RUNS_WAITING: Final = "RunsWaiting"
+SUSPENDED: Final = "Suspended"
+SPEC_INVALID: Final = "SpecInvalid"
+ALL_RUNS_FINISHED: Final = "AllRunsFinished"
+ALL_RUNS_SUCCEEDED: Final = "AllRunsSucceeded"
+RUNS_FAILED: Final = "RunsFailed"
+RUNS_REMAINING: Final = "RunsRemaining"
+# Event-only reasons.
+LITERAL_AUTH_VALUE: Final = "LiteralAuthValue"
+RUN_FAILED: Final = "RunFailed"
+RUN_SUCCEEDED: Final = "RunSucceeded"
+JOB_CREATED: Final = "JobCreated"
+
+
+def set_condition(
+    existing: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Return the conditions with `type_` set; the transition time changes only on a flip."""
+    value = "True" if status else "False"
+    previous = next((c for c in existing if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != value
+    since = now if previous is None or changed else previous.get("lastTransitionTime", now)
+    condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+    if previous is None:
+        return [*(dict(c) for c in existing), condition]
+    return [condition if c.get("type") == type_ else dict(c) for c in existing]
+
+
+def get(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)

@@ -1,0 +1,259 @@
+"""The thin wrapper over the Kubernetes API that reconcile talks to.
+
+Everything is plain dicts in the API's own (camelCase) shape, the same shape manifests.py
+builds, so reconcile never sees client model classes. Client exceptions are mapped at
+this boundary into a small tree:
+
+    ApiError            anything the API server refused (status, reason, message)
+     +-- NotFound       404: the object is gone
+     +-- Conflict       409: it already exists, or a stale write
+     +-- Invalid        422: the object was rejected; `causes` name the fields
+     +-- Transient      429, 5xx or no answer: try again later
+
+Tests use a fake with the same methods (tests/handler/fake_api.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+from eval_operator import constants
+
+FIELD_MANAGER: Final = "eval-operator"
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, reason: str, message: str, causes: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.causes = causes or []
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class Invalid(ApiError):
+    pass
+
+
+class Transient(ApiError):
+    pass
+
+
+def error_from_status(status: int, body: str) -> ApiError:
+    """Map an HTTP status and a metav1.Status body to our error tree."""
+    try:
+        doc = json.loads(body) if body else {}
+    except json.JSONDecodeError:
+        doc = {"message": body}
+    reason = str(doc.get("reason", ""))
+    message = str(doc.get("message", "")) or body
+    causes = [
+        {"field": str(c.get("field", "")), "message": str(c.get("message", ""))}
+        for c in (doc.get("details") or {}).get("causes") or []
+    ]
+    kind: type[ApiError]
+    if status == 404:
+        kind = NotFound
+    elif status == 409:
+        kind = Conflict
+    elif status == 422:
+        kind = Invalid
+    elif status == 429 or status >= 500 or status == 0:
+        kind = Transient
+    else:
+        kind = ApiError
+    return kind(status, reason, message, causes)
+
+
+class Api(Protocol):
+    """The calls reconcile makes; each raises ApiError subclasses."""
+
+    def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None: ...
+    def delete_job(self, namespace: str, name: str) -> None: ...
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def read_configmap(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def apply_secret(self, secret: Mapping[str, Any]) -> None: ...
+    def patch_evaltask_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None: ...
+    def patch_evaltask_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None: ...
+    def post_event(
+        self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+
+class KubeApi:
+    """Api over the official client, speaking JSON to avoid its model classes."""
+
+    def __init__(self, client: Any) -> None:
+        # `client` is a kubernetes.client.ApiClient; imported lazily so pure modules and
+        # unit tests never load the kubernetes package through us.
+        self._client = client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+        except ApiException as e:
+            raise error_from_status(int(e.status or 0), str(e.body or e.reason)) from None
+        except OSError as e:  # connection refused/reset, DNS, TLS
+            raise Transient(0, "Unreachable", str(e)) from None
+        except Exception as e:
+            # urllib3 raises its own (non-OSError) errors for timeouts and protocol issues.
+            if type(e).__module__.startswith("urllib3"):
+                raise Transient(0, "Unreachable", str(e)) from None
+            raise
+        data = response.data
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+    @staticmethod
+    def _evaltask_path(namespace: str, name: str) -> str:
+        return (
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
+            f"{constants.PLURAL}/{name}"
+        )
+
+    def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call("GET", self._evaltask_path(namespace, name))
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        doc = self._call(
+            "GET",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            query=[("labelSelector", selector)],
+        )
+        items: list[dict[str, Any]] = doc.get("items") or []
+        return items
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        doc = self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+        )
+        items: list[dict[str, Any]] = doc.get("items") or []
+        return items
+
+    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None:
+        namespace = job["metadata"]["namespace"]
+        query = [("fieldManager", FIELD_MANAGER)] + ([("dryRun", "All")] if dry_run else [])
+        self._call(
+            "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=dict(job), query=query
+        )
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        # Background: the Job goes at once, the garbage collector removes its pods.
+        self._call(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            body={"propagationPolicy": "Background"},
+        )
+
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call(
+            "PATCH",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
+    def apply_secret(self, secret: Mapping[str, Any]) -> None:
+        namespace, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
+        try:
+            self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=dict(secret))
+        except Conflict:
+            self._call(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                body={"data": secret["data"]},
+                content_type="application/merge-patch+json",
+            )
+
+    def patch_evaltask_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        # A merge patch replaces lists whole, which is what runs/conditions need.
+        self._call(
+            "PATCH",
+            self._evaltask_path(namespace, name) + "/status",
+            body={"status": dict(status)},
+            content_type="application/merge-patch+json",
+        )
+
+    def patch_evaltask_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        self._call(
+            "PATCH",
+            self._evaltask_path(namespace, name),
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type="application/merge-patch+json",
+        )
+
+    def post_event(
+        self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        from datetime import UTC, datetime
+
+        meta = evaltask["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "eventTime": now,
+            "type": type_,
+            "reason": reason,
+            "note": message[:1024],
+            "action": "Reconcile",
+            "reportingController": f"{constants.GROUP}/eval-operator",
+            "reportingInstance": "eval-operator",
+            "regarding": {
+                "apiVersion": constants.API_VERSION,
+                "kind": constants.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+        }
+        self._call(
+            "POST", f"/apis/events.k8s.io/v1/namespaces/{meta['namespace']}/events", body=event
+        )

@@ -1,0 +1,448 @@
+"""One reconcile pass for one EvalTask: observe, validate, plan, act, write status.
+
+Every kopf event calls this same function; it never depends on which event fired. It
+reads the EvalTask, its Jobs and its pods afresh, so a restarted operator picks up
+exactly where the API says things are. All I/O goes through `kube.Api`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from eval_operator import (
+    conditions,
+    constants,
+    kube,
+    manifests,
+    naming,
+    plan,
+    spec,
+    statustypes,
+)
+from eval_operator import status as status_mod
+
+log = logging.getLogger(__name__)
+
+REDACTED: Final = "[redacted]"
+_STATUS_KEYS: Final = tuple(
+    f.alias or name for name, f in statustypes.EvalTaskStatus.model_fields.items()
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    runner_image: str = constants.DEFAULT_RUNNER_IMAGE
+
+
+@dataclass
+class Outcome:
+    """What one pass did, for metrics and logs."""
+
+    phase: str = ""
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    status_written: bool = False
+    invalid: bool = False
+
+
+def reconcile(
+    api: kube.Api, namespace: str, name: str, now: datetime, config: Config
+) -> Outcome | None:
+    """Bring one EvalTask one step closer to its spec. None when it no longer exists."""
+    try:
+        body = api.get_evaltask(namespace, name)
+    except kube.NotFound:
+        return None
+    if body["metadata"].get("deletionTimestamp"):
+        return None  # owner references delete the Jobs; nothing to do
+    uid = body["metadata"]["uid"]
+    selector = naming.selector(uid)
+    observed = plan.Observed(
+        evaltask=body,
+        jobs=api.list_jobs(namespace, selector),
+        pods=api.list_pods(namespace, selector),
+        now=now,
+    )
+    owner = manifests.Owner(name, namespace, uid)
+    secrets: list[str] = []
+    try:
+        evalspec = spec.parse_spec(body.get("spec"))
+        problems = check_references(api, namespace, evalspec, secrets)
+        if not problems:
+            problems = _dry_run_once(api, owner, evalspec, config, observed)
+        if problems:
+            raise spec.SpecInvalid(problems)
+    except spec.SpecInvalid as e:
+        return _report_invalid(api, observed, e.problems)
+
+    outcome = Outcome()
+    literal = manifests.literal_auth_values(evalspec)
+    secrets += literal.values()
+    if literal:
+        _ensure_auth_secret(api, owner, literal)
+    the_plan = plan.plan(evalspec, observed)
+    _act(api, owner, evalspec, the_plan, config, outcome, now)
+
+    new_status = status_mod.summarize(
+        evalspec, the_plan.runs, observed.previous_status, observed.generation, now
+    )
+    new_status = redact(new_status, secrets)
+    _post_events(api, observed, evalspec, new_status, literal, outcome)
+    outcome.phase = new_status["phase"]
+    outcome.status_written = _write_status(api, observed, new_status)
+    if the_plan.rerun_handled:
+        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
+    return outcome
+
+
+def _dry_run_once(
+    api: kube.Api,
+    owner: manifests.Owner,
+    evalspec: spec.EvalTaskSpec,
+    config: Config,
+    observed: plan.Observed,
+) -> list[spec.SpecProblem]:
+    """The server-side dry-run runs once per generation; SpecValid records its verdict."""
+    cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
+    if cond and cond.get("observedGeneration") == observed.generation:
+        if cond.get("status") == "True":
+            return []
+        if cond.get("reason") == conditions.JOB_REJECTED:
+            return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
+    return dry_run(api, owner, evalspec, config)
+
+
+def check_references(
+    api: kube.Api, namespace: str, evalspec: spec.EvalTaskSpec, secret_values: list[str]
+) -> list[spec.SpecProblem]:
+    """Referenced Secrets and ConfigMaps (and their keys) must exist; optional ones may not.
+
+    Values of auth Secrets are appended to `secret_values`, so messages can be redacted.
+    """
+    problems: list[spec.SpecProblem] = []
+    cache: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def read(kind: str, name: str) -> dict[str, Any] | None:
+        if (kind, name) not in cache:
+            reader = api.read_secret if kind == "Secret" else api.read_configmap
+            try:
+                cache[(kind, name)] = reader(namespace, name)
+            except kube.NotFound:
+                cache[(kind, name)] = None
+        return cache[(kind, name)]
+
+    def need(where: str, kind: str, name: str, key: str | None) -> dict[str, Any] | None:
+        obj = read(kind, name)
+        missing, key_missing = (
+            (conditions.SECRET_NOT_FOUND, conditions.SECRET_KEY_NOT_FOUND)
+            if kind == "Secret"
+            else (conditions.CONFIGMAP_NOT_FOUND, conditions.CONFIGMAP_KEY_NOT_FOUND)
+        )
+        if obj is None:
+            problems.append(
+                spec.SpecProblem(
+                    where, missing, f"{kind} {name!r} not found in namespace {namespace!r}"
+                )
+            )
+            return None
+        keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
+        if key is not None and key not in keys:
+            problems.append(
+                spec.SpecProblem(where, key_missing, f"{kind} {name!r} has no key {key!r}")
+            )
+            return None
+        return obj
+
+    for mi, model in enumerate(evalspec.models):
+        ref = model.auth.secret_ref if model.auth else None
+        if ref is not None:
+            secret = need(f"spec.models[{mi}].auth.secretRef", "Secret", ref.name, ref.key)
+            if secret is not None:
+                secret_values.append(_decode(secret["data"][ref.key]))
+    for ti, task in enumerate(evalspec.tasks):
+        for ei, env in enumerate(task.env):
+            source = env.value_from or {}
+            for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                ref_doc = source.get(key)
+                if isinstance(ref_doc, dict) and not ref_doc.get("optional"):
+                    need(
+                        f"spec.tasks[{ti}].env[{ei}].valueFrom.{key}",
+                        kind,
+                        str(ref_doc.get("name", "")),
+                        str(ref_doc.get("key", "")),
+                    )
+        for mi, mount in enumerate(task.mounts):
+            src = mount.source
+            if src.secret and not src.secret.get("optional"):
+                need(
+                    f"spec.tasks[{ti}].mounts[{mi}].source.secret",
+                    "Secret",
+                    str(src.secret.get("secretName", "")),
+                    None,
+                )
+            if src.config_map and not src.config_map.get("optional"):
+                need(
+                    f"spec.tasks[{ti}].mounts[{mi}].source.configMap",
+                    "ConfigMap",
+                    str(src.config_map.get("name", "")),
+                    None,
+                )
+    return problems
+
+
+def _decode(data: str) -> str:
+    try:
+        return base64.b64decode(data).decode("utf-8", errors="replace")
+    except ValueError:
+        return ""
+
+
+_POD_TEMPLATE_FIELDS: Final = {
+    "tolerations": "tolerations",
+    "nodeSelector": "nodeSelector",
+    "securityContext": "securityContext",
+    "imagePullSecrets": "imagePullSecrets",
+    "priorityClassName": "priorityClassName",
+    "serviceAccountName": "serviceAccountName",
+}
+
+
+def spec_field_for(job_field: str, model_index: int, task_index: int) -> str:
+    """Translate a rejected Job field into the EvalTask field a user edits."""
+    pod = "spec.template.spec."
+    if job_field.startswith(pod):
+        rest = job_field[len(pod) :]
+        match = re.match(r"volumes\[(\d+)\]", rest) or re.match(
+            r"initContainers\[0\]\.volumeMounts\[(\d+)\]", rest
+        )
+        if match and int(match.group(1)) >= 1:
+            return f"spec.tasks[{task_index}].mounts[{int(match.group(1)) - 1}]"
+        for key, target in _POD_TEMPLATE_FIELDS.items():
+            if rest.startswith(key):
+                return f"spec.template.{target}"
+        match = re.match(r"initContainers\[0\]\.(image|resources|command|args|env)", rest)
+        if match:
+            if match.group(1) == "env":
+                return f"spec.tasks[{task_index}].env (or spec.models[{model_index}])"
+            name = "version" if match.group(1) == "image" else match.group(1)
+            return f"spec.tasks[{task_index}].{name}"
+    if job_field.startswith("metadata.labels") or job_field.startswith(
+        "spec.template.metadata.labels"
+    ):
+        return "spec.template.labels"
+    if "annotations" in job_field:
+        return "spec.template.annotations"
+    return f"spec.tasks[{task_index}]"
+
+
+def dry_run(
+    api: kube.Api, owner: manifests.Owner, evalspec: spec.EvalTaskSpec, config: Config
+) -> list[spec.SpecProblem]:
+    """Ask the API server whether it would accept our Jobs (server-side dry-run).
+
+    Each task is tried with the first model and each model with the first task: every
+    part of every Job is checked with len(models) + len(tasks) - 1 requests, not M x T.
+    """
+    pairs = [(0, ti) for ti in range(len(evalspec.tasks))]
+    pairs += [(mi, 0) for mi in range(1, len(evalspec.models))]
+    problems: list[spec.SpecProblem] = []
+    for mi, ti in pairs:
+        model, task = evalspec.models[mi], evalspec.tasks[ti]
+        job = manifests.build_job(owner, evalspec, model, task, config.runner_image)
+        try:
+            api.create_job(job, dry_run=True)
+        except kube.Conflict:
+            continue  # the Job exists already, so it was accepted
+        except kube.Invalid as e:
+            causes = e.causes or [{"field": "", "message": e.message}]
+            for cause in causes:
+                where = spec_field_for(cause["field"], mi, ti)
+                problems.append(
+                    spec.SpecProblem(
+                        where,
+                        conditions.JOB_REJECTED,
+                        f"the API server rejects the Job for model {model.name!r}, task "
+                        f"{task.name!r}: {cause['field']}: {cause['message']}".replace(
+                            ": : ", ": "
+                        ),
+                    )
+                )
+    return problems
+
+
+def _report_invalid(
+    api: kube.Api, observed: plan.Observed, problems: list[spec.SpecProblem]
+) -> Outcome:
+    message = "; ".join(str(p) for p in problems)
+    reason = problems[0].reason
+    previous = observed.previous_status
+    new_status = status_mod.invalid(message, reason, previous, observed.generation, observed.now)
+    old = conditions.get(previous.get("conditions") or [], conditions.SPEC_VALID)
+    if not old or old.get("status") != "False" or old.get("message") != message:
+        log.warning("%s/%s: invalid spec: %s", observed.namespace, observed.name, message)
+        _event(api, observed.evaltask, "Warning", reason, message)
+    written = _write_status(api, observed, new_status)
+    return Outcome(phase="Failed", status_written=written, invalid=True)
+
+
+def _ensure_auth_secret(api: kube.Api, owner: manifests.Owner, values: dict[str, str]) -> None:
+    secret = manifests.build_auth_secret(owner, values)
+    try:
+        current = api.read_secret(owner.namespace, secret["metadata"]["name"])
+    except kube.NotFound:
+        current = {}
+    if current.get("data") != secret["data"]:
+        api.apply_secret(secret)
+
+
+def _act(
+    api: kube.Api,
+    owner: manifests.Owner,
+    evalspec: spec.EvalTaskSpec,
+    the_plan: plan.Plan,
+    config: Config,
+    outcome: Outcome,
+    now: datetime,
+) -> None:
+    for job_name in the_plan.delete:
+        with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
+            api.delete_job(owner.namespace, job_name)
+        outcome.deleted.append(job_name)
+    for job_name in the_plan.suspend:
+        api.patch_job(
+            owner.namespace,
+            job_name,
+            {
+                "metadata": {"annotations": {constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true"}},
+                "spec": {"suspend": True},
+            },
+        )
+    for job_name in the_plan.unsuspend:
+        api.patch_job(
+            owner.namespace,
+            job_name,
+            {
+                "metadata": {"annotations": {constants.ANNOTATION_SUSPENDED_BY_OPERATOR: None}},
+                "spec": {"suspend": False},
+            },
+        )
+    entries = {(e["model"], e["task"]): e for e in the_plan.runs}
+    for run in the_plan.create:
+        job = manifests.build_job(owner, evalspec, run.model, run.task, config.runner_image)
+        try:
+            api.create_job(job)
+        except kube.Conflict:
+            continue  # created by an earlier pass whose result we have not seen yet
+        except kube.Invalid as e:
+            # The dry-run accepted it, so the cluster changed under us (an admission
+            # policy, a quota): fail the run with the server's words rather than loop.
+            entry = entries[(run.model.name, run.task.name)]
+            entry.update(
+                state="Failed",
+                completionTime=status_mod.timestamp(now),
+                message=f"the API server rejected the Job: {e.message}",
+            )
+            continue
+        outcome.created.append(run.job_name)
+
+
+def redact(value: Any, secrets: Iterable[str]) -> Any:
+    """Replace every known secret value in the strings of a status."""
+    needles = set()
+    for s in secrets:
+        needles.add(s)
+        if s.lower().startswith("bearer "):
+            needles.add(s[7:].strip())
+    needles = {n for n in needles if len(n) >= 4}
+    if not needles:
+        return value
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            for needle in needles:
+                v = v.replace(needle, REDACTED)
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+def _post_events(
+    api: kube.Api,
+    observed: plan.Observed,
+    evalspec: spec.EvalTaskSpec,
+    new_status: Mapping[str, Any],
+    literal: Mapping[str, str],
+    outcome: Outcome,
+) -> None:
+    previous = observed.previous_status
+    old_valid = conditions.get(previous.get("conditions") or [], conditions.SPEC_VALID)
+    new_generation = not old_valid or old_valid.get("observedGeneration") != observed.generation
+    if literal and new_generation:
+        _event(
+            api,
+            observed.evaltask,
+            "Warning",
+            conditions.LITERAL_AUTH_VALUE,
+            "models " + ", ".join(sorted(literal)) + " give auth.value inline; it was moved "
+            "into a Secret owned by this EvalTask, but use auth.secretRef instead",
+        )
+    for job_name in outcome.created:
+        _event(api, observed.evaltask, "Normal", conditions.JOB_CREATED, f"created Job {job_name}")
+    before = {
+        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
+        for r in previous.get("runs") or []
+    }
+    for run in new_status["runs"]:
+        key = (run["model"], run["task"], run["fingerprint"])
+        if before.get(key) == run["state"]:
+            continue
+        where = f"{run['model']}/{run['task']}"
+        if run["state"] == "Failed":
+            _event(
+                api,
+                observed.evaltask,
+                "Warning",
+                conditions.RUN_FAILED,
+                f"{where} failed: {run['message']}",
+            )
+        elif run["state"] == "Succeeded":
+            _event(
+                api,
+                observed.evaltask,
+                "Normal",
+                conditions.RUN_SUCCEEDED,
+                f"{where} succeeded: " + ", ".join(f"{k}={v:g}" for k, v in run["metrics"].items()),
+            )
+
+
+def _event(
+    api: kube.Api, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
+) -> None:
+    # An event is a courtesy: failing to post one must not fail the pass.
+    try:
+        api.post_event(evaltask, type_, reason, message)
+    except kube.ApiError as e:
+        log.info("could not post event %s: %s", reason, e)
+
+
+def _write_status(api: kube.Api, observed: plan.Observed, new_status: Mapping[str, Any]) -> bool:
+    """Patch status only when it differs; keys we no longer set are removed."""
+    previous = observed.previous_status
+    patch: dict[str, Any] = {k: v for k, v in new_status.items() if previous.get(k) != v}
+    patch.update({k: None for k in _STATUS_KEYS if k in previous and k not in new_status})
+    if not patch:
+        return False
+    api.patch_evaltask_status(observed.namespace, observed.name, patch)
+    return True

@@ -1,0 +1,487 @@
+"""The EvalTask spec: pydantic models that are the one source of the API.
+
+The CRD (crds/evaltask.yaml) is generated from these models by `crd.py`, so field
+descriptions and rules live here. Rules the CRD can express are exported to it as
+`x-kubernetes-validations` (CEL) or list-map keys, so `kubectl apply` rejects bad input
+early; `parse_spec` checks everything again because the installed CRD may be older than
+the operator.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from eval_operator import constants
+
+DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+HEADER_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+VERSION_PATTERN: Final = r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$"
+URL_PATTERN: Final = r"^https?://[^\s/$.?#][^\s]*$"
+MAX_MODELS: Final = 64
+MAX_TASKS: Final = 128
+MAX_ENV: Final = 128
+MAX_MOUNTS: Final = 32
+
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=256)]
+# Quantities ("500m", "2Gi", 1) as Kubernetes writes them: an int or a string.
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+_RESERVED_LIST: Final = "[" + ", ".join(f"'{n}'" for n in constants.RESERVED_ENV) + "]"
+_RESERVED_MESSAGE: Final = (
+    "sets a reserved name: " + ", ".join(constants.RESERVED_ENV) + (" are injected by the operator")
+)
+
+
+def _map_list(**extra: Any) -> dict[str, Any]:
+    """Schema keys that make a name-keyed list unique by name in the API server."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"], **extra}
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    validation = {"rule": rule, "message": message}
+    if field_path:
+        validation["fieldPath"] = field_path
+    return {"x-kubernetes-validations": [validation]}
+
+
+def _reserved_keys_rule() -> dict[str, Any]:
+    return _cel(f"self.all(k, !(k in {_RESERVED_LIST}))", f"parameters {_RESERVED_MESSAGE}")
+
+
+class _ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+
+
+def _check_reserved(names: list[str]) -> None:
+    bad = [n for n in names if n in constants.RESERVED_ENV]
+    if bad:
+        raise PydanticCustomError(
+            "ReservedEnvName",
+            "{names} cannot be set here: the operator injects it",
+            {"names": ", ".join(bad)},
+        )
+
+
+class SecretKeyRef(_ApiModel):
+    """A key of a Secret in the EvalTask's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Secret's name.")
+    key: str = Field(min_length=1, max_length=253, description="The key within the Secret.")
+
+
+class Auth(_ApiModel):
+    """How the evaluation authenticates to the model service. Exactly one of secretRef/value."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "has(self.secretRef) != has(self.value)",
+            "exactly one of auth.secretRef or auth.value must be set",
+        )
+    )
+
+    header_key: str = Field(
+        default=constants.DEFAULT_HEADER_KEY,
+        pattern=HEADER_PATTERN,
+        max_length=256,
+        description="HTTP header name, injected as EVAL_AUTHORIZATION_HEADER_KEY. "
+        "Default: Authorization.",
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="The Secret key whose value is injected as EVAL_AUTHORIZATION_HEADER_VALUE "
+        "through secretKeyRef; the value is never copied.",
+    )
+    value: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=1,
+        description="A literal header value (e.g. 'Bearer sk-...'). Allowed, but the operator "
+        "moves it into a Secret owned by the EvalTask and posts a Warning event: prefer secretRef.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Auth:
+        if (self.secret_ref is None) == (self.value is None):
+            raise PydanticCustomError(
+                "AuthSourceInvalid", "exactly one of auth.secretRef or auth.value must be set"
+            )
+        return self
+
+
+class ModelService(_ApiModel):
+    """An OpenAI-compatible model service under evaluation."""
+
+    name: DnsLabel = Field(description="Unique model name (DNS-1123 label); EVAL_MODEL_NAME.")
+    url: str = Field(
+        pattern=URL_PATTERN,
+        max_length=2048,
+        description="The inference endpoint, e.g. https://host/v1/chat/completions; "
+        "EVAL_INFERENCE_URL.",
+    )
+    auth: Auth | None = Field(default=None, description="Optional authentication.")
+    parameters: dict[EnvName, str] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV,
+        description="Environment for this model's Jobs; overrides spec.parameters.",
+        json_schema_extra=_reserved_keys_rule(),
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_reserved(list(value))
+        return value
+
+
+class EnvVar(_ApiModel):
+    """A Kubernetes EnvVar: a literal value or a valueFrom source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "!(has(self.value) && has(self.valueFrom))",
+            "an env var sets value or valueFrom, not both",
+        )
+    )
+
+    name: EnvName = Field(description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise PydanticCustomError(
+                "EnvSourceInvalid", "an env var sets value or valueFrom, not both"
+            )
+        return self
+
+
+VOLUME_SOURCES: Final = (
+    "persistentVolumeClaim",
+    "configMap",
+    "secret",
+    "nfs",
+    "hostPath",
+    "emptyDir",
+)
+
+
+class VolumeSource(_ApiModel):
+    """Exactly one Kubernetes volume source, written as in a Pod's volumes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "[" + ", ".join(f"has(self.{s})" for s in VOLUME_SOURCES) + "]"
+            ".filter(x, x).size() == 1",
+            "a mount source sets exactly one of: " + ", ".join(VOLUME_SOURCES),
+        )
+    )
+
+    persistent_volume_claim: dict[str, Any] | None = Field(
+        default=None, description="A PersistentVolumeClaimVolumeSource, e.g. {claimName: x}."
+    )
+    config_map: dict[str, Any] | None = Field(default=None, description="A ConfigMapVolumeSource.")
+    secret: dict[str, Any] | None = Field(default=None, description="A SecretVolumeSource.")
+    nfs: dict[str, Any] | None = Field(default=None, description="An NFSVolumeSource.")
+    host_path: dict[str, Any] | None = Field(default=None, description="A HostPathVolumeSource.")
+    empty_dir: dict[str, Any] | None = Field(default=None, description="An EmptyDirVolumeSource.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VolumeSource:
+        if len(self.as_volume()) != 1:
+            raise PydanticCustomError(
+                "MountSourceInvalid",
+                "a mount source sets exactly one of: " + ", ".join(VOLUME_SOURCES),
+            )
+        return self
+
+    def as_volume(self) -> dict[str, Any]:
+        """The source as the body of a Pod volume (camelCase keys)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class Mount(_ApiModel):
+    """A storage mount for the task's container."""
+
+    name: DnsLabel = Field(description="Unique mount name (DNS-1123 label); the volume's name.")
+    mount_path: str = Field(
+        pattern=r"^/", max_length=1024, description="Absolute path inside the container."
+    )
+    sub_path: str | None = Field(
+        default=None, max_length=1024, description="Optional path within the volume."
+    )
+    read_only: bool = Field(default=False, description="Mount read-only.")
+    source: VolumeSource = Field(description="The volume source.")
+
+
+class Resources(_ApiModel):
+    """ResourceRequirements of the task's container."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="Requests.")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="Limits.")
+
+
+class TaskConfig(_ApiModel):
+    """One evaluation set packaged as a container image: a task configuration."""
+
+    name: DnsLabel = Field(description="Unique name of the evaluation set; EVAL_TASK_NAME.")
+    image: str = Field(
+        min_length=1, max_length=512, pattern=r"^\S+$", description="Image, without the tag."
+    )
+    version: str = Field(
+        default="latest",
+        pattern=VERSION_PATTERN,
+        description="Image tag, or a digest 'sha256:...'. Default: latest.",
+    )
+    command: list[str] | None = Field(
+        default=None, description="Entrypoint override; the image's entrypoint when absent."
+    )
+    args: list[str] | None = Field(default=None, description="Arguments to the entrypoint.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=MAX_ENV,
+        description="Environment for the task's container (Kubernetes EnvVar list). "
+        "Applied on top of the injected variables; reserved EVAL_* names are not allowed.",
+        json_schema_extra=_map_list(
+            **_cel(
+                f"self.all(e, !(e.name in {_RESERVED_LIST}))",
+                f"env {_RESERVED_MESSAGE}",
+            )
+        ),
+    )
+    mounts: list[Mount] = Field(
+        default_factory=list,
+        max_length=MAX_MOUNTS,
+        description="Storage mounts.",
+        json_schema_extra=_map_list(),
+    )
+    resources: Resources | None = Field(default=None, description="Resource requirements.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, description="The Job's activeDeadlineSeconds. Default: none."
+    )
+    retries: int = Field(default=0, ge=0, le=100, description="The Job's backoffLimit. Default: 0.")
+    primary_metric: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The metric the leaderboard uses. Default: the first metric of the run.",
+    )
+    weight: float = Field(
+        default=1.0, ge=0, description="The task's weight in the leaderboard. Default: 1."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_ok(cls, value: list[EnvVar]) -> list[EnvVar]:
+        _check_reserved([e.name for e in value])
+        return value
+
+    @property
+    def image_ref(self) -> str:
+        sep = "@" if self.version.startswith("sha256:") else ":"
+        return f"{self.image}{sep}{self.version}"
+
+
+class ClaimRef(_ApiModel):
+    """A PersistentVolumeClaim in the EvalTask's namespace."""
+
+    claim_name: str = Field(min_length=1, max_length=253, description="The claim's name.")
+
+
+class Output(_ApiModel):
+    """Where runs write their results (EVAL_OUTPUT_DIR)."""
+
+    mount_path: str = Field(
+        default=constants.DEFAULT_OUTPUT_PATH,
+        pattern=r"^/",
+        max_length=1024,
+        description="EVAL_OUTPUT_DIR. Default: /opt/ml/output.",
+    )
+    persistent_volume_claim: ClaimRef | None = Field(
+        default=None,
+        description="When set, each run writes under the subPath <evaltask>/<model>/<task> of "
+        "this claim; otherwise an emptyDir.",
+    )
+
+
+class PodTemplate(_ApiModel):
+    """Pod settings for every Job."""
+
+    service_account_name: str | None = Field(default=None, description="Pod service account.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels on each Job and its pod (e.g. kueue.x-k8s.io/queue-name).",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations on each Job and its pod."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector.")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Tolerations.")
+    image_pull_secrets: list[dict[str, str]] = Field(
+        default_factory=list, description="Image pull secrets ({name: ...})."
+    )
+    priority_class_name: str | None = Field(default=None, description="Priority class.")
+    security_context: dict[str, Any] | None = Field(
+        default=None, description="Pod securityContext."
+    )
+
+
+class EvalTaskSpec(_ApiModel):
+    """What to evaluate: every model service on every task, one Job per (model, task)."""
+
+    models: list[ModelService] = Field(
+        min_length=1,
+        max_length=MAX_MODELS,
+        description="Model services under evaluation; each runs its tasks serially.",
+        json_schema_extra=_map_list(),
+    )
+    tasks: list[TaskConfig] = Field(
+        min_length=1,
+        max_length=MAX_TASKS,
+        description="Task configurations, run in list order for each model.",
+        json_schema_extra=_map_list(),
+    )
+    parameters: dict[EnvName, str] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV,
+        description="Environment for every Job. MAX_CONCURRENCY=24 and MAX_RETRY_PER_QUERY=0 "
+        "are injected when absent.",
+        json_schema_extra=_reserved_keys_rule(),
+    )
+    output: Output = Field(default_factory=Output, description="Output volume.")
+    parallelism: int = Field(
+        default=0, ge=0, description="Most model chains running at once; 0: all."
+    )
+    suspend: bool = Field(
+        default=False,
+        description="true: no new Jobs, running Jobs suspended; false resumes them.",
+    )
+    reuse: bool = Field(
+        default=False,
+        description="Reuse results of another EvalTask's Succeeded run with the same fingerprint.",
+    )
+    probe: bool = Field(default=True, description="Probe each model URL before its chain starts.")
+    template: PodTemplate = Field(default_factory=PodTemplate, description="Pod settings.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_reserved(list(value))
+        return value
+
+    @field_validator("models", "tasks")
+    @classmethod
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for item in value:
+            if item.name in seen:
+                raise PydanticCustomError(
+                    "DuplicateName", "name {name!r} appears more than once", {"name": item.name}
+                )
+            seen.add(item.name)
+        return value
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One thing wrong with a spec: the field, a CamelCase reason and a message."""
+
+    field: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class SpecInvalid(Exception):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """('tasks', 1, 'env', 0, 'name') -> 'spec.tasks[1].env[0].name'."""
+    path = "spec"
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            continue  # pydantic's marker for "the key of the previous segment"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            path += f".{part}"
+        else:
+            path += f"[{part!r}]"
+    return path
+
+
+def _reason(error_type: str) -> str:
+    # Our own errors carry CamelCase reasons; pydantic's built-in ones are snake_case.
+    return error_type if error_type[:1].isupper() else "InvalidField"
+
+
+def parse_spec(raw: Any) -> EvalTaskSpec:
+    """Validate a raw spec dict; raise SpecInvalid naming every bad field."""
+    try:
+        spec = EvalTaskSpec.model_validate(raw if raw is not None else {})
+    except ValidationError as e:
+        problems = [
+            SpecProblem(field_path(err["loc"]), _reason(err["type"]), err["msg"])
+            for err in e.errors(include_url=False, include_input=False)
+        ]
+        raise SpecInvalid(problems) from None
+    problems = check_mounts(spec)
+    if problems:
+        raise SpecInvalid(problems)
+    return spec
+
+
+def check_mounts(spec: EvalTaskSpec) -> list[SpecProblem]:
+    """Cross-field rules of mounts: the output volume's name and path are taken."""
+    problems = []
+    for ti, task in enumerate(spec.tasks):
+        for mi, mount in enumerate(task.mounts):
+            where = f"spec.tasks[{ti}].mounts[{mi}]"
+            if mount.name == constants.OUTPUT_VOLUME:
+                problems.append(
+                    SpecProblem(
+                        f"{where}.name",
+                        "ReservedMountName",
+                        f"{constants.OUTPUT_VOLUME!r} is the output volume's name",
+                    )
+                )
+            if mount.mount_path.rstrip("/") == spec.output.mount_path.rstrip("/"):
+                problems.append(
+                    SpecProblem(
+                        f"{where}.mountPath",
+                        "MountPathConflict",
+                        f"{mount.mount_path} is the output mount path (spec.output.mountPath)",
+                    )
+                )
+    return problems

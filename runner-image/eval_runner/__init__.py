@@ -1,0 +1,7 @@
+"""eval_runner: the code that runs inside evaluation Jobs.
+
+`collect` reads the task's metrics.json and hands the validated, compressed result to
+the operator through the pod's termination message.
+"""
+
+__version__ = "0.1.0"

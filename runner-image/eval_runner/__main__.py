@@ -1,0 +1,21 @@
+"""`python -m eval_runner <command>`: the entry point of the runner image."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = ("collect",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in COMMANDS:
+        print(f"usage: python -m eval_runner {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
+        return 2
+    from eval_runner import collect
+
+    return collect.main(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

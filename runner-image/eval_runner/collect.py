@@ -1,0 +1,59 @@
+"""The collector: the last container of every evaluation pod.
+
+It reads metrics.json from the shared output volume, validates it and writes the encoded
+result to its termination message, so the operator never mounts user volumes. On bad
+input it exits 1 with the reason as its termination message, which becomes the run's
+message in status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+from eval_runner import results
+
+DEFAULT_OUTPUT_DIR: Final = "/opt/ml/output"
+DEFAULT_TERMINATION_PATH: Final = "/dev/termination-log"
+
+
+def collect(output_dir: Path, termination_path: Path) -> int:
+    try:
+        metrics = results.read_file(output_dir)
+        message = results.encode(metrics)
+    except results.MetricsError as e:
+        reason = str(e)
+        _write(termination_path, reason.encode("utf-8")[: results.TERMINATION_MESSAGE_LIMIT])
+        print(f"collect: {reason}", file=sys.stderr)
+        return 1
+    _write(termination_path, message.encode("ascii"))
+    print(
+        f"collect: {len(metrics)} metrics, {len(message)} bytes: "
+        + ", ".join(f"{name}={value:g}" for name, value in metrics.items())
+    )
+    return 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="eval_runner collect", description=__doc__)
+    parser.add_argument(
+        "--output-dir",
+        default=os.environ.get("EVAL_OUTPUT_DIR", DEFAULT_OUTPUT_DIR),
+        help="folder holding metrics.json (default: $EVAL_OUTPUT_DIR)",
+    )
+    parser.add_argument(
+        "--termination-path",
+        default=DEFAULT_TERMINATION_PATH,
+        help="where Kubernetes reads the termination message",
+    )
+    args = parser.parse_args(argv)
+    return collect(Path(args.output_dir), Path(args.termination_path))

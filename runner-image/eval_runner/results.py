@@ -1,0 +1,125 @@
+"""The metrics.json contract and the wire format of a result.
+
+The task writes `$EVAL_OUTPUT_DIR/metrics.json`; the collector validates it here and
+encodes it for the pod's termination message, which Kubernetes caps at 4096 bytes. The
+operator decodes it with the same module, so the format has exactly one definition.
+
+Wire format: `evalm1:` + base64(zlib(compact JSON object {name: value})). zlib because
+metric names repeat prefixes ("subset_x_accuracy") and compress well; base64 because a
+termination message is text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import zlib
+from pathlib import Path
+from typing import Any, Final
+
+TERMINATION_MESSAGE_LIMIT: Final = 4096
+PREFIX: Final = "evalm1:"
+FILE_NAME: Final = "metrics.json"
+
+
+class MetricsError(ValueError):
+    """metrics.json (or an encoded result) is not what the contract says."""
+
+
+def parse(text: str) -> dict[str, float]:
+    """Validate the text of a metrics.json and return its metrics in file order."""
+    if not text.strip():
+        raise MetricsError(f"{FILE_NAME} is empty")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MetricsError(f"{FILE_NAME} is not valid JSON: {e}") from None
+    return _validate(doc)
+
+
+def _validate(doc: Any) -> dict[str, float]:
+    expected = '{"metrics": [{"name": "accuracy", "value": 0.85}, ...]}'
+    if not isinstance(doc, dict) or set(doc) != {"metrics"}:
+        got = type(doc).__name__ if not isinstance(doc, dict) else f"keys {sorted(doc)}"
+        raise MetricsError(f"{FILE_NAME} must be an object {expected}; got {got}")
+    items = doc["metrics"]
+    if not isinstance(items, list):
+        raise MetricsError(f'{FILE_NAME}: "metrics" must be a list; got {type(items).__name__}')
+    metrics: dict[str, float] = {}
+    for i, item in enumerate(items):
+        where = f"{FILE_NAME}: metrics[{i}]"
+        if not isinstance(item, dict) or set(item) != {"name", "value"}:
+            raise MetricsError(f'{where} must be an object with exactly "name" and "value"')
+        name, value = item["name"], item["value"]
+        if not isinstance(name, str) or not name:
+            raise MetricsError(f"{where}.name must be a non-empty string")
+        if name in metrics:
+            raise MetricsError(f"{where}.name {name!r} is a duplicate; names must be unique")
+        metrics[name] = _finite(value, f"{where}.value ({name!r})")
+    return metrics
+
+
+def _finite(value: Any, where: str) -> float:
+    # bool is an int in Python, but `true` is no score.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MetricsError(
+            f"{where} is a {type(value).__name__} ({json.dumps(value)}); "
+            "each value must be a finite number"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        raise MetricsError(f"{where} is too large; each value must be a finite number") from None
+    if not math.isfinite(number):
+        raise MetricsError(f"{where} is {number}; each value must be a finite number")
+    return number
+
+
+def read_file(output_dir: Path) -> dict[str, float]:
+    path = output_dir / FILE_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MetricsError(
+            f"{path} not found: the task must write its metrics there ($EVAL_OUTPUT_DIR)"
+        ) from None
+    except OSError as e:
+        raise MetricsError(f"{path} could not be read: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MetricsError(f"{FILE_NAME} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+    return parse(text)
+
+
+def encode(metrics: dict[str, float]) -> str:
+    """Encode metrics for the termination message; raise when the result cannot fit."""
+    raw = json.dumps(metrics, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    message = PREFIX + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    size = len(message.encode("ascii"))
+    if size > TERMINATION_MESSAGE_LIMIT:
+        raise MetricsError(
+            f"{FILE_NAME} holds {len(metrics)} metrics, {size} bytes after compression, "
+            f"over the {TERMINATION_MESSAGE_LIMIT}-byte limit of a termination message; "
+            "write fewer metrics or shorter names"
+        )
+    return message
+
+
+def is_encoded(message: str) -> bool:
+    return message.startswith(PREFIX)
+
+
+def decode(message: str) -> dict[str, float]:
+    if not is_encoded(message):
+        raise MetricsError("not a collector result (missing the evalm1: prefix)")
+    try:
+        raw = zlib.decompress(base64.b64decode(message[len(PREFIX) :].strip(), validate=True))
+        doc = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MetricsError(f"the collector result is corrupt: {e}") from None
+    if not isinstance(doc, dict):
+        raise MetricsError("the collector result is corrupt: not an object")
+    return {str(k): _finite(v, f"result {k!r}") for k, v in doc.items()}
