@@ -2,7 +2,8 @@
 
 pydantic writes JSON Schema; Kubernetes wants a structural OpenAPI v3 schema. The
 differences handled here: references are inlined, `X | None` becomes an optional X,
-`int | str` becomes x-kubernetes-int-or-string, free-form objects preserve unknown
+`int | str` becomes x-kubernetes-int-or-string, patternProperties (typed
+map keys) become additionalProperties, free-form objects preserve unknown
 fields, and keywords Kubernetes rejects (title, default, propertyNames) are dropped.
 Defaults are applied by the operator, not the API server, so a stored object shows what
 the user wrote.
@@ -45,6 +46,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             node = {**merged, **{k: v for k, v in node.items() if k == "description"}}
         else:
             raise ValueError(f"cannot express anyOf {variants} in a structural schema")
+    if "patternProperties" in node:
+        # Not allowed in CRDs: the value schema stays, the key rule is a CEL rule in spec.py.
+        [value_schema] = node.pop("patternProperties").values()
+        node["additionalProperties"] = value_schema
     if node.get("type") == "object" and node.get("additionalProperties") is True:
         node.pop("additionalProperties")
         node["x-kubernetes-preserve-unknown-fields"] = True

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from eval_runner import results
-
 from eval_operator import constants
+from eval_runner import results
 
 JOB_NAME_LABELS: Final = ("batch.kubernetes.io/job-name", "job-name")
 LOG_TAIL_LINES: Final = 10
@@ -107,7 +106,7 @@ def _is_running(pod: Mapping[str, Any]) -> bool:
     if pod.get("status", {}).get("phase") == "Running":
         return True
     task = _container(pod, constants.TASK_CONTAINER)
-    return bool(((task or {}).get("state") or {}).get("running"))
+    return "running" in ((task or {}).get("state") or {})
 
 
 def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -39,8 +40,23 @@ MAX_MOUNTS: Final = 32
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=256)]
+
+
+def _quantity(value: Any) -> Any:
+    # Checked before the union so the error names the field, not a union branch.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PydanticCustomError(
+            "InvalidQuantity", "a quantity is an integer or a string such as '500m' or '2Gi'"
+        )
+    return value
+
+
 # Quantities ("500m", "2Gi", 1) as Kubernetes writes them: an int or a string.
-Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+Quantity = Annotated[
+    int | str,
+    BeforeValidator(_quantity),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
 
 _RESERVED_LIST: Final = "[" + ", ".join(f"'{n}'" for n in constants.RESERVED_ENV) + "]"
 _RESERVED_MESSAGE: Final = (
@@ -60,8 +76,20 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, An
     return {"x-kubernetes-validations": [validation]}
 
 
-def _reserved_keys_rule() -> dict[str, Any]:
-    return _cel(f"self.all(k, !(k in {_RESERVED_LIST}))", f"parameters {_RESERVED_MESSAGE}")
+def _parameter_keys_rules() -> dict[str, Any]:
+    """CEL for map keys: CRDs cannot say it with patternProperties."""
+    return {
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.all(k, k.matches('{ENV_NAME_PATTERN}'))",
+                "message": "parameter names must be valid environment variable names",
+            },
+            {
+                "rule": f"self.all(k, !(k in {_RESERVED_LIST}))",
+                "message": f"parameters {_RESERVED_MESSAGE}",
+            },
+        ]
+    }
 
 
 class _ApiModel(BaseModel):
@@ -147,7 +175,7 @@ class ModelService(_ApiModel):
         default_factory=dict,
         max_length=MAX_ENV,
         description="Environment for this model's Jobs; overrides spec.parameters.",
-        json_schema_extra=_reserved_keys_rule(),
+        json_schema_extra=_parameter_keys_rules(),
     )
 
     @field_validator("parameters")
@@ -372,7 +400,7 @@ class EvalTaskSpec(_ApiModel):
         max_length=MAX_ENV,
         description="Environment for every Job. MAX_CONCURRENCY=24 and MAX_RETRY_PER_QUERY=0 "
         "are injected when absent.",
-        json_schema_extra=_reserved_keys_rule(),
+        json_schema_extra=_parameter_keys_rules(),
     )
     output: Output = Field(default_factory=Output, description="Output volume.")
     parallelism: int = Field(

@@ -1,0 +1,201 @@
+"""One Job and its pods -> the run's state and message."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval_operator import constants, jobstate
+from eval_runner import results
+
+NAME = "et-m-t-01234567"
+
+
+def job(conditions=(), suspend=False, annotations=None, deadline=None, **status):
+    doc = {
+        "metadata": {"name": NAME, "annotations": annotations or {}},
+        "spec": {"suspend": suspend},
+        "status": {"startTime": "T1", **status},
+    }
+    if deadline:
+        doc["spec"]["activeDeadlineSeconds"] = deadline
+    doc["status"]["conditions"] = [
+        {"type": t, "status": "True", "reason": r, "message": "", "lastTransitionTime": "T9"}
+        for t, r in conditions
+    ]
+    return doc
+
+
+def pod(phase, task=None, collector=None, created="T1", reason=None, scheduled=None):
+    status = {"phase": phase}
+    if task is not None:
+        status["initContainerStatuses"] = [{"name": constants.TASK_CONTAINER, "state": task}]
+    if collector is not None:
+        status["containerStatuses"] = [{"name": constants.COLLECTOR_CONTAINER, "state": collector}]
+    if reason:
+        status["reason"], status["message"] = reason
+    if scheduled:
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": scheduled[0],
+                "message": scheduled[1],
+            }
+        ]
+    return {
+        "metadata": {
+            "name": f"{NAME}-x",
+            "creationTimestamp": created,
+            "labels": {"batch.kubernetes.io/job-name": NAME},
+        },
+        "status": status,
+    }
+
+
+def exited(code, message="", reason="Error"):
+    return {"terminated": {"exitCode": code, "reason": reason, "message": message}}
+
+
+OK = exited(0, reason="Completed")
+RESULT = results.encode({"accuracy": 0.85, "f1": 0.5})
+
+CASES = [
+    (job(), [], "Pending", ""),
+    (
+        job(active=1),
+        [pod("Pending", {"running": {}}, {"waiting": {"reason": "PodInitializing"}})],
+        "Running",
+        "",
+    ),
+    (
+        job(active=1),
+        [pod("Pending", {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}})],
+        "Pending",
+        "task: ImagePullBackOff: no such image",
+    ),
+    (
+        job(active=1),
+        [pod("Pending", scheduled=("Unschedulable", "0/3 nodes are available"))],
+        "Pending",
+        "pod not scheduled: Unschedulable 0/3 nodes are available",
+    ),
+    (
+        job([("Complete", "")], succeeded=1, completionTime="T5"),
+        [pod("Succeeded", OK, exited(0, RESULT, "Completed"))],
+        "Succeeded",
+        "",
+    ),
+    (job([("Complete", "")], succeeded=1), [], "Failed", "its pod is gone"),
+    (
+        job([("Complete", "")], succeeded=1),
+        [pod("Succeeded", OK, exited(0, "garbage"))],
+        "Failed",
+        "collector: not a collector result",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", exited(3, "step 1\nstep 2\nKeyError: 'answer'"))],
+        "Failed",
+        "the task container exited with code 3; last output:\nstep 1\nstep 2\nKeyError",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", exited(137, "", "OOMKilled"))],
+        "Failed",
+        "the task container exited with code 137 (OOMKilled)",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", OK, exited(1, "metrics.json is empty"))],
+        "Failed",
+        "metrics.json is empty",
+    ),
+    (
+        job([("Failed", "DeadlineExceeded")], deadline=60, failed=1, active=0),
+        [pod("Failed", exited(137))],
+        "Failed",
+        "the run exceeded its timeout of 60s (timeoutSeconds) and was stopped",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=3),
+        [
+            pod("Failed", exited(1, "a"), created="T1"),
+            pod("Failed", exited(2, "b"), created="T2"),
+            pod("Failed", exited(4, "c"), created="T3"),
+        ],
+        "Failed",
+        "failed after 3 attempts: the task container exited with code 4",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", reason=("Evicted", "The node was low on memory."))],
+        "Failed",
+        "Evicted: The node was low on memory.",
+    ),
+    (job(suspend=True), [], "Pending", "waiting for admission"),
+    (
+        job(suspend=True, annotations={constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true"}),
+        [],
+        "Pending",
+        "suspended (spec.suspend is true)",
+    ),
+    (
+        job([("FailureTarget", "BackoffLimitExceeded")], active=1),
+        [pod("Running", OK, {"running": {}})],
+        "Running",
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("the_job", "pods", "state", "message"),
+    CASES,
+    ids=[
+        "a Job without pods is pending",
+        "a running task container is running, though the pod phase is Pending",
+        "an image that cannot be pulled says so",
+        "an unschedulable pod says why",
+        "a completed Job yields the collector's metrics",
+        "a completed Job whose pod is gone cannot report metrics",
+        "a corrupt collector result fails the run",
+        "a failing task gives its exit code and log tail",
+        "an OOM kill gives its reason",
+        "a collector rejection gives what was wrong with metrics.json",
+        "a deadline names the timeout",
+        "retries report attempts and the last failure",
+        "an evicted pod gives the eviction",
+        "a Job suspended by someone else waits for admission",
+        "a Job we suspended says so",
+        "a FailureTarget is not the end until Failed",
+    ],
+)
+def test_describe(the_job, pods, state, message):
+    outcome = jobstate.describe(the_job, pods)
+    assert outcome.state == state
+    if message:
+        assert message in outcome.message
+    else:
+        assert outcome.message == ""
+
+
+def test_success_carries_metrics_and_times():
+    outcome = jobstate.describe(
+        job([("Complete", "")], succeeded=1, completionTime="T5"),
+        [pod("Succeeded", OK, exited(0, RESULT, "Completed"))],
+    )
+    assert outcome.metrics == {"accuracy": 0.85, "f1": 0.5}
+    assert (outcome.start_time, outcome.completion_time, outcome.attempts) == ("T1", "T5", 1)
+
+
+def test_pods_of_other_jobs_are_ignored():
+    other = pod("Failed", exited(9, "not mine"))
+    other["metadata"]["labels"] = {"batch.kubernetes.io/job-name": "another"}
+    outcome = jobstate.describe(job([("Failed", "BackoffLimitExceeded")], failed=1), [other])
+    assert "not mine" not in outcome.message
+
+
+def test_log_tail_keeps_the_last_lines_and_bounds_length():
+    text = "\n".join(f"line {i}" for i in range(100))
+    assert jobstate.log_tail(text).splitlines() == [f"line {i}" for i in range(90, 100)]
+    assert len(jobstate.log_tail("x" * 5000)) <= jobstate.LOG_TAIL_CHARS + 3

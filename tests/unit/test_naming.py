@@ -1,0 +1,153 @@
+"""Job names, labels and the fingerprint."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from eval_operator import naming, spec
+
+BASE = {
+    "models": [
+        {
+            "name": "m1",
+            "url": "https://a.example/v1/chat/completions",
+            "auth": {"secretRef": {"name": "key", "key": "token"}},
+        }
+    ],
+    "tasks": [
+        {"name": "t1", "image": "evals/x", "args": ["a"], "env": [{"name": "A", "value": "1"}]}
+    ],
+}
+
+
+def fp(doc):
+    s = spec.parse_spec(doc)
+    return naming.fingerprint(s, s.models[0], s.tasks[0])
+
+
+def changed(mutate):
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    return doc
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["models"][0].update(name="m2"),
+        lambda d: d["models"][0].update(url="https://b.example/v1/chat/completions"),
+        lambda d: d["models"][0]["auth"].update(headerKey="X-Api-Key"),
+        lambda d: d["models"][0]["auth"]["secretRef"].update(name="other"),
+        lambda d: d["models"][0].update(auth=None),
+        lambda d: d["tasks"][0].update(image="evals/y"),
+        lambda d: d["tasks"][0].update(version="v2"),
+        lambda d: d["tasks"][0].update(command=["bash"]),
+        lambda d: d["tasks"][0].update(args=["b"]),
+        lambda d: d["tasks"][0].update(env=[{"name": "A", "value": "2"}]),
+        lambda d: d["tasks"][0].update(
+            mounts=[{"name": "d", "mountPath": "/d", "source": {"emptyDir": {}}}]
+        ),
+        lambda d: d["tasks"][0].update(resources={"requests": {"cpu": "1"}}),
+        lambda d: d.update(parameters={"MAX_CONCURRENCY": "8"}),
+        lambda d: d["models"][0].update(parameters={"TEMPERATURE": "0"}),
+        lambda d: d.update(output={"mountPath": "/out"}),
+    ],
+    ids=[
+        "model name",
+        "model url",
+        "auth header key",
+        "auth secret reference",
+        "auth removed",
+        "image",
+        "version",
+        "command",
+        "args",
+        "env",
+        "mounts",
+        "resources",
+        "spec parameters",
+        "model parameters",
+        "output",
+    ],
+)
+def test_fingerprint_changes_with_what_determines_the_result(mutate):
+    assert fp(changed(mutate)) != fp(BASE)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["tasks"][0].update(weight=5),
+        lambda d: d["tasks"][0].update(primaryMetric="f1"),
+        lambda d: d["tasks"][0].update(timeoutSeconds=60),
+        lambda d: d["tasks"][0].update(retries=3),
+        lambda d: d.update(parallelism=1, suspend=True),
+        lambda d: d.update(template={"labels": {"a": "b"}}),
+        lambda d: d["tasks"].append({"name": "t2", "image": "evals/z"}),
+        lambda d: d.update(parameters={"MAX_CONCURRENCY": "24"}),
+    ],
+    ids=[
+        "weight",
+        "primary metric",
+        "timeout",
+        "retries",
+        "parallelism and suspend",
+        "pod template",
+        "another task added",
+        "a parameter set to its default",
+    ],
+)
+def test_fingerprint_ignores_what_does_not(mutate):
+    assert fp(changed(mutate)) == fp(BASE)
+
+
+def test_literal_auth_values_never_enter_the_fingerprint():
+    a = changed(lambda d: d["models"][0].update(auth={"value": "Bearer one"}))
+    b = changed(lambda d: d["models"][0].update(auth={"value": "Bearer two"}))
+    assert fp(a) == fp(b)
+
+
+DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@pytest.mark.parametrize(
+    ("evaltask", "model", "task"),
+    [
+        ("bfcl", "deepseek-v3-2", "simple-python"),
+        ("e" * 253, "m" * 63, "t" * 63),
+        ("a" * 60, "b", "c"),
+        ("x-" * 30, "y", "z"),
+    ],
+    ids=[
+        "short names stay readable",
+        "the longest names",
+        "a long evaltask name",
+        "a truncation that would end in a dash",
+    ],
+)
+def test_job_names_fit_in_63_characters(evaltask, model, task):
+    name = naming.job_name(evaltask, model, task, "0123456789abcdef")
+    assert len(name) <= 63
+    assert DNS.match(name), name
+    assert name.endswith("-01234567")
+    assert name == naming.job_name(evaltask, model, task, "0123456789abcdef")
+
+
+def test_short_names_read_as_their_parts():
+    assert naming.job_name("bfcl", "ds", "py", "0123456789abcdef") == "bfcl-ds-py-01234567"
+
+
+def test_truncated_names_stay_unique():
+    names = {naming.job_name("e" * 100, f"model-{i}", "t" * 40, "0" * 16) for i in range(50)}
+    names |= {
+        naming.job_name("e" * 100, "model-0", f"task-{i}" + "t" * 40, "0" * 16) for i in range(50)
+    }
+    assert len(names) == 100
+
+
+def test_label_values_fit():
+    labels = naming.run_labels("e" * 253, "uid", "m", "t", "f" * 16)
+    assert all(len(v) <= 63 for v in labels.values())

@@ -1,0 +1,135 @@
+"""Runs -> phase, progress, counts, conditions, leaderboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from eval_operator import spec, status
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+T2 = datetime(2026, 1, 2, tzinfo=UTC)
+SPEC = spec.parse_spec(
+    {
+        "models": [{"name": m, "url": "http://x/v1"} for m in ("a", "b", "c")],
+        "tasks": [
+            {"name": "t1", "image": "i"},
+            {"name": "t2", "image": "i", "primaryMetric": "f1", "weight": 3},
+        ],
+    }
+)
+
+
+def run(model, task, state, metrics=None, start=None):
+    r = {
+        "model": model,
+        "task": task,
+        "state": state,
+        "job": "j",
+        "fingerprint": "f",
+        "attempts": 1,
+        "metrics": metrics or {},
+        "message": "",
+    }
+    if start:
+        r["startTime"] = start
+    if state in ("Succeeded", "Failed", "Reused"):
+        r["completionTime"] = "2026-01-01T00:10:00Z"
+    return r
+
+
+@pytest.mark.parametrize(
+    ("states", "suspend", "phase"),
+    [
+        (["Pending"] * 2, False, "Pending"),
+        (["Running", "Pending"], False, "Running"),
+        (["Succeeded", "Pending"], False, "Running"),
+        (["Succeeded", "Reused"], False, "Succeeded"),
+        (["Succeeded", "Failed"], False, "Failed"),
+        (["Succeeded", "Pending"], True, "Suspended"),
+        (["Succeeded", "Succeeded"], True, "Succeeded"),
+    ],
+    ids=[
+        "nothing started is Pending",
+        "a running run is Running",
+        "some done, some waiting is Running",
+        "all succeeded or reused is Succeeded",
+        "finished with a failure is Failed",
+        "suspended while runs remain is Suspended",
+        "suspending a finished task changes nothing",
+    ],
+)
+def test_phase(states, suspend, phase):
+    s = SPEC.model_copy(update={"suspend": suspend})
+    runs = [
+        run("a", f"t{i + 1}", st, start="2026-01-01T00:00:00Z" if st == "Running" else None)
+        for i, st in enumerate(states)
+    ]
+    assert status.summarize(s, runs, {}, 1, T)["phase"] == phase
+
+
+def test_counts_progress_and_schema():
+    runs = [
+        run("a", "t1", "Succeeded", {"acc": 1}),
+        run("a", "t2", "Failed"),
+        run("b", "t1", "Reused", {"acc": 1}),
+        run("b", "t2", "Running", start="S"),
+    ]
+    out = status.summarize(SPEC, runs, {}, 4, T)
+    assert (out["progress"], out["total"], out["completed"], out["succeeded"], out["failed"]) == (
+        "3/4",
+        4,
+        3,
+        2,
+        1,
+    )
+    assert out["observedGeneration"] == 4
+    assert out["startTime"] == "S"
+    assert "completionTime" not in out
+    status.validate(out)  # the CRD's status schema accepts it
+
+
+def test_conditions_move_only_on_a_flip():
+    runs = [run("a", "t1", "Running", start="S"), run("a", "t2", "Pending")]
+    first = status.summarize(SPEC, runs, {}, 1, T)
+    second = status.summarize(SPEC, runs, first, 1, T2)
+    assert first["conditions"] == second["conditions"]
+    runs[0] = run("a", "t1", "Succeeded", {"acc": 1})
+    runs[1] = run("a", "t2", "Succeeded", {"f1": 1})
+    third = status.summarize(SPEC, runs, second, 1, T2)
+    by_type = {c["type"]: c for c in third["conditions"]}
+    assert by_type["SpecValid"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert by_type["Complete"]["status"] == "True"
+    assert by_type["Complete"]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+    assert by_type["Progressing"]["reason"] == "AllRunsFinished"
+    assert third["completionTime"] == "2026-01-01T00:10:00Z"
+
+
+def test_leaderboard_weights_primary_metrics_and_shares_ranks():
+    runs = [
+        run("a", "t1", "Succeeded", {"acc": 0.9, "f1": 0.0}),  # primary: first metric
+        run("a", "t2", "Succeeded", {"acc": 0.0, "f1": 0.5}),  # primary: f1, weight 3
+        run("b", "t1", "Succeeded", {"acc": 0.6}),
+        run("b", "t2", "Reused", {"f1": 0.6}),
+        run("c", "t1", "Failed"),
+        run("c", "t2", "Succeeded", {"acc": 1.0}),  # no f1: does not count
+    ]
+    board = status.leaderboard(SPEC, runs)
+    assert board == [
+        {"model": "a", "score": pytest.approx((0.9 + 3 * 0.5) / 4), "rank": 1, "tasks": 2},
+        {"model": "b", "score": pytest.approx(0.6), "rank": 1, "tasks": 2},
+    ]
+
+
+def test_an_invalid_spec_keeps_earlier_results():
+    previous = status.summarize(SPEC, [run("a", "t1", "Succeeded", {"acc": 1})], {}, 1, T)
+    out = status.invalid("spec.tasks[0].image: empty", "InvalidField", previous, 2, T2)
+    assert out["phase"] == "Failed"
+    assert out["runs"] == previous["runs"]
+    valid = next(c for c in out["conditions"] if c["type"] == "SpecValid")
+    assert (valid["status"], valid["reason"], valid["observedGeneration"]) == (
+        "False",
+        "InvalidField",
+        2,
+    )
