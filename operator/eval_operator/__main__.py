@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level != "DEBUG":
+        # kopf logs every handler call at INFO; our own log says what changed.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import kopf
 
     from eval_operator import handlers, kube, reconcile, server

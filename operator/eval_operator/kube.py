@@ -16,6 +16,7 @@ Tests use a fake with the same methods (tests/handler/fake_api.py).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
@@ -118,17 +119,17 @@ class KubeApi:
     ) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
+        method, url, headers, payload, post = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         try:
-            response = self._client.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
+            response = self._client.call_api(method, url, headers, payload, post)
+            data = response.read()
         except ApiException as e:
             raise error_from_status(int(e.status or 0), str(e.body or e.reason)) from None
         except OSError as e:  # connection refused/reset, DNS, TLS
@@ -138,8 +139,10 @@ class KubeApi:
             if type(e).__module__.startswith("urllib3"):
                 raise Transient(0, "Unreachable", str(e)) from None
             raise
-        data = response.data
-        result: dict[str, Any] = json.loads(data) if data else {}
+        text = data.decode("utf-8") if isinstance(data, bytes) else str(data or "")
+        if not 200 <= response.status < 300:
+            raise error_from_status(response.status, text)
+        result: dict[str, Any] = json.loads(text) if text else {}
         return result
 
     @staticmethod
@@ -238,7 +241,12 @@ class KubeApi:
         event = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            # Named as kubectl's events are, <object>.<unique hex>; a generateName
+            # ending in "." is refused by the API server.
+            "metadata": {
+                "name": f"{meta['name'][:200]}.{time.time_ns():x}",
+                "namespace": meta["namespace"],
+            },
             "eventTime": now,
             "type": type_,
             "reason": reason,
