@@ -25,6 +25,8 @@ ALL_RUNS_FINISHED: Final = "AllRunsFinished"
 ALL_RUNS_SUCCEEDED: Final = "AllRunsSucceeded"
 RUNS_FAILED: Final = "RunsFailed"
 RUNS_REMAINING: Final = "RunsRemaining"
+MODEL_UNREACHABLE: Final = "ModelUnreachable"
+MODELS_ANSWER: Final = "ModelsAnswer"
 # Event-only reasons.
 LITERAL_AUTH_VALUE: Final = "LiteralAuthValue"
 RUN_FAILED: Final = "RunFailed"

@@ -27,6 +27,7 @@ class JobOutcome:
     completion_time: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    reused_from: str = ""
 
 
 def pods_of(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -82,6 +82,7 @@ class Api(Protocol):
     """The calls reconcile makes; each raises ApiError subclasses."""
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]: ...
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None: ...
@@ -154,6 +155,15 @@ class KubeApi:
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", self._evaltask_path(namespace, name))
+
+    def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
+        doc = self._call(
+            "GET",
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
+            f"{constants.PLURAL}",
+        )
+        items: list[dict[str, Any]] = doc.get("items") or []
+        return items
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         doc = self._call(

@@ -120,11 +120,50 @@ def _status_entry(run: DesiredRun, outcome: jobstate.JobOutcome) -> dict[str, An
         entry["startTime"] = outcome.start_time
     if outcome.completion_time:
         entry["completionTime"] = outcome.completion_time
+    if outcome.reused_from:
+        entry["reusedFrom"] = outcome.reused_from
     return entry
 
 
-def plan(evalspec: spec.EvalTaskSpec, observed: Observed) -> Plan:
+RunKey = tuple[str, str, str]  # (model, task, fingerprint)
+
+
+def reusable_runs(
+    evaltask: str, others: Sequence[Mapping[str, Any]]
+) -> dict[RunKey, jobstate.JobOutcome]:
+    """Succeeded runs of the namespace's other EvalTasks, by (model, task, fingerprint)."""
+    found: dict[RunKey, jobstate.JobOutcome] = {}
+    for other in sorted(others, key=lambda o: str(o["metadata"]["name"])):
+        name = str(other["metadata"]["name"])
+        if name == evaltask:
+            continue
+        for run in (other.get("status") or {}).get("runs") or []:
+            key = (run.get("model"), run.get("task"), run.get("fingerprint"))
+            if run.get("state") == "Succeeded" and key not in found:
+                found[key] = jobstate.JobOutcome(
+                    "Reused",
+                    start_time=run.get("startTime"),
+                    completion_time=run.get("completionTime"),
+                    metrics=dict(run.get("metrics") or {}),
+                    reused_from=name,
+                )
+    return found
+
+
+def plan(
+    evalspec: spec.EvalTaskSpec,
+    observed: Observed,
+    reusable: Mapping[RunKey, jobstate.JobOutcome] | None = None,
+    unreachable: Mapping[str, str] | None = None,
+) -> Plan:
+    """The runs' states and this pass's actions.
+
+    `reusable`: results of other EvalTasks a run may take (spec.reuse). `unreachable`:
+    model name -> why its URL did not answer the probe; such a chain does not start.
+    """
     result = Plan()
+    reusable = reusable or {}
+    unreachable = unreachable or {}
     desired = desired_runs(evalspec, observed.name)
     wanted = {(r.model.name, r.task.name, r.fingerprint) for r in desired}
     live = {_run_key(j): j for j in observed.jobs if not _terminating(j)}
@@ -150,6 +189,8 @@ def plan(evalspec: spec.EvalTaskSpec, observed: Observed) -> Plan:
             outcome = jobstate.describe(job, observed.pods)
         elif old is not None and old.get("state") in statustypes.TERMINAL_STATES:
             outcome = _from_status(old)
+        elif key in reusable:
+            outcome = reusable[key]
         elif key in terminating:
             outcome = jobstate.JobOutcome(
                 "Pending", message="waiting for its previous Job to be deleted"
@@ -169,7 +210,7 @@ def plan(evalspec: spec.EvalTaskSpec, observed: Observed) -> Plan:
 
     if result.delete or evalspec.suspend:
         return result
-    _plan_creates(evalspec, desired, result, busy_models, live)
+    _plan_creates(evalspec, desired, result, busy_models, live, unreachable)
     return result
 
 
@@ -202,6 +243,7 @@ def _plan_creates(
     result: Plan,
     busy_models: set[str],
     live: Mapping[tuple[str, str, str], Mapping[str, Any]],
+    unreachable: Mapping[str, str],
 ) -> None:
     limit = evalspec.parallelism or len(evalspec.models)
     active = len(busy_models)
@@ -215,7 +257,11 @@ def _plan_creates(
             entry = entries[(run.model.name, run.task.name)]
             if entry["state"] in statustypes.TERMINAL_STATES:
                 continue
-            if (run.model.name, run.task.name, run.fingerprint) not in live:
+            if model.name in unreachable:
+                entry["message"] = (
+                    f"waiting for the model service to answer: {unreachable[model.name]}"
+                )
+            elif (run.model.name, run.task.name, run.fingerprint) not in live:
                 result.create.append(run)
                 active += 1
             break

@@ -23,6 +23,7 @@ from eval_operator import (
     manifests,
     naming,
     plan,
+    probe,
     spec,
     statustypes,
 )
@@ -39,6 +40,7 @@ _STATUS_KEYS: Final = tuple(
 @dataclass(frozen=True)
 class Config:
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
+    prober: probe.Prober = probe.probe_url
 
 
 @dataclass
@@ -87,11 +89,25 @@ def reconcile(
     secrets += literal.values()
     if literal:
         _ensure_auth_secret(api, owner, literal)
-    the_plan = plan.plan(evalspec, observed)
+    reusable = plan.reusable_runs(name, api.list_evaltasks(namespace)) if evalspec.reuse else {}
+    the_plan = plan.plan(evalspec, observed, reusable)
+    reachability = None
+    if evalspec.probe and the_plan.create:
+        # Probe only the models whose chain is about to start, then plan again without
+        # the ones that did not answer (planning is pure, so twice is cheap).
+        reachability = _probe(config, evalspec, {r.model.name for r in the_plan.create})
+        unreachable = {m: why for m, why in reachability.items() if why}
+        if unreachable:
+            the_plan = plan.plan(evalspec, observed, reusable, unreachable)
     _act(api, owner, evalspec, the_plan, config, outcome, now)
 
     new_status = status_mod.summarize(
-        evalspec, the_plan.runs, observed.previous_status, observed.generation, now
+        evalspec,
+        the_plan.runs,
+        observed.previous_status,
+        observed.generation,
+        now,
+        reachability,
     )
     new_status = redact(new_status, secrets)
     _post_events(api, observed, evalspec, new_status, literal, outcome)
@@ -100,6 +116,11 @@ def reconcile(
     if the_plan.rerun_handled:
         api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
     return outcome
+
+
+def _probe(config: Config, evalspec: spec.EvalTaskSpec, names: set[str]) -> dict[str, str]:
+    """model name -> "" when its URL answered, else why not."""
+    return {m.name: config.prober(m.url) or "" for m in evalspec.models if m.name in names}
 
 
 def _dry_run_once(

@@ -63,8 +63,13 @@ def summarize(
     previous: Mapping[str, Any],
     generation: int,
     now: datetime,
+    reachability: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The status of a valid EvalTask whose runs are as given."""
+    """The status of a valid EvalTask whose runs are as given.
+
+    `reachability` (model -> "" or why it did not answer) is given when this pass probed
+    models; otherwise ModelReachable keeps what the last probe found.
+    """
     stamp = timestamp(now)
     states = [r["state"] for r in runs]
     total = len(runs)
@@ -118,6 +123,19 @@ def summarize(
     else:
         complete = (False, conditions.RUNS_REMAINING, f"{total - completed} runs remaining")
     conds = conditions.set_condition(conds, conditions.COMPLETE, *complete, generation, stamp)
+    if reachability is not None:
+        silent = {m: why for m, why in reachability.items() if why}
+        if silent:
+            reachable = (
+                False,
+                conditions.MODEL_UNREACHABLE,
+                "; ".join(f"{m} does not answer: {why}" for m, why in sorted(silent.items())),
+            )
+        else:
+            reachable = (True, conditions.MODELS_ANSWER, "every probed model URL answers")
+        conds = conditions.set_condition(
+            conds, conditions.MODEL_REACHABLE, *reachable, generation, stamp
+        )
 
     status: dict[str, Any] = {
         "observedGeneration": generation,

@@ -212,6 +212,10 @@ class FakeApi:
             raise kube.NotFound(404, "NotFound", f"evaltask {name} not found")
         return copy.deepcopy(self.evaltasks[(namespace, name)])
 
+    def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
+        self.calls.append("list_evaltasks")
+        return [copy.deepcopy(e) for (ns, _), e in self.evaltasks.items() if ns == namespace]
+
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_jobs")
         return [

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import kopf
 import pytest
 
-from eval_operator import handlers, kube, metrics, reconcile
+from eval_operator import handlers, kube, metrics
 from tests.handler.fake_api import FakeApi
-from tests.handler.test_reconcile import spec
+from tests.handler.test_reconcile import CONFIG, spec
 
 CLOCK = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
 
@@ -45,7 +45,7 @@ def test_a_burst_of_events_runs_serialized_and_coalesced():
     api = SlowApi()
     api.add_secret("key", {"token": "t"})
     api.add_evaltask("et", spec())
-    reconciler = handlers.Reconciler(lambda: api, reconcile.Config("runner"), CLOCK)
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
 
     async def burst():
         await asyncio.gather(*(reconciler.trigger("ns", "et") for _ in range(20)))
@@ -61,7 +61,7 @@ def test_different_evaltasks_do_not_wait_for_each_other():
     api.add_secret("key", {"token": "t"})
     for name in ("a", "b", "c"):
         api.add_evaltask(name, spec(models=("m1",), tasks=("t1",)))
-    reconciler = handlers.Reconciler(lambda: api, reconcile.Config("runner"), CLOCK)
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
 
     async def all_three():
         await asyncio.gather(*(reconciler.trigger("ns", n) for n in ("a", "b", "c")))
@@ -79,7 +79,7 @@ class BrokenApi(FakeApi):
 def test_api_errors_become_temporary_errors_and_are_counted():
     api = BrokenApi()
     api.add_evaltask("et", spec())
-    reconciler = handlers.Reconciler(lambda: api, reconcile.Config("runner"), CLOCK)
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
     before = metrics.RECONCILE_TOTAL.labels(metrics.RESULT_ERROR)._value.get()
     with pytest.raises(kopf.TemporaryError, match="etcd leader changed"):
         asyncio.run(reconciler.trigger("ns", "et"))
@@ -90,7 +90,7 @@ def test_jobs_created_are_counted():
     api = FakeApi()
     api.add_secret("key", {"token": "t"})
     api.add_evaltask("et", spec())
-    reconciler = handlers.Reconciler(lambda: api, reconcile.Config("runner"), CLOCK)
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
     before = metrics.JOBS_CREATED_TOTAL._value.get()
     asyncio.run(reconciler.trigger("ns", "et"))
     assert metrics.JOBS_CREATED_TOTAL._value.get() == before + 2

@@ -11,7 +11,7 @@ from eval_operator import constants, reconcile
 from tests.handler.fake_api import FakeApi
 
 NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
-CONFIG = reconcile.Config(runner_image="runner:test")
+CONFIG = reconcile.Config(runner_image="runner:test", prober=lambda url: None)
 
 
 def spec(models=("m1", "m2"), tasks=("t1", "t2", "t3"), **extra):
@@ -442,3 +442,67 @@ def test_rerun_annotation(api, mode, expected_creates):
 def test_a_deleted_evaltask_is_left_alone(api):
     assert run(api, "gone") is None
     assert api.calls == ["get_evaltask"]
+
+
+def test_reuse_takes_a_matching_succeeded_run_of_another_evaltask(api):
+    api.add_evaltask("first", spec(models=("m1",), tasks=("t1", "t2")))
+    run(api, "first")
+    api.succeed(job_for(api, "m1", "t1"), {"acc": 0.75})
+    run(api, "first")
+    api.fail(job_for(api, "m1", "t2"))
+    run(api, "first")
+    creates = api.calls.count("create_job")
+    api.add_evaltask("second", spec(models=("m1",), tasks=("t1", "t2"), reuse=True))
+    run(api, "second")
+    runs = api.status("second")["runs"]
+    assert runs[0]["state"] == "Reused"
+    assert runs[0]["metrics"] == {"acc": 0.75}
+    assert runs[0]["reusedFrom"] == "first"
+    assert runs[1]["state"] == "Pending", "a failed run is not reused"
+    assert api.calls.count("create_job") == creates + 1
+    [new_job] = [
+        j
+        for j in api.jobs.values()
+        if j["metadata"]["labels"][constants.LABEL_EVALTASK] == "second"
+    ]
+    assert new_job["metadata"]["labels"][constants.LABEL_TASK] == "t2"
+
+
+def test_without_reuse_nothing_is_taken_from_other_evaltasks(api):
+    api.add_evaltask("first", spec(models=("m1",), tasks=("t1",)))
+    run(api, "first")
+    api.succeed(job_for(api, "m1", "t1"), {"acc": 0.75})
+    run(api, "first")
+    api.add_evaltask("second", spec(models=("m1",), tasks=("t1",)))
+    run(api, "second")
+    assert api.status("second")["runs"][0]["state"] == "Pending"
+    assert "list_evaltasks" not in api.calls
+
+
+def test_an_unreachable_model_waits_and_others_go_on(api):
+    silent = "http://127.0.0.1:9/m1/v1/chat/completions"
+    config = reconcile.Config(
+        "runner", prober=lambda url: "ConnectError" if url == silent else None
+    )
+    api.add_evaltask("et", spec(models=("m1", "m2"), tasks=("t1",)))
+    reconcile.reconcile(api, "ns", "et", NOW, config)
+    assert [j["metadata"]["labels"][constants.LABEL_MODEL] for j in api.jobs.values()] == ["m2"]
+    status = api.status("et")
+    reachable = next(c for c in status["conditions"] if c["type"] == "ModelReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "ModelUnreachable")
+    assert "m1 does not answer: ConnectError" in reachable["message"]
+    assert "waiting for the model service" in status["runs"][0]["message"]
+    healthy = reconcile.Config("runner", prober=lambda url: None)
+    reconcile.reconcile(api, "ns", "et", NOW, healthy)
+    assert len(api.jobs) == 2
+    reachable = next(c for c in api.status("et")["conditions"] if c["type"] == "ModelReachable")
+    assert reachable["status"] == "True"
+
+
+def test_probe_false_never_probes(api):
+    def boom(url):
+        raise AssertionError("probed")
+
+    api.add_evaltask("et", spec(probe=False))
+    reconcile.reconcile(api, "ns", "et", NOW, reconcile.Config("runner", prober=boom))
+    assert len(api.jobs) == 2
