@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-unit lint typecheck crds check-crds clean
+.PHONY: install binaries test test-unit lint typecheck crds up down demo clean
+
+# The local cluster's Python helpers live in hack/localkube (not shipped).
+export PYTHONPATH := $(CURDIR)/hack
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,37 @@ typecheck: install
 ## crds: regenerate crds/evaltask.yaml from the pydantic models
 crds: install
 	$(PY) -m eval_operator.crd > crds/evaltask.yaml
+
+## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
+binaries:
+	hack/kube-binaries.sh
+
+## up: a local control plane + node + operator in the background; prints the KUBECONFIG line
+up: install binaries
+	@if [ -f .local/up.pid ] && kill -0 $$(cat .local/up.pid) 2>/dev/null; then \
+		echo "already up: export KUBECONFIG=$(CURDIR)/.local/kubeconfig"; exit 0; fi
+	@mkdir -p .local && rm -f .local/ready
+	@nohup $(PY) -m localkube up --state .local > .local/up.log 2>&1 & echo $$! > .local/up.pid
+	@for i in $$(seq 1 240); do \
+		if [ -f .local/ready ]; then break; fi; \
+		if ! kill -0 $$(cat .local/up.pid) 2>/dev/null; then cat .local/up.log; exit 1; fi; \
+		sleep 0.5; done
+	@test -f .local/ready || { echo "not ready after 120s; see .local/up.log"; exit 1; }
+	@echo "up: control plane, local node and operator are running (logs: .local/)"
+	@echo "export KUBECONFIG=$(CURDIR)/.local/kubeconfig"
+
+## down: stop everything `make up` started and remove its data
+down:
+	@if [ -f .local/up.pid ]; then \
+		pid=$$(cat .local/up.pid); kill $$pid 2>/dev/null || true; \
+		for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+		kill -9 $$pid 2>/dev/null || true; fi
+	@rm -rf .local
+	@echo "down"
+
+## demo: everything up, two mock model services, examples/demo.yaml, a results table, all down
+demo: install binaries
+	$(PY) -m localkube demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

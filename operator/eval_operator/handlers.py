@@ -132,5 +132,6 @@ async def pod_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> No
     uid = body.get("metadata", {}).get("labels", {}).get(constants.LABEL_EVALTASK_UID)
     if not uid or not namespace:
         return
-    for name in index.get(uid, []):
+    # The index is a live view that kopf updates while we await: copy it first.
+    for name in list(index.get(uid, [])):
         await _reconciler().trigger(namespace, name)

@@ -1,0 +1,1 @@
+"""A real, local Kubernetes control plane for end-to-end tests."""

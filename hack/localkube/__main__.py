@@ -1,0 +1,175 @@
+"""`python -m localkube up|demo`: a local cluster with the operator, for people.
+
+up    start the control plane, the local node and the operator, write the kubeconfig to
+      <state>/kubeconfig, and keep running until SIGTERM/SIGINT (`make down` sends it).
+demo  bring everything up in a temporary folder, start two mock model services, apply
+      examples/demo.yaml, show progress, print the results, and stop everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from localkube.cluster import ROOT, LocalCluster, load_documents
+from localkube.mockmodel import MockModel
+
+DEMO_FILE = ROOT / "examples" / "demo.yaml"
+DEMO_NAMESPACE = "demo"
+DEMO_MODELS = {"small-model": (0.55, 18431), "large-model": (0.9, 18432)}
+
+
+def up(state: Path) -> int:
+    shutil.rmtree(state / "cluster", ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
+    stop = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    cluster = LocalCluster(state / "cluster")
+    try:
+        cluster.start()
+        shutil.copy(cluster.kubeconfig, state / "kubeconfig")
+        (state / "ready").write_text("ok\n")
+        print(f"export KUBECONFIG={(state / 'kubeconfig').resolve()}", flush=True)
+        while not stop:
+            time.sleep(0.5)
+    finally:
+        cluster.stop()
+        (state / "ready").unlink(missing_ok=True)
+    return 0
+
+
+def answer_key() -> dict[str, str]:
+    """Questions and answers of the demo's evaluation sets, for the mock models."""
+    answers: dict[str, str] = {}
+    for doc in load_documents(DEMO_FILE):
+        if doc.get("kind") != "ConfigMap":
+            continue
+        data: dict[str, str] = doc.get("data") or {}  # type: ignore[assignment]
+        for name, text in data.items():
+            if name.endswith(".jsonl"):
+                for line in text.splitlines():
+                    if line.strip():
+                        row = json.loads(line)
+                        answers[row["question"]] = row["answer"]
+    return answers
+
+
+def get_evaltask(cluster: LocalCluster) -> dict[str, Any]:
+    out = cluster.kubectl("get", "evaltask", "demo", "-n", DEMO_NAMESPACE, "-o", "json").stdout
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def print_results(status: dict[str, Any]) -> None:
+    print(f"\nphase={status.get('phase')} progress={status.get('progress')}\n")
+    header = f"{'MODEL':<14}{'TASK':<12}{'STATE':<11}{'ACCURACY':>9}{'SAMPLES':>9}{'ERRORS':>8}"
+    print(header)
+    print("-" * len(header))
+    for run in status.get("runs", []):
+        m = run.get("metrics", {})
+
+        def cell(key: str, fmt: str, m: dict[str, float] = m) -> str:
+            return format(m[key], fmt) if key in m else "-"
+
+        print(
+            f"{run['model']:<14}{run['task']:<12}{run['state']:<11}"
+            f"{cell('accuracy', '.2f'):>9}{cell('samples', '.0f'):>9}{cell('errors', '.0f'):>8}"
+        )
+        if run["state"] == "Failed":
+            print(f"    {run.get('message', '')}")
+    print("\nleaderboard (weighted mean accuracy)")
+    for entry in status.get("leaderboard", []):
+        print(
+            f"  #{entry['rank']} {entry['model']:<14} {entry['score']:.3f} over "
+            f"{entry['tasks']} tasks"
+        )
+
+
+def demo(timeout: float) -> int:
+    answers = answer_key()
+    state = Path(tempfile.mkdtemp(prefix="eval-operator-demo-"))
+    models = [
+        MockModel(name, answers, accuracy, header_value="Bearer demo-token", port=port)
+        for name, (accuracy, port) in DEMO_MODELS.items()
+    ]
+    started = time.monotonic()
+    try:
+        print("starting the local control plane, node and operator ...", flush=True)
+        with LocalCluster(state) as cluster:
+            for model in models:
+                model.__enter__()
+            print(
+                f"  ready in {time.monotonic() - started:.1f}s; model services at "
+                + ", ".join(m.url for m in models),
+                flush=True,
+            )
+            cluster.kubectl("create", "namespace", DEMO_NAMESPACE)
+            print(
+                cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(DEMO_FILE)).stdout,
+                flush=True,
+            )
+            last = ""
+            deadline = time.monotonic() + timeout
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                status = get_evaltask(cluster).get("status") or {}
+                running = [
+                    f"{r['model']}/{r['task']}"
+                    for r in status.get("runs", [])
+                    if r["state"] == "Running"
+                ]
+                line = (
+                    f"{status.get('phase', 'Pending'):<10} {status.get('progress', '0/6')}"
+                    f"  running: {', '.join(running) or '-'}"
+                )
+                if line != last:
+                    print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
+                    last = line
+                if status.get("phase") in ("Succeeded", "Failed"):
+                    break
+                time.sleep(0.5)
+            else:
+                print("the demo did not finish in time", file=sys.stderr)
+                print(cluster.operator_log.read_text()[-3000:], file=sys.stderr)
+                return 1
+            print_results(status)
+            print(f"\ndemo finished in {time.monotonic() - started:.1f}s; stopping everything")
+            return 0 if status.get("phase") == "Succeeded" else 1
+    finally:
+        for model in models:
+            model.__exit__(None, None, None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localkube",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up")
+    up_parser.add_argument("--state", type=Path, default=ROOT / ".local")
+    demo_parser = sub.add_parser("demo")
+    demo_parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up(args.state)
+    return demo(args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""A whole local cluster: control plane, local node, the EvalTask CRD and the operator.
+
+One object for everything `make up`, `make demo` and the end-to-end tests need. The
+operator runs as its own process, as it would in a cluster, against the admin
+kubeconfig; tests can kill and restart it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from localkube.controlplane import ControlPlane, free_port
+from localkube.node import LocalNode
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+RUNNER_IMAGE: Final = "eval-operator/runner:dev"
+# Our own images and the local entry points the node runs for them.
+IMAGES: Final = {
+    "eval-operator/runner": [sys.executable, "-m", "eval_runner"],
+    "eval-operator/operator": [sys.executable, "-m", "eval_operator"],
+}
+
+
+def binaries() -> Path:
+    """The pinned binaries: built once by hack/kube-binaries.sh, then reused."""
+    result = subprocess.run(
+        [str(ROOT / "hack" / "kube-binaries.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        state_dir: Path,
+        bin_dir: Path | None = None,
+        images: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.images = {**IMAGES, **(images or {})}
+        self.bin_dir = bin_dir or binaries()
+        self.control_plane = ControlPlane(self.bin_dir, state_dir / "controlplane")
+        self.node: LocalNode | None = None
+        self.operator: subprocess.Popen[bytes] | None = None
+        self.operator_log = state_dir / "operator.log"
+        self.metrics_port = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, operator: bool = True) -> LocalCluster:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.control_plane.start()
+            self.node = LocalNode(self.kubeconfig, self.state_dir / "node", images=self.images)
+            self.node.start()
+            self.install_crd()
+            if operator:
+                self.start_operator()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            check=check,
+        )
+
+    def install_crd(self) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "evaltask.yaml"))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "crd/evaltasks.evaloperator.io"
+        )
+
+    def start_operator(self, *extra: str) -> None:
+        """Run the operator as a process, as it would run in a pod."""
+        self.metrics_port = self.metrics_port or free_port()
+        log = self.operator_log.open("ab")
+        self.operator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "eval_operator",
+                "--runner-image",
+                RUNNER_IMAGE,
+                "--metrics-port",
+                str(self.metrics_port),
+                "--metrics-host",
+                "127.0.0.1",
+                *extra,
+            ],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_operator_ready()
+
+    def _wait_operator_ready(self, timeout: float = 30.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.operator is not None and self.operator.poll() is not None:
+                raise RuntimeError(f"the operator exited: {self.operator_log.read_text()[-2000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.metrics_port}/healthz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the operator did not become healthy in time")
+
+    def stop_operator(self, kill: bool = False) -> None:
+        """SIGTERM (a graceful stop) or SIGKILL (a crash) the operator."""
+        if self.operator is None:
+            return
+        if self.operator.poll() is None:
+            self.operator.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.operator.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait()
+        self.operator = None
+
+    def stop(self) -> None:
+        self.stop_operator()
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+        self.control_plane.stop()
+
+
+def load_documents(path: Path) -> list[dict[str, object]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]

@@ -1,0 +1,151 @@
+"""Helpers for end-to-end tests: reading the API, polling with a deadline, EvalTask docs."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+GROUP, VERSION, PLURAL = "evaloperator.io", "v1alpha1", "evaltasks"
+# An image the node tests run: it writes its arguments as its termination message.
+ECHO_IMAGE = "example.com/tools/echo"
+ECHO = "import sys; open('/dev/termination-log', 'w').write(' '.join(sys.argv[1:]))"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Api:
+    """The few reads and writes the tests make, straight against the API server."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.ns = namespace
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def create_evaltask(
+        self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None
+    ) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EvalTask",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": spec,
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+    def evaltask(self, name: str) -> dict[str, Any]:
+        doc: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name
+        )
+        return doc
+
+    def status(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.evaltask(name).get("status") or {}
+        return status
+
+    def patch_spec(self, name: str, spec_patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec_patch}
+        )
+
+    def wait_phase(
+        self, name: str, phases: tuple[str, ...], timeout: float = 120
+    ) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            status = self.status(name)
+            ok = (
+                status.get("phase") in phases
+                and status.get("observedGeneration")
+                == self.evaltask(name)["metadata"]["generation"]
+            )
+            return status if ok else None
+
+        return wait_for(done, timeout, f"EvalTask {name} to reach {phases}")
+
+    def jobs(self) -> list[client.V1Job]:
+        return list(self.batch.list_namespaced_job(self.ns).items)
+
+    def pods(self) -> list[client.V1Pod]:
+        return list(self.core.list_namespaced_pod(self.ns).items)
+
+    def secret(self, name: str, data: dict[str, str]) -> None:
+        self.core.create_namespaced_secret(
+            self.ns, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+        )
+
+    def configmap(self, name: str, data: dict[str, str]) -> None:
+        self.core.create_namespaced_config_map(
+            self.ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data=data)
+        )
+
+
+# A task script that calls its model once (with the injected auth header), records when
+# it ran, and writes metrics.json. Its behaviour is steered by env vars.
+TASK_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time, urllib.request
+    started = time.time()
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("EVAL_AUTHORIZATION_HEADER_VALUE"):
+        headers[os.environ["EVAL_AUTHORIZATION_HEADER_KEY"]] = (
+            os.environ["EVAL_AUTHORIZATION_HEADER_VALUE"])
+    body = {"model": os.environ["EVAL_MODEL_NAME"],
+            "messages": [{"role": "user", "content": os.environ["EVAL_TASK_NAME"]}]}
+    request = urllib.request.Request(os.environ["EVAL_INFERENCE_URL"],
+                                     json.dumps(body).encode(), headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.load(response)["choices"][0]["message"]["content"]
+    time.sleep(float(os.environ.get("SLEEP", "0")))
+    print("answer:", answer, flush=True)
+    if os.environ.get("EXIT_CODE"):
+        print("the evaluation crashed: ValueError: no such split", file=sys.stderr)
+        sys.exit(int(os.environ["EXIT_CODE"]))
+    path = os.path.join(os.environ["EVAL_OUTPUT_DIR"], "metrics.json")
+    if os.environ.get("MALFORMED"):
+        open(path, "w").write(os.environ["MALFORMED"])
+        sys.exit(0)
+    metrics = [{"name": "score", "value": float(os.environ["SCORE"])},
+               {"name": "answered", "value": float(answer == "right")},
+               {"name": "started_at", "value": started},
+               {"name": "finished_at", "value": time.time()}]
+    json.dump({"metrics": metrics}, open(path, "w"))
+""")
+
+
+def task(name: str, score: float, **env: str | float) -> dict[str, Any]:
+    """A task that runs TASK_SCRIPT with `python -c` (the local node runs it directly)."""
+    variables = [{"name": "SCORE", "value": str(score)}]
+    variables += [{"name": k, "value": str(v)} for k, v in env.items()]
+    return {
+        "name": name,
+        "image": "python",
+        "version": "3.11-slim",
+        "command": ["python", "-c", TASK_SCRIPT],
+        "env": variables,
+        "timeoutSeconds": 120,
+    }
+
+
+def model(name: str, url: str, secret: str = "model-key") -> dict[str, Any]:
+    return {"name": name, "url": url, "auth": {"secretRef": {"name": secret, "key": "token"}}}
+
+
+def run_of(status: dict[str, Any], model_name: str, task_name: str) -> dict[str, Any]:
+    run: dict[str, Any] = next(
+        r for r in status["runs"] if r["model"] == model_name and r["task"] == task_name
+    )
+    return run

@@ -1,0 +1,405 @@
+"""End to end: the operator as a process against the real control plane and local node.
+
+Every assertion reads the API. Each test has its own namespace and its own model services
+(real HTTP servers on 127.0.0.1 that check the injected auth header).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from localkube.mockmodel import MockModel
+from tests.e2e.support import Api, model, run_of, task, wait_for
+
+pytestmark = pytest.mark.e2e
+TOKEN = "Bearer e2e-token-123"
+TASKS = ("alpha", "beta", "gamma", "delta")
+
+
+@pytest.fixture
+def api(cluster, api_client):
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    wait_for(lambda: _has_default_sa(core, namespace), 30, "the default service account")
+    the_api = Api(api_client, namespace)
+    the_api.secret("model-key", {"token": TOKEN})
+    yield the_api
+    core.delete_namespace(namespace)
+
+
+def _has_default_sa(core, namespace):
+    return any(
+        sa.metadata.name == "default"
+        for sa in core.list_namespaced_service_account(namespace).items
+    )
+
+
+@pytest.fixture
+def models():
+    answers = {t: "right" for t in TASKS}
+    servers = [MockModel(f"m{i}", answers, header_value=TOKEN) for i in range(1, 4)]
+    for server in servers:
+        server.__enter__()
+    yield servers
+    for server in servers:
+        server.__exit__()
+
+
+def test_two_models_three_tasks_run_serially_per_model(api, models):
+    m1, m2 = models[:2]
+    tasks = [task(t, score=i / 10) for i, t in enumerate(TASKS[:3])]
+    api.create_evaltask(
+        "serial", {"models": [model("m1", m1.url), model("m2", m2.url)], "tasks": tasks}
+    )
+    status = api.wait_phase("serial", ("Succeeded", "Failed"))
+    assert status["phase"] == "Succeeded", status
+    assert status["progress"] == "6/6"
+    assert (status["total"], status["completed"], status["succeeded"]) == (6, 6, 6)
+    for m in ("m1", "m2"):
+        runs = [run_of(status, m, t) for t in TASKS[:3]]
+        for i, run in enumerate(runs):
+            metrics = run["metrics"]
+            assert metrics["score"] == i / 10
+            assert metrics["answered"] == 1.0, "the model saw the injected auth header"
+        # One at a time, in task order: each run started after the previous finished.
+        for before, after in itertools.pairwise(runs):
+            assert before["metrics"]["finished_at"] <= after["metrics"]["started_at"]
+            assert before["completionTime"] <= after["startTime"]
+    assert m1.unauthorized == m2.unauthorized == 0
+    assert m1.requests == m2.requests == 3
+    # Pod start/finish times agree (second resolution, so <=).
+    for m in ("m1", "m2"):
+        windows = sorted(
+            (
+                _task_window(p)
+                for p in api.pods()
+                if p.metadata.labels.get("evaloperator.io/model") == m
+            ),
+            key=lambda w: w[0],
+        )
+        assert [w[2] for w in windows] == list(TASKS[:3])
+        for (_, end, _), (start, _, _) in itertools.pairwise(windows):
+            assert end <= start
+    board = status["leaderboard"]
+    assert [e["tasks"] for e in board] == [3, 3]
+    assert board[0]["score"] == pytest.approx((0 + 0.1 + 0.2) / 3)
+
+
+def _task_window(pod):
+    [state] = [s.state.terminated for s in pod.status.init_container_statuses if s.name == "task"]
+    return state.started_at, state.finished_at, pod.metadata.labels["evaloperator.io/task"]
+
+
+def test_failures_say_why_and_the_others_go_on(api, models):
+    m1 = models[0]
+    tasks = [
+        task("alpha", 0.1),
+        task("beta", 0.2, EXIT_CODE=3),
+        task("gamma", 0.3, MALFORMED='{"metrics": [{"name": "acc", "value": "high"}]}'),
+        task("delta", 0.4),
+    ]
+    api.create_evaltask("failing", {"models": [model("m1", m1.url)], "tasks": tasks})
+    status = api.wait_phase("failing", ("Succeeded", "Failed"))
+    assert status["phase"] == "Failed"
+    assert (status["succeeded"], status["failed"], status["progress"]) == (2, 2, "4/4")
+    beta = run_of(status, "m1", "beta")
+    assert beta["state"] == "Failed"
+    assert "the task container exited with code 3" in beta["message"]
+    assert "ValueError: no such split" in beta["message"]
+    gamma = run_of(status, "m1", "gamma")
+    assert gamma["state"] == "Failed"
+    assert "metrics[0].value ('acc') is a str" in gamma["message"]
+    assert run_of(status, "m1", "delta")["metrics"]["score"] == 0.4
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert complete["reason"] == "RunsFailed"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda s: s["models"][0]["auth"].update(value="inline"),
+            "exactly one of auth.secretRef or auth.value",
+        ),
+        (
+            lambda s: s["tasks"][0]["env"].append({"name": "EVAL_MODEL_NAME", "value": "x"}),
+            "env sets a reserved name",
+        ),
+        (lambda s: s["models"].append(dict(s["models"][0])), "Duplicate value"),
+        (lambda s: s["tasks"][0].update(name="Not_A_Label"), "spec.tasks[0].name"),
+        (lambda s: s.pop("models"), "spec.models: Required value"),
+    ],
+    ids=[
+        "both auth sources",
+        "a reserved env name",
+        "duplicate model names",
+        "a task name that is no DNS label",
+        "no models",
+    ],
+)
+def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, expected):
+    spec = {"models": [model("m1", models[0].url)], "tasks": [task("alpha", 1)]}
+    mutate(spec)
+    with pytest.raises(ApiException) as e:
+        api.create_evaltask("rejected", spec)
+    assert e.value.status == 422
+    assert expected in e.value.body
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason", "field"),
+    [
+        (
+            lambda s: s["models"][0]["auth"]["secretRef"].update(name="missing"),
+            "SecretNotFound",
+            "spec.models[0].auth.secretRef",
+        ),
+        (
+            lambda s: s["tasks"][0].update(
+                mounts=[
+                    {
+                        "name": "data",
+                        "mountPath": "/data",
+                        "source": {"hostPath": {"type": "Directory"}},
+                    }
+                ]
+            ),
+            "JobRejected",
+            "spec.tasks[0].mounts[0]",
+        ),
+    ],
+    ids=["a missing Secret", "a volume the API server's dry-run rejects"],
+)
+def test_what_only_the_operator_can_tell(api, models, mutate, reason, field):
+    spec = {"models": [model("m1", models[0].url)], "tasks": [task("alpha", 1)]}
+    mutate(spec)
+    api.create_evaltask("invalid", spec)
+    status = api.wait_phase("invalid", ("Failed",), timeout=30)
+    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", reason)
+    assert valid["message"].startswith(field)
+    assert api.jobs() == []
+    events = client.CoreV1Api(api.core.api_client).list_namespaced_event(api.ns).items
+    assert any(e.reason == reason and e.type == "Warning" for e in events)
+
+
+def test_a_killed_operator_neither_duplicates_nor_loses(cluster, api, models):
+    m1, m2 = models[:2]
+    tasks = [task(t, 0.5, SLEEP=1) for t in TASKS[:3]]
+    api.create_evaltask(
+        "crash", {"models": [model("m1", m1.url), model("m2", m2.url)], "tasks": tasks}
+    )
+    wait_for(lambda: len(api.jobs()) >= 2, 30, "the first Jobs")
+    seen: dict[str, str] = {}
+
+    def record():
+        for job in api.jobs():
+            seen.setdefault(job.metadata.name, job.metadata.uid)
+            assert seen[job.metadata.name] == job.metadata.uid, "a Job was recreated"
+
+    record()
+    cluster.stop_operator(kill=True)
+    time.sleep(3)  # runs finish while nobody watches
+    record()
+    cluster.start_operator()
+    status = api.wait_phase("crash", ("Succeeded", "Failed"))
+    record()
+    assert status["phase"] == "Succeeded"
+    assert len(api.jobs()) == 6 and len(seen) == 6
+    for job in api.jobs():
+        assert job.status.succeeded == 1 and not job.status.failed
+    assert m1.requests == m2.requests == 3, "no run ran twice"
+
+
+def test_deleting_the_evaltask_deletes_its_jobs_and_pods(api, models):
+    api.create_evaltask(
+        "doomed", {"models": [model("m1", models[0].url)], "tasks": [task("alpha", 1, SLEEP=30)]}
+    )
+    wait_for(lambda: api.pods(), 30, "the first pod")
+    api.custom.delete_namespaced_custom_object(
+        "evaloperator.io", "v1alpha1", api.ns, "evaltasks", "doomed"
+    )
+    wait_for(lambda: not api.jobs() and not api.pods(), 60, "Jobs and pods to be deleted")
+
+
+def test_suspend_and_resume(api, models):
+    api.create_evaltask(
+        "pausable",
+        {"models": [model("m1", models[0].url)], "tasks": [task(t, 1, SLEEP=2) for t in TASKS[:2]]},
+    )
+    wait_for(
+        lambda: any(
+            p.status.phase in ("Pending", "Running") and p.spec.node_name for p in api.pods()
+        ),
+        30,
+        "the first pod to run",
+    )
+    api.patch_spec("pausable", {"suspend": True})
+    status = api.wait_phase("pausable", ("Suspended",), timeout=30)
+    [job] = api.jobs()
+    assert job.spec.suspend is True
+    assert job.metadata.annotations["evaloperator.io/suspended-by-operator"] == "true"
+    wait_for(
+        lambda: not [p for p in api.pods() if p.status.phase in ("Pending", "Running")],
+        30,
+        "the suspended Job's pod to stop",
+    )
+    time.sleep(3)
+    assert len(api.jobs()) == 1, "no new Job while suspended"
+    assert api.status("pausable")["completed"] == 0
+    api.patch_spec("pausable", {"suspend": False})
+    status = api.wait_phase("pausable", ("Succeeded",), timeout=90)
+    assert status["progress"] == "2/2"
+    assert all(not j.spec.suspend for j in api.jobs())
+
+
+def test_editing_one_tasks_args_reruns_only_its_runs(api, models):
+    m1, m2 = models[:2]
+    spec = {
+        "models": [model("m1", m1.url), model("m2", m2.url)],
+        "tasks": [task(t, 0.1) for t in TASKS[:3]],
+    }
+    api.create_evaltask("edited", spec)
+    api.wait_phase("edited", ("Succeeded",))
+    before = {j.metadata.name: j.metadata.uid for j in api.jobs()}
+    spec["tasks"][1] = task("beta", 0.9)
+    api.patch_spec("edited", {"tasks": spec["tasks"]})
+    status = api.wait_phase("edited", ("Succeeded",))
+    after = {j.metadata.name: j.metadata.uid for j in api.jobs()}
+    kept = {n: u for n, u in after.items() if n in before}
+    assert kept == {n: u for n, u in before.items() if "-beta-" not in n}
+    assert len([n for n in after if n not in before]) == 2
+    for m in ("m1", "m2"):
+        assert run_of(status, m, "beta")["metrics"]["score"] == 0.9
+        assert run_of(status, m, "alpha")["metrics"]["score"] == 0.1
+    assert m1.requests == m2.requests == 4
+
+
+BFCL_SCRIPTS = {
+    "run.sh": """TEST_CATEGORY="simple_python"
+export MODEL_NAME=$MODEL_NAME
+export OPENAI_BASE_URL=${EVAL_INFERENCE_URL%/chat/completions}
+export OPENAI_API_KEY="${EVAL_AUTHORIZATION_HEADER_VALUE#Bearer* }"
+mkdir -p result/$MODEL_NAME
+python - <<'EOF' > result/$MODEL_NAME/answers.json
+import json, os, urllib.request
+request = urllib.request.Request(
+    os.environ["OPENAI_BASE_URL"] + "/chat/completions",
+    json.dumps({"model": os.environ["MODEL_NAME"],
+                "messages": [{"role": "user", "content": "alpha"}]}).encode(),
+    {"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"],
+     "Content-Type": "application/json"})
+print(json.dumps(json.load(urllib.request.urlopen(request, timeout=10))))
+EOF
+""",
+    "evaluate.sh": """TEST_CATEGORY="simple_python"
+export MODEL_NAME=$MODEL_NAME
+mkdir -p score/$MODEL_NAME/non_live
+python - <<'EOF'
+import json, os
+answers = json.load(open(f"result/{os.environ['MODEL_NAME']}/answers.json"))
+right = answers["choices"][0]["message"]["content"] == "right"
+path = f"score/{os.environ['MODEL_NAME']}/non_live/BFCL_v4_simple_python_score.json"
+with open(path, "w") as f:
+    f.write(json.dumps({"accuracy": 0.75 if right else 0.0, "total_count": 400}) + "\\n")
+EOF
+""",
+    "save_metric.py": """import json
+import os
+
+output_dir = os.getenv("EVAL_OUTPUT_DIR")
+model_name = os.getenv("MODEL_NAME")
+original_result_file = os.path.join(
+    "score", model_name, "non_live", "BFCL_v4_simple_python_score.json")
+with open(original_result_file) as f:
+    first_line = f.readline().strip()
+    original_result = json.loads(first_line)
+result = {"metrics": [{"name": "accuracy", "value": original_result["accuracy"]}]}
+result_file = os.path.join(output_dir, "metrics.json")
+with open(result_file, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2, ensure_ascii=False)
+""",
+}
+
+
+def test_the_bfcl_style_example(api, models):
+    api.configmap("bfcl-scripts", BFCL_SCRIPTS)
+    api.create_evaltask(
+        "bfcl-deepseek",
+        {
+            "models": [model("deepseek-v3-2", models[0].url)],
+            "tasks": [
+                {
+                    "name": "bfcl-v4-simple-python",
+                    "image": "registry.example.com/evals/bfcl",
+                    "version": "v1",
+                    "command": ["bash", "-c"],
+                    "args": [
+                        "mkdir -p $EVAL_OUTPUT_DIR/work && cd $EVAL_OUTPUT_DIR/work && "
+                        "bash /scripts/run.sh && bash /scripts/evaluate.sh && "
+                        "python /scripts/save_metric.py"
+                    ],
+                    "env": [{"name": "MODEL_NAME", "value": "deepseek-v3.2"}],
+                    "mounts": [
+                        {
+                            "name": "scripts",
+                            "mountPath": "/scripts",
+                            "readOnly": True,
+                            "source": {"configMap": {"name": "bfcl-scripts"}},
+                        }
+                    ],
+                    "primaryMetric": "accuracy",
+                }
+            ],
+            "parameters": {"MAX_CONCURRENCY": "24", "MAX_RETRY_PER_QUERY": "0"},
+        },
+    )
+    status = api.wait_phase("bfcl-deepseek", ("Succeeded", "Failed"))
+    assert status["phase"] == "Succeeded", status
+    [run] = status["runs"]
+    assert run["metrics"] == {"accuracy": 0.75}
+    assert status["leaderboard"] == [
+        {"model": "deepseek-v3-2", "score": 0.75, "rank": 1, "tasks": 1}
+    ]
+    assert models[0].unauthorized == 0
+
+
+def test_parallelism_one_runs_one_job_at_a_time(api, models):
+    most = {"active": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            active = [j for j in api.jobs() if (j.status.active or 0) > 0]
+            most["active"] = max(most["active"], len(active))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        api.create_evaltask(
+            "one-at-a-time",
+            {
+                "models": [model(f"m{i}", m.url) for i, m in enumerate(models, 1)],
+                "tasks": [task("alpha", 1, SLEEP=0.5)],
+                "parallelism": 1,
+            },
+        )
+        status = api.wait_phase("one-at-a-time", ("Succeeded",))
+    finally:
+        stop.set()
+        watcher.join()
+    assert most["active"] == 1
+    windows = sorted(
+        (r["metrics"]["started_at"], r["metrics"]["finished_at"]) for r in status["runs"]
+    )
+    for (_, end), (start, _) in itertools.pairwise(windows):
+        assert end <= start, "two runs overlapped"
