@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install binaries test test-unit lint typecheck crds up down demo clean
+.PHONY: install deps binaries test test-unit lint typecheck crds up down demo clean
 
 # The local cluster's Python helpers live in hack/localkube (not shipped).
 export PYTHONPATH := $(CURDIR)/hack
@@ -16,8 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+## deps: system packages the tests use: Debian's prometheus (root, as on CI)
+deps:
+	@command -v prometheus >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 ## test: lint, type-check and run every test tier
-test: install lint typecheck
+test: install deps lint typecheck
 	$(PY) -m pytest
 
 ## test-unit: the fast tiers only (pure tables and handler level)

@@ -58,7 +58,12 @@ class Reconciler:
                 self._api_factory(), namespace, name, self._clock(), self._config
             )
             result = metrics.RESULT_INVALID if outcome and outcome.invalid else metrics.RESULT_OK
-            if outcome:
+            if outcome is None:
+                metrics.forget(namespace, name)
+            else:
+                metrics.record_status(namespace, name, outcome.status)
+                for task, seconds in outcome.finished:
+                    metrics.observe_run(task, seconds)
                 metrics.JOBS_CREATED_TOTAL.inc(len(outcome.created))
                 if outcome.created or outcome.deleted:
                     log.info(
@@ -104,6 +109,13 @@ async def evaltask_changed(namespace: str | None, name: str, **_: Any) -> None:
 )
 async def evaltask_timer(namespace: str | None, name: str, **_: Any) -> None:
     await _reconciler().trigger(namespace or "", name)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
+async def evaltask_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    # No finalizer (nothing to clean up but our own series): notice deletion by its event.
+    if type == "DELETED" and namespace:
+        metrics.forget(namespace, name)
 
 
 def _owner_name(body: kopf.Body) -> str | None:

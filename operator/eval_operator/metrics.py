@@ -1,18 +1,30 @@
 """Prometheus metrics of the operator, in one module.
 
-Names share the `eval_operator_` prefix and use base units; label values are bounded
-(results are the constants below).
+Names share the `eval_operator_` prefix, use base units (seconds, ratios) and `_total` for
+counters. Label values are bounded:
+- `result` and `state` take the constants below;
+- `namespace`, `evaltask`, `model`, `task` follow the EvalTasks that exist: the series of
+  an EvalTask go away when it is deleted, and those of a run or metric when an edit
+  removes it;
+- `metric` is capped at MAX_METRICS_PER_RUN names per run (the first ones, in the order
+  metrics.json gives them), so one run adds at most that many `run_metric` series.
+So the series count is about: EvalTasks x (1 + 5 states) + runs x (metrics per run, <= 50).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import contextlib
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RESULT_OK: Final = "ok"
 RESULT_INVALID: Final = "invalid"
 RESULT_ERROR: Final = "error"
+STATES: Final = ("Pending", "Running", "Succeeded", "Failed", "Reused")
+MAX_METRICS_PER_RUN: Final = 50
 
 RECONCILE_TOTAL: Final = Counter(
     "eval_operator_reconcile_total", "Reconcile passes by result.", ["result"]
@@ -23,3 +35,65 @@ RECONCILE_SECONDS: Final = Histogram(
 JOBS_CREATED_TOTAL: Final = Counter(
     "eval_operator_jobs_created_total", "Jobs created for evaluation runs."
 )
+PROGRESS_RATIO: Final = Gauge(
+    "eval_operator_evaltask_progress_ratio",
+    "Completed runs / total runs of an EvalTask (0..1).",
+    ["namespace", "evaltask"],
+)
+RUNS: Final = Gauge(
+    "eval_operator_evaltask_runs",
+    "Runs of an EvalTask by state.",
+    ["namespace", "evaltask", "state"],
+)
+RUN_SECONDS: Final = Histogram(
+    "eval_operator_run_duration_seconds",
+    "Duration of finished runs (Job start to finish), by task.",
+    ["task"],
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+RUN_METRIC: Final = Gauge(
+    "eval_operator_run_metric",
+    "A result metric of a run, as its metrics.json gave it.",
+    ["namespace", "evaltask", "model", "task", "metric"],
+)
+
+_lock = threading.Lock()
+# (namespace, evaltask) -> the RUN_METRIC label sets we exported, to remove stale ones.
+_run_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+
+def record_status(namespace: str, evaltask: str, status: Mapping[str, Any]) -> None:
+    """Export an EvalTask's status: progress, runs by state, and its runs' metrics."""
+    total = int(status.get("total") or 0)
+    completed = int(status.get("completed") or 0)
+    runs = status.get("runs") or []
+    series: set[tuple[str, ...]] = set()
+    for run in runs:
+        for name, value in list((run.get("metrics") or {}).items())[:MAX_METRICS_PER_RUN]:
+            labels = (namespace, evaltask, str(run["model"]), str(run["task"]), str(name))
+            series.add(labels)
+            RUN_METRIC.labels(*labels).set(float(value))
+    with _lock:
+        for stale in _run_series.get((namespace, evaltask), set()) - series:
+            RUN_METRIC.remove(*stale)
+        _run_series[(namespace, evaltask)] = series
+    PROGRESS_RATIO.labels(namespace, evaltask).set(completed / total if total else 0.0)
+    for state in STATES:
+        count = sum(1 for r in runs if r.get("state") == state)
+        RUNS.labels(namespace, evaltask, state).set(count)
+
+
+def forget(namespace: str, evaltask: str) -> None:
+    """Remove every series of a deleted EvalTask."""
+    with _lock:
+        for labels in _run_series.pop((namespace, evaltask), set()):
+            RUN_METRIC.remove(*labels)
+    for gauge, extra in ((PROGRESS_RATIO, [()]), (RUNS, [(s,) for s in STATES])):
+        for suffix in extra:
+            # KeyError: never exported, e.g. deleted before its first pass.
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, evaltask, *suffix)
+
+
+def observe_run(task: str, seconds: float) -> None:
+    RUN_SECONDS.labels(task).observe(max(seconds, 0.0))

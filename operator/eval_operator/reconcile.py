@@ -52,6 +52,9 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     status_written: bool = False
     invalid: bool = False
+    status: dict[str, Any] = field(default_factory=dict)
+    # (task, seconds) of the runs that finished in this pass, for the duration histogram.
+    finished: list[tuple[str, float]] = field(default_factory=list)
 
 
 def reconcile(
@@ -112,6 +115,8 @@ def reconcile(
     new_status = redact(new_status, secrets)
     _post_events(api, observed, evalspec, new_status, literal, outcome)
     outcome.phase = new_status["phase"]
+    outcome.status = new_status
+    outcome.finished = finished_runs(observed.previous_status, new_status)
     outcome.status_written = _write_status(api, observed, new_status)
     if the_plan.rerun_handled:
         api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
@@ -310,7 +315,7 @@ def _report_invalid(
         log.warning("%s/%s: invalid spec: %s", observed.namespace, observed.name, message)
         _event(api, observed.evaltask, "Warning", reason, message)
     written = _write_status(api, observed, new_status)
-    return Outcome(phase="Failed", status_written=written, invalid=True)
+    return Outcome(phase="Failed", status_written=written, invalid=True, status=new_status)
 
 
 def _ensure_auth_secret(api: kube.Api, owner: manifests.Owner, values: dict[str, str]) -> None:
@@ -446,6 +451,29 @@ def _post_events(
                 conditions.RUN_SUCCEEDED,
                 f"{where} succeeded: " + ", ".join(f"{k}={v:g}" for k, v in run["metrics"].items()),
             )
+
+
+def finished_runs(
+    previous: Mapping[str, Any], new_status: Mapping[str, Any]
+) -> list[tuple[str, float]]:
+    """Runs that reached Succeeded or Failed in this pass, with how long their Job ran."""
+    before = {
+        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
+        for r in previous.get("runs") or []
+    }
+    done = []
+    for run in new_status.get("runs") or []:
+        key = (run["model"], run["task"], run["fingerprint"])
+        if run["state"] in ("Succeeded", "Failed") and before.get(key) != run["state"]:
+            start, end = run.get("startTime"), run.get("completionTime")
+            if start and end:
+                seconds = (_parse_time(end) - _parse_time(start)).total_seconds()
+                done.append((run["task"], seconds))
+    return done
+
+
+def _parse_time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _event(

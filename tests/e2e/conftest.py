@@ -7,6 +7,7 @@ when a test fails or the run is interrupted.
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,8 @@ from kubernetes import client, config
 
 from localkube.cluster import LocalCluster
 from localkube.controlplane import ControlPlane
-from tests.e2e.support import ECHO, ECHO_IMAGE
+from localkube.mockmodel import MockModel
+from tests.e2e.support import ECHO, ECHO_IMAGE, TASKS, TOKEN, Api, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,35 @@ def api_client(cluster: LocalCluster) -> Iterator[client.ApiClient]:
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     yield api
     api.close()
+
+
+@pytest.fixture
+def api(cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[Api]:
+    """A namespace of its own, with the Secret `model-key` holding TOKEN."""
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    wait_for(lambda: _has_default_sa(core, namespace), 30, "the default service account")
+    the_api = Api(api_client, namespace)
+    the_api.secret("model-key", {"token": TOKEN})
+    yield the_api
+    core.delete_namespace(namespace)
+
+
+def _has_default_sa(core, namespace):
+    return any(
+        sa.metadata.name == "default"
+        for sa in core.list_namespaced_service_account(namespace).items
+    )
+
+
+@pytest.fixture
+def models() -> Iterator[list[MockModel]]:
+    """Three model services that answer every task name right and check the token."""
+    answers = {t: "right" for t in TASKS}
+    servers = [MockModel(f"m{i}", answers, header_value=TOKEN) for i in range(1, 4)]
+    for server in servers:
+        server.__enter__()
+    yield servers
+    for server in servers:
+        server.__exit__()

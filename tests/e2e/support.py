@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 GROUP, VERSION, PLURAL = "evaloperator.io", "v1alpha1", "evaltasks"
+TOKEN = "Bearer e2e-token-123"
+TASKS = ("alpha", "beta", "gamma", "delta")
 # An image the node tests run: it writes its arguments as its termination message.
 ECHO_IMAGE = "example.com/tools/echo"
 ECHO = "import sys; open('/dev/termination-log', 'w').write(' '.join(sys.argv[1:]))"

@@ -9,48 +9,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import uuid
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from localkube.mockmodel import MockModel
-from tests.e2e.support import Api, model, run_of, task, wait_for
+from tests.e2e.support import TASKS, model, run_of, task, wait_for
 
 pytestmark = pytest.mark.e2e
-TOKEN = "Bearer e2e-token-123"
-TASKS = ("alpha", "beta", "gamma", "delta")
-
-
-@pytest.fixture
-def api(cluster, api_client):
-    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    wait_for(lambda: _has_default_sa(core, namespace), 30, "the default service account")
-    the_api = Api(api_client, namespace)
-    the_api.secret("model-key", {"token": TOKEN})
-    yield the_api
-    core.delete_namespace(namespace)
-
-
-def _has_default_sa(core, namespace):
-    return any(
-        sa.metadata.name == "default"
-        for sa in core.list_namespaced_service_account(namespace).items
-    )
-
-
-@pytest.fixture
-def models():
-    answers = {t: "right" for t in TASKS}
-    servers = [MockModel(f"m{i}", answers, header_value=TOKEN) for i in range(1, 4)]
-    for server in servers:
-        server.__enter__()
-    yield servers
-    for server in servers:
-        server.__exit__()
 
 
 def test_two_models_three_tasks_run_serially_per_model(api, models):
