@@ -9,8 +9,12 @@ Module map (pure modules never import kubernetes, kopf or httpx):
   manifests   build_job / build_auth_secret as plain dicts
   jobstate    one Job and its pods -> the state of its run
   status      runs -> phase, progress, conditions, leaderboard
+  conditions  condition types, reasons, and the transition-time rule
   reconcile   one pass: observe, validate, plan, act, write status (through kube.Api)
+  checks      what only the operator can check: references, server-side dry-run
+  probe       does a model URL answer (spec.probe)
   kube        the thin wrapper over the Kubernetes client, and its error tree
+  metrics     Prometheus metrics; server serves them with the health endpoints
   handlers    kopf wiring: every event calls the same reconcile
 """
 

@@ -7,16 +7,15 @@ exactly where the API says things are. All I/O goes through `kube.Api`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from eval_operator import (
+    checks,
     conditions,
     constants,
     kube,
@@ -79,7 +78,7 @@ def reconcile(
     secrets: list[str] = []
     try:
         evalspec = spec.parse_spec(body.get("spec"))
-        problems = check_references(api, namespace, evalspec, secrets)
+        problems = checks.check_references(api, namespace, evalspec, secrets)
         if not problems:
             problems = _dry_run_once(api, owner, evalspec, config, observed)
         if problems:
@@ -142,165 +141,7 @@ def _dry_run_once(
             return []
         if cond.get("reason") == conditions.JOB_REJECTED:
             return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
-    return dry_run(api, owner, evalspec, config)
-
-
-def check_references(
-    api: kube.Api, namespace: str, evalspec: spec.EvalTaskSpec, secret_values: list[str]
-) -> list[spec.SpecProblem]:
-    """Referenced Secrets and ConfigMaps (and their keys) must exist; optional ones may not.
-
-    Values of auth Secrets are appended to `secret_values`, so messages can be redacted.
-    """
-    problems: list[spec.SpecProblem] = []
-    cache: dict[tuple[str, str], dict[str, Any] | None] = {}
-
-    def read(kind: str, name: str) -> dict[str, Any] | None:
-        if (kind, name) not in cache:
-            reader = api.read_secret if kind == "Secret" else api.read_configmap
-            try:
-                cache[(kind, name)] = reader(namespace, name)
-            except kube.NotFound:
-                cache[(kind, name)] = None
-        return cache[(kind, name)]
-
-    def need(where: str, kind: str, name: str, key: str | None) -> dict[str, Any] | None:
-        obj = read(kind, name)
-        missing, key_missing = (
-            (conditions.SECRET_NOT_FOUND, conditions.SECRET_KEY_NOT_FOUND)
-            if kind == "Secret"
-            else (conditions.CONFIGMAP_NOT_FOUND, conditions.CONFIGMAP_KEY_NOT_FOUND)
-        )
-        if obj is None:
-            problems.append(
-                spec.SpecProblem(
-                    where, missing, f"{kind} {name!r} not found in namespace {namespace!r}"
-                )
-            )
-            return None
-        keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
-        if key is not None and key not in keys:
-            problems.append(
-                spec.SpecProblem(where, key_missing, f"{kind} {name!r} has no key {key!r}")
-            )
-            return None
-        return obj
-
-    for mi, model in enumerate(evalspec.models):
-        ref = model.auth.secret_ref if model.auth else None
-        if ref is not None:
-            secret = need(f"spec.models[{mi}].auth.secretRef", "Secret", ref.name, ref.key)
-            if secret is not None:
-                secret_values.append(_decode(secret["data"][ref.key]))
-    for ti, task in enumerate(evalspec.tasks):
-        for ei, env in enumerate(task.env):
-            source = env.value_from or {}
-            for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
-                ref_doc = source.get(key)
-                if isinstance(ref_doc, dict) and not ref_doc.get("optional"):
-                    need(
-                        f"spec.tasks[{ti}].env[{ei}].valueFrom.{key}",
-                        kind,
-                        str(ref_doc.get("name", "")),
-                        str(ref_doc.get("key", "")),
-                    )
-        for mi, mount in enumerate(task.mounts):
-            src = mount.source
-            if src.secret and not src.secret.get("optional"):
-                need(
-                    f"spec.tasks[{ti}].mounts[{mi}].source.secret",
-                    "Secret",
-                    str(src.secret.get("secretName", "")),
-                    None,
-                )
-            if src.config_map and not src.config_map.get("optional"):
-                need(
-                    f"spec.tasks[{ti}].mounts[{mi}].source.configMap",
-                    "ConfigMap",
-                    str(src.config_map.get("name", "")),
-                    None,
-                )
-    return problems
-
-
-def _decode(data: str) -> str:
-    try:
-        return base64.b64decode(data).decode("utf-8", errors="replace")
-    except ValueError:
-        return ""
-
-
-_POD_TEMPLATE_FIELDS: Final = {
-    "tolerations": "tolerations",
-    "nodeSelector": "nodeSelector",
-    "securityContext": "securityContext",
-    "imagePullSecrets": "imagePullSecrets",
-    "priorityClassName": "priorityClassName",
-    "serviceAccountName": "serviceAccountName",
-}
-
-
-def spec_field_for(job_field: str, model_index: int, task_index: int) -> str:
-    """Translate a rejected Job field into the EvalTask field a user edits."""
-    pod = "spec.template.spec."
-    if job_field.startswith(pod):
-        rest = job_field[len(pod) :]
-        match = re.match(r"volumes\[(\d+)\]", rest) or re.match(
-            r"initContainers\[0\]\.volumeMounts\[(\d+)\]", rest
-        )
-        if match and int(match.group(1)) >= 1:
-            return f"spec.tasks[{task_index}].mounts[{int(match.group(1)) - 1}]"
-        for key, target in _POD_TEMPLATE_FIELDS.items():
-            if rest.startswith(key):
-                return f"spec.template.{target}"
-        match = re.match(r"initContainers\[0\]\.(image|resources|command|args|env)", rest)
-        if match:
-            if match.group(1) == "env":
-                return f"spec.tasks[{task_index}].env (or spec.models[{model_index}])"
-            name = "version" if match.group(1) == "image" else match.group(1)
-            return f"spec.tasks[{task_index}].{name}"
-    if job_field.startswith("metadata.labels") or job_field.startswith(
-        "spec.template.metadata.labels"
-    ):
-        return "spec.template.labels"
-    if "annotations" in job_field:
-        return "spec.template.annotations"
-    return f"spec.tasks[{task_index}]"
-
-
-def dry_run(
-    api: kube.Api, owner: manifests.Owner, evalspec: spec.EvalTaskSpec, config: Config
-) -> list[spec.SpecProblem]:
-    """Ask the API server whether it would accept our Jobs (server-side dry-run).
-
-    Each task is tried with the first model and each model with the first task: every
-    part of every Job is checked with len(models) + len(tasks) - 1 requests, not M x T.
-    """
-    pairs = [(0, ti) for ti in range(len(evalspec.tasks))]
-    pairs += [(mi, 0) for mi in range(1, len(evalspec.models))]
-    problems: list[spec.SpecProblem] = []
-    for mi, ti in pairs:
-        model, task = evalspec.models[mi], evalspec.tasks[ti]
-        job = manifests.build_job(owner, evalspec, model, task, config.runner_image)
-        try:
-            api.create_job(job, dry_run=True)
-        except kube.Conflict:
-            continue  # the Job exists already, so it was accepted
-        except kube.Invalid as e:
-            causes = e.causes or [{"field": "", "message": e.message}]
-            for cause in causes:
-                where = spec_field_for(cause["field"], mi, ti)
-                problems.append(
-                    spec.SpecProblem(
-                        where,
-                        conditions.JOB_REJECTED,
-                        f"the API server rejects the Job for model {model.name!r}, task "
-                        f"{task.name!r}: {cause['field']}: {cause['message']}".replace(
-                            ": : ", ": "
-                        ),
-                    )
-                )
-    return problems
+    return checks.dry_run(api, owner, evalspec, config.runner_image)
 
 
 def _report_invalid(

@@ -121,6 +121,15 @@ class FakeApi:
             "status": status,
         }
 
+    def _drop_pods(self, job_name: str) -> None:
+        """What the Job controller and garbage collector do to a Job's old pods."""
+        for key in [
+            k
+            for k, p in self.pods.items()
+            if p["metadata"]["labels"].get("batch.kubernetes.io/job-name") == job_name
+        ]:
+            del self.pods[key]
+
     def start(self, job_name: str, namespace: str = "ns") -> None:
         job = self.jobs[(namespace, job_name)]
         job["status"] = {"active": 1, "startTime": T0}
@@ -139,12 +148,7 @@ class FakeApi:
         message: str | None = None,
     ) -> None:
         job = self.jobs[(namespace, job_name)]
-        for key in [
-            k
-            for k, p in self.pods.items()
-            if p["metadata"]["labels"]["batch.kubernetes.io/job-name"] == job_name
-        ]:
-            del self.pods[key]
+        self._drop_pods(job_name)
         self._pod(
             job,
             "Succeeded",
@@ -175,12 +179,7 @@ class FakeApi:
         reason: str = "BackoffLimitExceeded",
     ) -> None:
         job = self.jobs[(namespace, job_name)]
-        for key in [
-            k
-            for k, p in self.pods.items()
-            if p["metadata"]["labels"]["batch.kubernetes.io/job-name"] == job_name
-        ]:
-            del self.pods[key]
+        self._drop_pods(job_name)
         if collector_message is None:
             init = {"terminated": {"exitCode": exit_code, "reason": "Error", "message": log}}
             self._pod(job, "Failed", init, {"waiting": {"reason": "PodInitializing"}})
@@ -252,12 +251,7 @@ class FakeApi:
         if (namespace, name) not in self.jobs:
             raise kube.NotFound(404, "NotFound", name)
         del self.jobs[(namespace, name)]
-        for key in [
-            k
-            for k, p in self.pods.items()
-            if p["metadata"]["labels"].get("batch.kubernetes.io/job-name") == name
-        ]:
-            del self.pods[key]
+        self._drop_pods(name)
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.calls.append("patch_job")
