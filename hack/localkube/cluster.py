@@ -80,19 +80,35 @@ class LocalCluster:
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
             input=stdin,
             text=True,
             capture_output=True,
-            check=check,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
 
-    def install_crd(self) -> None:
+    def install_crd(self, timeout: float = 60.0) -> None:
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "evaltask.yaml"))
-        self.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s", "crd/evaltasks.evaloperator.io"
-        )
+        # Poll rather than `kubectl wait`, which gives up at once if discovery lags.
+        deadline = time.monotonic() + timeout
+        conditions = ""
+        while time.monotonic() < deadline:
+            result = self.kubectl(
+                "get",
+                "crd",
+                "evaltasks.evaloperator.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            )
+            conditions = result.stdout.strip() or result.stderr.strip()
+            if conditions == "True":
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the EvalTask CRD was not Established in {timeout}s: {conditions}")
 
     def start_operator(self, *extra: str) -> None:
         """Run the operator as a process, as it would run in a pod."""
