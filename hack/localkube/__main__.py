@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eval_runner import config, samples
 from localkube.cluster import ROOT, LocalCluster, load_documents
 from localkube.mockmodel import MockModel
 
@@ -51,19 +52,22 @@ def up(state: Path) -> int:
     return 0
 
 
-def answer_key() -> dict[str, str]:
-    """Questions and answers of the demo's evaluation sets, for the mock models."""
-    answers: dict[str, str] = {}
+def demo_tasks() -> list[dict[str, Any]]:
     for doc in load_documents(DEMO_FILE):
-        if doc.get("kind") != "ConfigMap":
-            continue
-        data: dict[str, str] = doc.get("data") or {}  # type: ignore[assignment]
-        for name, text in data.items():
-            if name.endswith(".jsonl"):
-                for line in text.splitlines():
-                    if line.strip():
-                        row = json.loads(line)
-                        answers[row["question"]] = row["answer"]
+        if doc.get("kind") == "EvalTask":
+            spec: dict[str, Any] = doc["spec"]  # type: ignore[assignment]
+            return list(spec["tasks"])
+    raise ValueError(f"{DEMO_FILE} has no EvalTask")
+
+
+def answer_key() -> dict[str, str]:
+    """Questions and answers of the builtin sets the demo's tasks run, for the mock models."""
+    answers: dict[str, str] = {}
+    for task in demo_tasks():
+        env = {e["name"]: e.get("value", "") for e in task.get("env", [])}
+        for sample in samples.load(env["EVAL_DATASET"], config.Fields()):
+            if sample.query is not None and sample.answers:
+                answers[sample.query] = sample.answers[0]
     return answers
 
 
@@ -74,26 +78,33 @@ def get_evaltask(cluster: LocalCluster) -> dict[str, Any]:
 
 
 def print_results(status: dict[str, Any]) -> None:
+    """The runner's metrics per run: the task's primary score, samples, errors, latency."""
+    primary = {t["name"]: t.get("primaryMetric", "") for t in demo_tasks()}
     print(f"\nphase={status.get('phase')} progress={status.get('progress')}\n")
-    header = f"{'MODEL':<14}{'TASK':<12}{'STATE':<11}{'ACCURACY':>9}{'SAMPLES':>9}{'ERRORS':>8}"
+    header = (
+        f"{'MODEL':<13}{'TASK':<17}{'STATE':<11}{'METRIC':<17}{'SCORE':>6}"
+        f"{'SAMPLES':>9}{'ERRORS':>8}{'P95(s)':>8}"
+    )
     print(header)
     print("-" * len(header))
     for run in status.get("runs", []):
         m = run.get("metrics", {})
+        metric = primary.get(run["task"], "")
 
         def cell(key: str, fmt: str, m: dict[str, float] = m) -> str:
             return format(m[key], fmt) if key in m else "-"
 
         print(
-            f"{run['model']:<14}{run['task']:<12}{run['state']:<11}"
-            f"{cell('accuracy', '.2f'):>9}{cell('samples', '.0f'):>9}{cell('errors', '.0f'):>8}"
+            f"{run['model']:<13}{run['task']:<17}{run['state']:<11}{metric:<17}"
+            f"{cell(metric, '.3f'):>6}{cell('samples', '.0f'):>9}{cell('errors', '.0f'):>8}"
+            f"{cell('latency_p95_seconds', '.3f'):>8}"
         )
         if run["state"] == "Failed":
             print(f"    {run.get('message', '')}")
-    print("\nleaderboard (weighted mean accuracy)")
+    print("\nleaderboard (weighted mean of each task's primary metric)")
     for entry in status.get("leaderboard", []):
         print(
-            f"  #{entry['rank']} {entry['model']:<14} {entry['score']:.3f} over "
+            f"  #{entry['rank']} {entry['model']:<13} {entry['score']:.3f} over "
             f"{entry['tasks']} tasks"
         )
 
@@ -102,7 +113,7 @@ def demo(timeout: float) -> int:
     answers = answer_key()
     state = Path(tempfile.mkdtemp(prefix="eval-operator-demo-"))
     models = [
-        MockModel(name, answers, accuracy, header_value="Bearer demo-token", port=port)
+        MockModel(name, answers, accuracy, header_value="Bearer demo-token", port=port, backlog=64)
         for name, (accuracy, port) in DEMO_MODELS.items()
     ]
     started = time.monotonic()

@@ -17,6 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        backlog: int | None,
+    ) -> None:
+        if backlog is not None:
+            self.request_queue_size = backlog  # read by listen() in server_activate
+        super().__init__(address, handler)
+
+
 class MockModel:
     def __init__(
         self,
@@ -26,7 +38,10 @@ class MockModel:
         header_key: str = "Authorization",
         header_value: str | None = None,
         port: int = 0,
+        backlog: int | None = None,
     ) -> None:
+        """`backlog`: the listen queue; the standard library's 5 resets connections when
+        more clients than that connect at once (the runner opens MAX_CONCURRENCY)."""
         self.name = name
         self.answers = dict(answers)
         self.accuracy = accuracy
@@ -35,7 +50,7 @@ class MockModel:
         self.requests = 0
         self.unauthorized = 0
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = _Server(("127.0.0.1", port), self._handler(), backlog)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("collect",)
+COMMANDS = ("run", "collect")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         print(f"usage: python -m eval_runner {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
         return 2
+    if args[0] == "run":
+        from eval_runner import run
+
+        return run.main(args[1:])
     from eval_runner import collect
 
     return collect.main(args[1:])

@@ -1,0 +1,156 @@
+"""Calls to an OpenAI-compatible service: one request body in, one Completion out.
+
+The retry policy lives here: timeouts, connection errors, 429 and 5xx are retried up to
+`retries` times with full-jitter backoff (or the server's Retry-After); any other answer
+is final. A request that still fails raises SampleError, whose message is what the user
+reads in reviews.jsonl and report.json, so it says what happened in plain words and never
+contains the auth header's value. Every httpx exception stops at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from eval_runner import backoff
+from eval_runner.config import Endpoint, Retry
+from eval_runner.errors import SampleError
+
+_SNIPPET: Final = 200  # characters of a bad reply quoted in an error
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    latency: float  # seconds, of the attempt that succeeded
+    attempts: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class ModelClient:
+    """One service, one pooled httpx.AsyncClient, one retry policy."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        http: httpx.AsyncClient,
+        timeout: float,
+        retry: Retry,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.http = http
+        self.timeout = timeout
+        self.retry = retry
+        self.rng = rng or random.Random()
+        self.wall_clock = wall_clock
+        self.url = httpx.URL(endpoint.url)
+        self.headers = {"Content-Type": "application/json"}
+        if endpoint.header_value is not None:
+            self.headers[endpoint.header_key] = endpoint.header_value
+
+    async def complete(self, body: dict[str, Any]) -> Completion:
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self._attempt(content, attempts)
+            except _Retryable as e:
+                if attempts > self.retry.retries:
+                    raise SampleError(self._final(str(e), attempts), attempts) from None
+                delay = e.delay
+                if delay is None:
+                    delay = backoff.full_jitter(
+                        attempts - 1, self.retry.backoff_base, self.retry.backoff_max, self.rng
+                    )
+                await asyncio.sleep(delay)
+            except SampleError as e:
+                raise SampleError(self._final(str(e), attempts), attempts) from None
+
+    async def _attempt(self, content: bytes, attempts: int) -> Completion:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self.http.post(self.url, content=content, headers=self.headers)
+        except TimeoutError:
+            raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
+        except httpx.TimeoutException:
+            raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
+        except httpx.TransportError as e:
+            raise _Retryable(_transport_reason(e)) from None
+        except httpx.RequestError as e:  # a body that cannot be decoded, say: not transient
+            raise SampleError(f"{type(e).__name__}: {e}") from None
+        latency = time.monotonic() - started
+        status = response.status_code
+        if status == 429 or status >= 500:
+            delay = backoff.retry_after(response.headers.get("Retry-After"), self.wall_clock())
+            raise _Retryable(f"HTTP {status}: {_snippet(response.text)}", delay)
+        if status != 200:
+            hint = ""
+            if status in (401, 403):
+                hint = " (check EVAL_AUTHORIZATION_HEADER_KEY and EVAL_AUTHORIZATION_HEADER_VALUE)"
+            raise SampleError(f"HTTP {status}: {_snippet(response.text)}{hint}")
+        text, prompt_tokens, completion_tokens = parse_reply(response.content, self.endpoint.api)
+        return Completion(text, latency, attempts, prompt_tokens, completion_tokens)
+
+    def _final(self, reason: str, attempts: int) -> str:
+        if attempts > 1:
+            reason = f"{reason} (after {attempts} attempts)"
+        secret = self.endpoint.header_value
+        return reason.replace(secret, "***") if secret else reason
+
+
+def parse_reply(content: bytes, api: str) -> tuple[str, int | None, int | None]:
+    """(text, prompt tokens, completion tokens) of a 200 reply; SampleError if malformed."""
+    try:
+        doc = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SampleError(f"the reply is not JSON: {_snippet(content)}") from None
+    try:
+        choice = doc["choices"][0]
+        text = choice["message"]["content"] if api == "chat" else choice["text"]
+    except (KeyError, IndexError, TypeError):
+        path = "choices[0].message.content" if api == "chat" else "choices[0].text"
+        raise SampleError(f"the reply has no {path}: {_snippet(content)}") from None
+    if text is None:
+        text = ""  # a reply that is all tool calls or refusal has no content
+    if not isinstance(text, str):
+        raise SampleError(f"the reply's text is a {type(text).__name__}: {_snippet(content)}")
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    if not isinstance(usage, dict):
+        return text, None, None
+    return text, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _transport_reason(error: httpx.TransportError) -> str:
+    if isinstance(error, httpx.ConnectError):
+        return f"cannot connect: {error or type(error).__name__}"
+    if isinstance(error, httpx.RemoteProtocolError):
+        return f"the connection broke: {error or 'closed without a response'}"
+    return f"{type(error).__name__}: {error or 'no detail'}"
+
+
+def _snippet(content: str | bytes) -> str:
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    text = " ".join(text.split()) or "(empty body)"
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."

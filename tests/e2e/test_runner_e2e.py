@@ -1,0 +1,88 @@
+"""End to end: the runner image as an EvalTask's task, against a mock model service.
+
+The local node maps `eval-operator/runner` to `python -m eval_runner`, so the task gives
+no command, only `args: ["run"]`, exactly as it would with the real image. The expected
+scores follow from the builtin dataset and the mock's deterministic answer rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kubernetes import client
+
+from eval_runner import config, samples
+from localkube.mockmodel import MockModel
+from tests.e2e.support import Api, model, run_of, wait_for
+
+pytestmark = pytest.mark.e2e
+TOKEN = "Bearer e2e-runner-token"
+
+
+@pytest.fixture
+def api(cluster, api_client):
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    wait_for(
+        lambda: any(
+            sa.metadata.name == "default"
+            for sa in core.list_namespaced_service_account(namespace).items
+        ),
+        30,
+        "the default service account",
+    )
+    the_api = Api(api_client, namespace)
+    the_api.secret("model-key", {"token": TOKEN})
+    yield the_api
+    core.delete_namespace(namespace)
+
+
+def runner_task(name: str, dataset: str, scorers: str, primary: str) -> dict:
+    return {
+        "name": name,
+        "image": "eval-operator/runner",
+        "version": "0.1.0",
+        "args": ["run"],
+        "env": [
+            {"name": "EVAL_DATASET", "value": f"builtin:{dataset}"},
+            {"name": "EVAL_SCORER", "value": scorers},
+        ],
+        "primaryMetric": primary,
+        "timeoutSeconds": 120,
+    }
+
+
+def test_the_runner_image_scores_a_model_through_the_operator(api):
+    rows = samples.load("builtin:arithmetic", config.Fields())
+    answers = {s.query: s.answers[0] for s in rows if s.query}
+    with MockModel("m1", answers, accuracy=0.6, header_value=TOKEN, backlog=64) as mock:
+        right = sum(mock.answer(s.query or "") == s.answers[0] for s in rows)
+        api.create_evaltask(
+            "runner",
+            {
+                "models": [model("m1", mock.url)],
+                "tasks": [
+                    runner_task("arithmetic", "arithmetic", "exact_match,numeric", "exact_match"),
+                    runner_task("graded", "qa-predictions", "exact_match,contains", "contains"),
+                ],
+            },
+        )
+        status = api.wait_phase("runner", ("Succeeded", "Failed"))
+    assert status["phase"] == "Succeeded", status
+    expected = round(right / len(rows), 6)
+    assert 0.3 < expected < 0.9, "the mock answers some questions right, not all"
+    arithmetic = run_of(status, "m1", "arithmetic")["metrics"]
+    assert arithmetic["exact_match"] == arithmetic["numeric"] == expected
+    assert (arithmetic["samples"], arithmetic["errors"]) == (len(rows), 0)
+    assert arithmetic["prompt_tokens"] == 10 * len(rows)
+    assert 0 < arithmetic["latency_p95_seconds"] < 5
+    # Evaluation only: the rows carry the answers; the model is not called.
+    graded = run_of(status, "m1", "graded")["metrics"]
+    assert (graded["exact_match"], graded["contains"], graded["samples"]) == (0.4, 0.666667, 30)
+    assert "latency_mean_seconds" not in graded
+    assert (mock.requests, mock.unauthorized) == (len(rows), 0)
+    assert status["leaderboard"] == [
+        {"model": "m1", "score": pytest.approx((expected + 0.666667) / 2), "rank": 1, "tasks": 2}
+    ]

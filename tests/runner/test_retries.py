@@ -1,0 +1,191 @@
+"""Retries against a service that fails on purpose: what is retried, when, and what is not.
+
+Gaps between attempts are measured where they land, at the server, and compared with the
+schedule that the seeded jitter implies. The slack allows for the request's own time on a
+busy machine; the lower bound has none to speak of, because waiting less than the schedule
+is the bug these tests exist to catch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from email.utils import formatdate
+
+import pytest
+
+from eval_runner import backoff
+from tests.runner.server import FlakyModel, Reply
+from tests.runner.support import environment, journal, qa_dataset, questions, run_with
+
+SLACK = 0.15
+SEED = 3
+
+
+def gaps(times):
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply(status=500),
+        Reply(status=503),
+        Reply(status=429),
+        Reply(drop=True),
+    ],
+    ids=[
+        "a 500 is retried",
+        "a 503 is retried",
+        "a 429 without Retry-After is retried",
+        "a dropped connection is retried",
+    ],
+)
+def test_transient_failures_are_retried_with_full_jitter_backoff(tmp_path, failure):
+    def behave(key, attempt):
+        return failure if attempt <= 3 else Reply("a01")
+
+    base = 0.08
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 1),
+            tmp_path / "out",
+            MAX_RETRY_PER_QUERY="3",
+            EVAL_RETRY_BACKOFF_SECONDS=str(base),
+        )
+        result = run_with(env, seed=SEED)
+    assert result["exact_match"] == 1.0 and result["errors"] == 0
+    rng = random.Random(SEED)
+    expected = [backoff.full_jitter(k, base, 60, rng) for k in range(3)]
+    measured = gaps(model.times("q01"))
+    assert len(measured) == 3
+    for k, (got, want) in enumerate(zip(measured, expected, strict=True)):
+        assert want - 0.005 <= got <= want + SLACK, f"gap {k}: {got:.3f}s, schedule {want:.3f}s"
+    [prediction] = journal(tmp_path / "out" / "predictions.jsonl")
+    assert prediction["attempts"] == 4
+
+
+def test_the_backoff_is_capped(tmp_path):
+    def behave(key, attempt):
+        return Reply(status=500) if attempt <= 4 else Reply("a01")
+
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 1),
+            tmp_path / "out",
+            MAX_RETRY_PER_QUERY="4",
+            EVAL_RETRY_BACKOFF_SECONDS="0.05",
+            EVAL_RETRY_BACKOFF_MAX_SECONDS="0.06",
+        )
+        run_with(env, seed=SEED)
+    assert all(gap <= 0.06 + SLACK for gap in gaps(model.times("q01")))
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [lambda: "0.4", lambda: formatdate(time.time() + 1.5, usegmt=True)],
+    ids=["in seconds", "as an HTTP date"],
+)
+def test_retry_after_is_honoured(tmp_path, retry_after):
+    sent: list[tuple[float, str]] = []
+
+    def behave(key, attempt):
+        if attempt == 1:
+            header = retry_after()
+            sent.append((time.time(), header))
+            return Reply(status=429, headers={"Retry-After": header})
+        return Reply("a01")
+
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 1),
+            tmp_path / "out",
+            MAX_RETRY_PER_QUERY="1",
+            EVAL_RETRY_BACKOFF_SECONDS="0.001",  # jitter alone would retry at once
+        )
+        assert run_with(env)["exact_match"] == 1.0
+    [(at, header)] = sent
+    wanted = backoff.retry_after(header, at)
+    assert wanted is not None and wanted >= 0.4
+    [gap] = gaps(model.times("q01"))
+    assert wanted - 0.05 <= gap <= wanted + SLACK
+
+
+def test_a_slow_answer_times_out_and_is_retried(tmp_path):
+    def behave(key, attempt):
+        return Reply("a01", delay=2.0 if attempt == 1 else 0.0)
+
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 1),
+            tmp_path / "out",
+            EVAL_REQUEST_TIMEOUT="0.3",
+            MAX_RETRY_PER_QUERY="1",
+        )
+        started = time.monotonic()
+        result = run_with(env)
+        elapsed = time.monotonic() - started
+    assert result["exact_match"] == 1.0
+    [gap] = gaps(model.times("q01"))
+    assert 0.3 <= gap <= 0.3 + SLACK
+    assert elapsed < 1.5, "the run did not wait for the slow answer"
+
+
+def test_a_sample_that_keeps_failing_is_an_error_and_the_others_go_on(tmp_path):
+    answers = questions(10)
+
+    def behave(key, attempt):
+        return Reply(status=500) if key == "q03" else Reply(answers[key])
+
+    output = tmp_path / "out"
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url, qa_dataset(tmp_path / "set.jsonl", 10), output, MAX_RETRY_PER_QUERY="2"
+        )
+        result = run_with(env)
+    assert model.attempts["q03"] == 3
+    assert (result["errors"], result["samples"], result["exact_match"]) == (1, 10, 0.9)
+    reviews = {r["id"]: r for r in journal(output / "reviews.jsonl")}
+    assert reviews["q03"]["error"].startswith("HTTP 500")
+    assert "after 3 attempts" in reviews["q03"]["error"]
+    assert reviews["q03"]["scores"] == {"exact_match": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(raw=b"<html>upstream error</html>"), "the reply is not JSON: <html>"),
+        (Reply(raw=b'{"choices": []}'), "the reply has no choices[0].message.content"),
+        (Reply(status=400), "HTTP 400"),
+        (Reply(status=404), "HTTP 404"),
+        (Reply(raw=b"plain", headers={"Content-Encoding": "gzip"}), "DecodingError"),
+    ],
+    ids=[
+        "garbage instead of JSON",
+        "JSON without a choice",
+        "a bad request",
+        "a wrong path",
+        "a body that is not the gzip it claims to be",
+    ],
+)
+def test_answers_that_no_retry_can_fix_are_errors_at_once(tmp_path, reply, message):
+    answers = questions(5)
+
+    def behave(key, attempt):
+        return reply if key == "q02" else Reply(answers[key])
+
+    output = tmp_path / "out"
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url, qa_dataset(tmp_path / "set.jsonl", 5), output, MAX_RETRY_PER_QUERY="3"
+        )
+        result = run_with(env)
+    assert model.attempts["q02"] == 1
+    assert (result["errors"], result["exact_match"]) == (1, 0.8)
+    reviews = {r["id"]: r for r in journal(output / "reviews.jsonl")}
+    assert message in reviews["q02"]["error"]

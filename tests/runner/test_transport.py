@@ -1,0 +1,114 @@
+"""The connection pool under the runner's client: TLS, stale connections, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from eval_runner import run, transport
+from tests.runner.server import TLS_DIR, FlakyModel, Reply, answer_from
+from tests.runner.support import environment, qa_dataset, questions, run_with
+
+
+@pytest.mark.parametrize(
+    "verify",
+    [str(TLS_DIR / "cert.pem"), "false"],
+    ids=["with the service's CA bundle", "with verification off"],
+)
+def test_an_https_service(tmp_path, verify):
+    answers = questions(6)
+    with FlakyModel(answer_from(answers), tls=True) as model:
+        assert model.url.startswith("https://")
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 6),
+            tmp_path / "out",
+            EVAL_TLS_VERIFY=verify,
+        )
+        assert run_with(env)["exact_match"] == 1.0
+    assert len({a.client_port for a in model.arrivals}) <= 4
+
+
+def test_an_https_service_with_an_unknown_certificate_is_refused(tmp_path, capsys):
+    with FlakyModel(answer_from(questions(2)), tls=True) as model:
+        env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), tmp_path / "out")
+        started = time.monotonic()
+        assert run.main(environ=env) == 1
+        assert time.monotonic() - started < 1, "no waiting for a certificate to change"
+    err = capsys.readouterr().err
+    assert "presented a certificate that is not trusted" in err
+    assert "CERTIFICATE_VERIFY_FAILED" in err and "EVAL_TLS_VERIFY" in err
+    assert model.arrivals == []
+
+
+def post(client, url, text="q01"):
+    return client.post(url, json={"messages": [{"role": "user", "content": text}]})
+
+
+def test_a_connection_the_service_closed_while_idle_is_not_reused():
+    async def main(url):
+        async with transport.http_client(2, 5, True, url) as client:
+            assert (await post(client, url)).status_code == 200
+            await asyncio.sleep(0.3)  # the service drops the idle connection after 0.05 s
+            assert (await post(client, url)).status_code == 200
+
+    with FlakyModel(answer_from(questions(1)), idle_timeout=0.05) as model:
+        asyncio.run(main(model.url))
+    first, second = model.arrivals
+    assert first.client_port != second.client_port
+
+
+def test_a_cancelled_request_gives_its_connection_slot_back():
+    async def main(url):
+        async with transport.http_client(1, 5, True, url) as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await post(client, url, "slow")
+            started = time.monotonic()
+            async with asyncio.timeout(2):
+                assert (await post(client, url, "fast")).json()["choices"]
+            return time.monotonic() - started
+
+    def behave(key, attempt):
+        return Reply("x", delay=1.0 if key == "slow" else 0.0)
+
+    with FlakyModel(behave) as model:
+        assert asyncio.run(main(model.url)) < 0.5, "the one slot was free again at once"
+
+
+def test_errors_are_httpx_errors():
+    async def main(url):
+        async with transport.http_client(1, 5, True, url) as client:
+            await post(client, url)
+
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(main("http://127.0.0.1:9/v1/chat/completions"))
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({}, "http://model:8000/v1/chat/completions", False),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "http://model:8000/v1", True),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://model:8000/v1", False),
+        ({"ALL_PROXY": "http://proxy:3128"}, "https://model/v1", True),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "model"}, "http://model:8000/v1", False),
+    ],
+    ids=[
+        "no proxy in the environment",
+        "a proxy for the service's scheme",
+        "a proxy for the other scheme only",
+        "a proxy for every scheme",
+        "a service exempted by NO_PROXY",
+    ],
+)
+def test_a_proxy_in_the_environment_is_honoured(monkeypatch, env, url, expected):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert transport.uses_proxy(url) is expected
