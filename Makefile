@@ -36,9 +36,10 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-## crds: regenerate crds/evaltask.yaml from the pydantic models
+## crds: regenerate crds/evaltask.yaml from the pydantic models, and the chart's copy
 crds: install
 	$(PY) -m eval_operator.crd > crds/evaltask.yaml
+	cp crds/evaltask.yaml charts/eval-operator/crds/evaltask.yaml
 
 ## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
 binaries:

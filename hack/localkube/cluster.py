@@ -90,6 +90,25 @@ class LocalCluster:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The pinned helm against this cluster; its cache and config stay in state_dir."""
+        home = self.state_dir / "helm"
+        env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+        result = subprocess.run(
+            [str(self.bin_dir / "helm"), "--kubeconfig", str(self.kubeconfig), *args],
+            text=True,
+            capture_output=True,
+            env=env,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
     def install_crd(self, timeout: float = 60.0) -> None:
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "evaltask.yaml"))
         # Poll rather than `kubectl wait`, which gives up at once if discovery lags.

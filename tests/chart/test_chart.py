@@ -1,0 +1,337 @@
+"""What the chart renders: lint, security settings, RBAC rules exactly as documented, labels,
+the operator's arguments, the optional objects, the values schema, and the CRD's copy.
+
+tests/e2e/test_helm_rbac.py installs the chart and proves each rule needed; these tests pin
+what is rendered, so a change to the rules shows here and in README.md's list together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from localkube.cluster import ROOT
+from tests.chart.support import CHART, NAMESPACE, RELEASE, chart_meta, find, the
+
+NAMESPACED = ("--set", "watchNamespaces={team-a,team-b}")
+CRD_RULE = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["list", "watch"],
+}
+# The rules in every served namespace: the ClusterRole's (all namespaces) or each Role's.
+NAMESPACED_RULES = [
+    {
+        "apiGroups": ["evaloperator.io"],
+        "resources": ["evaltasks"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["evaloperator.io"], "resources": ["evaltasks/status"], "verbs": ["patch"]},
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
+FULLNAME = f"{RELEASE}-eval-operator"
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [operator] = the(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["all namespaces", "two namespaces"])
+def test_helm_lint_is_clean(helm, values):
+    out = helm.run("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in out.stdout, out.stdout
+
+
+def test_the_deployment_runs_one_locked_down_operator(helm):
+    docs = helm.template()
+    deployment = the(docs, "Deployment")
+    spec = deployment["spec"]
+    # kopf runs standalone: never two operators at once, not even during an upgrade.
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == FULLNAME
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    operator = container(docs)
+    assert operator["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert "command" not in operator, "the image's entry point runs: python -m eval_operator"
+    assert operator["image"] == f"eval-operator/operator:{chart_meta()['appVersion']}"
+    assert operator["resources"]["requests"] and operator["resources"]["limits"]["memory"]
+    assert operator["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert operator[probe]["httpGet"] == {"path": path, "port": "metrics"}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((), []),
+        (NAMESPACED, ["--namespace=team-a", "--namespace=team-b"]),
+        (("--set", "watchNamespaces={solo}"), ["--namespace=solo"]),
+    ],
+    ids=["all namespaces: no --namespace", "a list: one --namespace each", "one namespace"],
+)
+def test_the_operator_is_told_what_to_watch(helm, values, expected):
+    args = container(helm.template(*values))["args"]
+    version = chart_meta()["appVersion"]
+    assert args[:3] == [
+        f"--runner-image=eval-operator/runner:{version}",
+        "--log-level=INFO",
+        "--metrics-port=8080",
+    ]
+    assert args[3:] == expected
+
+
+def test_all_namespaces_one_clusterrole_with_every_rule(helm):
+    docs = helm.template()
+    assert the(docs, "ClusterRole")["rules"] == [CRD_RULE, *NAMESPACED_RULES]
+    binding = the(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": FULLNAME,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+    assert find(docs, "Role") == find(docs, "RoleBinding") == []
+    assert the(docs, "ServiceAccount")["metadata"]["name"] == FULLNAME
+
+
+def test_namespaced_only_reading_crds_is_cluster_wide(helm):
+    docs = helm.template(*NAMESPACED)
+    assert the(docs, "ClusterRole")["rules"] == [CRD_RULE]
+    roles = {r["metadata"]["namespace"]: r["rules"] for r in find(docs, "Role")}
+    assert roles == {"team-a": NAMESPACED_RULES, "team-b": NAMESPACED_RULES}
+    bindings = find(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+        ]
+
+
+def readme_rules() -> list[tuple[str, str, list[str]]]:
+    """The rows of README.md's table of the ClusterRole's rules: group, resource, verbs."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n## Install") :]
+    rows = re.findall(r"^\| `([^`]*)` \| `([^`]+)` \| ([a-z, ]+) \|", section, re.MULTILINE)
+    return [(group.strip('"'), resource, verbs.split(", ")) for group, resource, verbs in rows]
+
+
+def test_readme_lists_exactly_the_rendered_rules():
+    expected = [
+        (rule["apiGroups"][0], rule["resources"][0], rule["verbs"])
+        for rule in [CRD_RULE, *NAMESPACED_RULES]
+    ]
+    assert readme_rules() == expected
+
+
+@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["all namespaces", "two namespaces"])
+def test_every_object_carries_the_recommended_labels(helm, values):
+    docs = helm.template(
+        *values,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+    )
+    meta = chart_meta()
+    expected = {
+        "app.kubernetes.io/name": "eval-operator",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/version": meta["appVersion"],
+        "app.kubernetes.io/component": "operator",
+        "app.kubernetes.io/part-of": "eval-operator",
+        "app.kubernetes.io/managed-by": "Helm",
+        "helm.sh/chart": f"eval-operator-{meta['version']}",
+    }
+    assert len(docs) >= 7
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert expected.items() <= labels.items(), (doc["kind"], labels)
+    deployment = the(docs, "Deployment")["spec"]
+    selector = deployment["selector"]["matchLabels"]
+    assert selector.items() <= deployment["template"]["metadata"]["labels"].items()
+    assert the(docs, "Service")["spec"]["selector"] == selector
+    assert the(docs, "ServiceMonitor")["spec"]["selector"]["matchLabels"] == selector
+
+
+@pytest.mark.parametrize(
+    ("values", "path", "expected"),
+    [
+        (("image.tag=v9",), ("image",), "eval-operator/operator:v9"),
+        (
+            ("image.digest=sha256:" + "a" * 64,),
+            ("image",),
+            "eval-operator/operator@sha256:" + "a" * 64,
+        ),
+        (("image.pullPolicy=Always",), ("imagePullPolicy",), "Always"),
+        (
+            ("runnerImage.repository=reg.example/runner", "runnerImage.tag=v2"),
+            ("args", 0),
+            "--runner-image=reg.example/runner:v2",
+        ),
+        (("logLevel=DEBUG",), ("args", 1), "--log-level=DEBUG"),
+        (("metrics.port=9100",), ("args", 2), "--metrics-port=9100"),
+        (("metrics.port=9100",), ("ports", 0, "containerPort"), 9100),
+        (("resources.limits.cpu=2",), ("resources", "limits", "cpu"), 2),
+    ],
+    ids=[
+        "image tag",
+        "image digest wins over the tag",
+        "pull policy",
+        "runner image",
+        "log level",
+        "metrics port in the arguments",
+        "metrics port on the container",
+        "resources",
+    ],
+)
+def test_container_values(helm, values, path, expected):
+    node: Any = container(helm.template(*(a for v in values for a in ("--set", v))))
+    for key in path:
+        node = node[key]
+    assert node == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "expected"),
+    [
+        ("imagePullSecrets[0].name=regcred", ("spec", "imagePullSecrets"), [{"name": "regcred"}]),
+        ("nodeSelector.pool=evals", ("spec", "nodeSelector"), {"pool": "evals"}),
+        (
+            "tolerations[0].key=evals,tolerations[0].operator=Exists",
+            ("spec", "tolerations"),
+            [{"key": "evals", "operator": "Exists"}],
+        ),
+        (
+            "affinity.nodeAffinity.x=1",
+            ("spec", "affinity"),
+            {"nodeAffinity": {"x": 1}},
+        ),
+        ("podAnnotations.team=evals", ("metadata", "annotations"), {"team": "evals"}),
+        ("podLabels.team=evals", ("metadata", "labels", "team"), "evals"),
+        ("priorityClassName=high", ("spec", "priorityClassName"), "high"),
+    ],
+    ids=[
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "podAnnotations",
+        "podLabels",
+        "priorityClassName",
+    ],
+)
+def test_pod_values(helm, value, path, expected):
+    node: Any = the(helm.template("--set", value), "Deployment")["spec"]["template"]
+    for key in path:
+        node = node[key]
+    assert node == expected
+
+
+def test_metrics_service_and_optional_servicemonitor(helm):
+    docs = helm.template()
+    service = the(docs, "Service")
+    assert service["metadata"]["name"] == f"{FULLNAME}-metrics"
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert find(docs, "ServiceMonitor") == [], "off by default"
+    monitor = the(
+        helm.template(
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.labels.release=prometheus",
+        ),
+        "ServiceMonitor",
+    )
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+
+
+def test_the_grafana_dashboard_configmap_is_optional(helm):
+    assert find(helm.template(), "ConfigMap") == [], "off by default"
+    docs = helm.template(
+        "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.namespace=monitoring"
+    )
+    configmap = the(docs, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    dashboard = CHART / "grafana" / "eval-operator.json"
+    assert json.loads(configmap["data"]["eval-operator.json"]) == json.loads(dashboard.read_text())
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("watchNamespaces={Team_A}", "watchNamespaces/0"),
+        ("watchNamespaces={a,a}", "watchNamespaces"),
+        ("logLevel=LOUD", "logLevel"),
+        ("metrics.port=0", "metrics/port"),
+        ("image.pullPolicy=Sometimes", "image/pullPolicy"),
+        ("runnerImage.pullPolicy=Always", "runnerImage"),
+        ("replicas=2", "replicas"),
+    ],
+    ids=[
+        "a namespace that is no DNS label",
+        "a namespace twice",
+        "an unknown log level",
+        "no metrics port (the probes need it)",
+        "an unknown pull policy",
+        "a runner pull policy the operator cannot apply",
+        "replicas (one operator only)",
+    ],
+)
+def test_the_values_schema_refuses(helm, value, complaint):
+    out = helm.run("template", RELEASE, str(CHART), "--set", value, check=False)
+    assert out.returncode != 0
+    assert "values don't meet the specifications of the schema" in out.stderr
+    assert complaint in out.stderr, out.stderr
+
+
+def test_the_charts_crd_is_the_generated_one():
+    chart_crd = CHART / "crds" / "evaltask.yaml"
+    assert chart_crd.read_bytes() == (ROOT / "crds" / "evaltask.yaml").read_bytes(), (
+        "charts/eval-operator/crds/evaltask.yaml drifted from crds/evaltask.yaml: run `make crds`"
+    )
+    assert (
+        "cp crds/evaltask.yaml charts/eval-operator/crds/evaltask.yaml"
+        in (ROOT / "Makefile").read_text()
+    ), "`make crds` keeps the chart's copy in step"
+
+
+def test_helm_installs_the_crd_from_crds(helm):
+    docs = helm.template("--include-crds")
+    [crd] = find(docs, "CustomResourceDefinition")
+    assert crd == yaml.safe_load((ROOT / "crds" / "evaltask.yaml").read_text())
+    assert find(helm.template(), "CustomResourceDefinition") == [], "crds/ is not templated"

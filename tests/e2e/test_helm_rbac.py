@@ -1,0 +1,724 @@
+"""The Helm chart on the real control plane: the operator's permissions proven, not asserted.
+
+`helm install` puts the chart's Deployment into the local control plane; the local node runs
+its pod (image eval-operator/operator -> `python -m eval_operator`) with the pod's
+ServiceAccount token where in-cluster config reads it, so the operator has exactly the
+chart's permissions. With them it completes a multi-run EvalTask, with no 403 in its log.
+Then every verb of every rule of the ClusterRole is taken away in turn (the ClusterRole is
+replaced, the operator's pod restarted) and the test shows what breaks: a 403 in the
+operator's log naming that verb and resource, and what a user would see.
+
+Verbs whose absence only shows later are proven beside the rest, in releases of their own:
+- watch on jobs and pods: kopf's watcher retries the 403 nine times (about 55 s), then gives
+  up: the operator exits and its pod restarts, again and again, or runs on without that
+  watch. Shown with namespaced releases (the same rules, rendered into a Role) so they can
+  run alongside the other tests.
+- list and watch on CRDs: kopf follows CRDs to serve EvalTasks whose CRD appears after the
+  operator started (a CRD applied with the operator, or re-created).
+
+The session's own operator (cluster-admin, all namespaces) is stopped for this module, so
+only the chart's operators act; it is started again at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from localkube.cluster import ROOT, LocalCluster
+from localkube.controlplane import free_port
+from localkube.mockmodel import MockModel
+from tests.e2e.support import Api, run_of, task, wait_for
+
+pytestmark = pytest.mark.e2e
+CHART = ROOT / "charts" / "eval-operator"
+CHART_CRD = CHART / "crds" / "evaltask.yaml"
+CRD_NAME = "evaltasks.evaloperator.io"
+TOKEN = "Bearer rbac-e2e-token"
+ROTATED = "Bearer rbac-e2e-rotated"
+# How long an EvalTask must stay untouched to count as "not progressing": with every rule in
+# place the same EvalTask succeeds in about 1.5 s.
+QUIET_SECONDS = 3.0
+# kopf retries a refused watch 9 times (1+1+2+3+5+8+13+21 s) before it gives up, and in
+# namespaced mode it first spends as long retrying its list of namespaces.
+GIVE_UP_SECONDS = 180.0
+
+
+class Release:
+    """One `helm install` of the chart, and its operator pod."""
+
+    def __init__(self, cluster: LocalCluster, name: str, watch: list[str] | None = None) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.namespace = f"{name}-system"
+        self.watch = watch or []
+        self.port = free_port()
+        self.fullname = f"{name}-eval-operator"
+        self.account = f"system:serviceaccount:{self.namespace}:{self.fullname}"
+        self.selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=operator"
+        self.pod = ""
+        self.notes = ""
+
+    def install(self, values_dir: Path, wait: bool = False) -> None:
+        for namespace in (self.namespace, *self.watch):
+            self.cluster.kubectl("create", "namespace", namespace)
+        values = values_dir / f"{self.name}.json"  # JSON is YAML
+        values.write_text(
+            json.dumps({"metrics": {"port": self.port}, "watchNamespaces": self.watch})
+        )
+        wait_args = ["--wait", "--timeout", "60s"] if wait else []
+        out = self.cluster.helm(
+            "install", self.name, str(CHART), "-n", self.namespace, "-f", str(values), *wait_args
+        )
+        self.notes = out.stdout[out.stdout.index("NOTES:") :]
+
+    def pods(self) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl(
+            "get", "pods", "-n", self.namespace, "-l", self.selector, "-o", "json"
+        )
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+    def stop(self) -> None:
+        self.cluster.kubectl(
+            "scale", "-n", self.namespace, f"deploy/{self.fullname}", "--replicas=0"
+        )
+        wait_for(lambda: not self.pods(), 30, f"the pods of {self.name} to go")
+
+    def start(self) -> None:
+        self.cluster.kubectl(
+            "scale", "-n", self.namespace, f"deploy/{self.fullname}", "--replicas=1"
+        )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until its one pod runs and serves /healthz (on the host: the node's pods share it)."""
+        self.pod = wait_for(self._running_pod, 30, f"a running pod of {self.name}")
+        wait_for(self._healthy, 30, f"{self.name}'s /healthz")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _running_pod(self) -> str | None:
+        running = [
+            p["metadata"]["name"]
+            for p in self.pods()
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+        return running[0] if len(running) == 1 else None
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        pod = self.pod or self._running_pod() or ""
+        return self.cluster.kubectl("logs", "-n", self.namespace, f"pod/{pod}", check=False).stdout
+
+    def wait_log(self, pattern: str, timeout: float = 20) -> str:
+        regex = re.compile(pattern)
+        return wait_for(
+            lambda: next((line for line in self.log().splitlines() if regex.search(line)), None),
+            timeout,
+            f"{pattern!r} in the log of {self.name}",
+            interval=0.3,
+        )
+
+    def rules(
+        self, kind: str = "clusterrole", namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        where = ["-n", namespace] if namespace else []
+        out = self.cluster.kubectl("get", kind, self.fullname, *where, "-o", "json")
+        rules: list[dict[str, Any]] = json.loads(out.stdout)["rules"]
+        return rules
+
+    def set_rules(
+        self, rules: list[dict[str, Any]], kind: str = "clusterrole", namespace: str | None = None
+    ) -> None:
+        where = ["-n", namespace] if namespace else []
+        patch = [{"op": "replace", "path": "/rules", "value": rules}]
+        self.cluster.kubectl(
+            "patch", kind, self.fullname, *where, "--type=json", "-p", json.dumps(patch)
+        )
+
+    def refusals(self) -> list[str]:
+        """Log lines where the API server refused the operator for want of a permission (other
+        403s, such as writing into a namespace being deleted, are not about RBAC)."""
+        return [line for line in self.log().splitlines() if f'User "{self.account}" cannot' in line]
+
+    def restart_count(self) -> int:
+        pods = self.pods()
+        statuses = [s for p in pods for s in p["status"].get("containerStatuses") or []]
+        return sum(int(s.get("restartCount", 0)) for s in statuses)
+
+
+def without(
+    rules: list[dict[str, Any]], group: str, resource: str, verb: str
+) -> list[dict[str, Any]]:
+    """The rules with one verb of one resource taken away (and a rule left empty dropped)."""
+    kept = []
+    for rule in copy.deepcopy(rules):
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            assert verb in rule["verbs"], f"{verb} {resource} is not in the rules"
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+        if rule["verbs"]:
+            kept.append(rule)
+    return kept
+
+
+def forbidden(verb: str, resource: str, group: str, namespace: str | None) -> str:
+    """The API server's words for an RBAC refusal, as a regular expression."""
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    return re.escape(f'cannot {verb} resource "{resource}" in API group "{group}" {where}')
+
+
+@dataclass
+class Chart:
+    cluster: LocalCluster
+    api_client: client.ApiClient
+    all: Release  # every namespace: the ClusterRole under test
+    scoped: Release  # watchNamespaces: [scoped-a]
+    crashing: dict[str, Release]  # resource -> a namespaced release without watch on it
+    full_rules: list[dict[str, Any]]
+    model: MockModel
+    namespaces: list[str]
+
+    def namespace(self) -> Api:
+        """A fresh namespace for one scenario, with the Secret and ConfigMap it references."""
+        name = f"rbac-{uuid.uuid4().hex[:8]}"
+        self.namespaces.append(name)
+        return make_namespace(self.api_client, name)
+
+
+def apply_chart_crd(cluster: LocalCluster) -> None:
+    """Apply the chart's CRD and wait until discovery serves EvalTasks; then touch the CRD.
+
+    kopf rescans discovery on each CRD event, and the last one (Established) can come before
+    discovery lists the new resource: then kopf never serves it (2 re-creations in 8 here).
+    The touch is one more event, after discovery is complete, for every operator that
+    watches CRDs; one that cannot watch them does not see it.
+    """
+    cluster.kubectl("apply", "--server-side", "-f", str(CHART_CRD))
+
+    def served() -> bool:
+        out = cluster.kubectl("get", "--raw", "/apis/evaloperator.io/v1alpha1", check=False)
+        resources = json.loads(out.stdout or "{}").get("resources", [])
+        return any(r["name"] == "evaltasks" and "patch" in r["verbs"] for r in resources)
+
+    wait_for(served, 30, "discovery to serve evaltasks")
+    touch = f"e2e.evaloperator.io/touched={uuid.uuid4().hex}"
+    cluster.kubectl("annotate", "crd", CRD_NAME, touch, "--overwrite")
+
+
+def make_namespace(api_client: client.ApiClient, name: str) -> Api:
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        ),
+        30,
+        "the default service account",
+    )
+    api = Api(api_client, name)
+    api.secret("model-key", {"token": TOKEN})
+    api.configmap("eval-config", {"dataset": "rbac"})
+    return api
+
+
+@pytest.fixture(scope="module")
+def chart(
+    cluster: LocalCluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Chart]:
+    cluster.stop_operator()
+    values_dir = tmp_path_factory.mktemp("values")
+    crashing = {r: Release(cluster, f"crash-{r}", watch=[f"crash-{r}"]) for r in ("jobs", "pods")}
+    all_namespaces = Release(cluster, "rbac")
+    scoped = Release(cluster, "scoped", watch=["scoped-a"])
+    model = MockModel("m", {"alpha": "right"}, header_value=TOKEN).__enter__()
+    releases = [*crashing.values(), scoped, all_namespaces]
+    namespaces = ["scoped-b"]
+    try:
+        # The slow proofs first, so their clocks start early.
+        for resource, release in crashing.items():
+            release.install(values_dir)
+            [namespace] = release.watch
+            group = "batch" if resource == "jobs" else ""
+            release.set_rules(
+                without(release.rules("role", namespace), group, resource, "watch"),
+                "role",
+                namespace,
+            )
+            release.restart()
+        scoped.install(values_dir)
+        all_namespaces.install(values_dir, wait=True)
+        all_namespaces.wait_ready()
+        yield Chart(
+            cluster,
+            api_client,
+            all_namespaces,
+            scoped,
+            crashing,
+            all_namespaces.rules(),
+            model,
+            namespaces,
+        )
+    finally:
+        model.__exit__()
+        for release in releases:
+            cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", check=False)
+        # The session's operator removes kopf's finalizers of what the tests leave behind.
+        cluster.start_operator()
+        for release in releases:
+            namespaces += [release.namespace, *release.watch]
+        for name in namespaces:
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- what the operator is asked to do --------------------------------------------------------
+
+
+def basic_spec(url: str) -> dict[str, Any]:
+    """Two models (auth from a Secret, and a literal value) x one task reading a ConfigMap."""
+    alpha = task("alpha", 0.5)
+    alpha["env"].append(
+        {
+            "name": "DATASET",
+            "valueFrom": {"configMapKeyRef": {"name": "eval-config", "key": "dataset"}},
+        }
+    )
+    return {
+        "probe": False,
+        "models": [
+            {
+                "name": "m1",
+                "url": url,
+                "auth": {"secretRef": {"name": "model-key", "key": "token"}},
+            },
+            {"name": "m2", "url": url, "auth": {"value": TOKEN}},
+        ],
+        "tasks": [alpha],
+    }
+
+
+def one_run(url: str, **env: str | float) -> dict[str, Any]:
+    return {
+        "probe": False,
+        "models": [{"name": "m1", "url": url, "auth": {"value": TOKEN}}],
+        "tasks": [task("alpha", 0.1, **env)],
+    }
+
+
+def basic(api: Api, url: str) -> None:
+    api.create_evaltask("basic", basic_spec(url))
+
+
+def suspend(api: Api, url: str) -> None:
+    """A long run, then `spec.suspend: true`: the operator suspends its Job (patch)."""
+    api.create_evaltask("suspend", one_run(url, SLEEP=120))
+    wait_for(lambda: run_state(api, "suspend") == "Running", 30, "the run to start")
+    api.patch_spec("suspend", {"suspend": True})
+
+
+def edit(api: Api, url: str) -> None:
+    """A finished run, then an edit of its task: the operator deletes the old Job."""
+    api.create_evaltask("edit", one_run(url))
+    api.wait_phase("edit", ("Succeeded",), timeout=30)
+    api.patch_spec("edit", {"tasks": [task("alpha", 0.9)]})
+
+
+def rotate(api: Api, url: str) -> None:
+    """A finished run, then a new literal auth value: the operator patches its Secret."""
+    api.create_evaltask("rotate", one_run(url))
+    api.wait_phase("rotate", ("Succeeded",), timeout=30)
+    spec = one_run(url)
+    spec["models"][0]["auth"]["value"] = ROTATED
+    api.patch_spec("rotate", {"models": spec["models"]})
+
+
+def run_state(api: Api, name: str) -> str:
+    runs = api.status(name).get("runs") or [{}]
+    return str(runs[0].get("state", ""))
+
+
+def operator_events(api: Api, name: str) -> list[str]:
+    """Reasons of the operator's events about an EvalTask (raw JSON: the client's model class
+    refuses the job controller's events, which have no eventTime)."""
+    path = f"/apis/events.k8s.io/v1/namespaces/{api.ns}/events"
+    response = api.core.api_client.call_api(
+        *api.core.api_client.param_serialize("GET", path, auth_settings=["BearerToken"])
+    )
+    events = json.loads(response.read())["items"]
+    return [
+        e["reason"]
+        for e in events
+        if e["regarding"].get("name") == name
+        and e.get("reportingController") == "evaloperator.io/eval-operator"
+    ]
+
+
+def owned_secret_value(api: Api, evaltask: str) -> str:
+    [secret] = [
+        s
+        for s in api.core.list_namespaced_secret(api.ns).items
+        if any(
+            o.kind == "EvalTask" and o.name == evaltask for o in s.metadata.owner_references or []
+        )
+    ]
+    [value] = secret.data.values()
+    return base64.b64decode(value).decode()
+
+
+def jobs_of(api: Api, evaltask: str) -> list[client.V1Job]:
+    return [j for j in api.jobs() if j.metadata.labels.get("evaloperator.io/evaltask") == evaltask]
+
+
+def generation_observed(api: Api, name: str) -> bool:
+    return bool(
+        api.status(name).get("observedGeneration") == api.evaltask(name)["metadata"]["generation"]
+    )
+
+
+# Each scenario: what to do, what a user sees with every rule, what they see without one.
+
+
+def basic_works(api: Api) -> None:
+    status = api.wait_phase("basic", ("Succeeded",), timeout=30)
+    assert status["progress"] == "2/2"
+    assert {"JobCreated", "RunSucceeded"} <= set(operator_events(api, "basic"))
+
+
+def suspend_works(api: Api) -> None:
+    api.wait_phase("suspend", ("Suspended",), timeout=30)
+    [job] = jobs_of(api, "suspend")
+    assert job.spec.suspend is True
+
+
+def edit_works(api: Api) -> None:
+    status = api.wait_phase("edit", ("Succeeded",), timeout=30)
+    assert run_of(status, "m1", "alpha")["metrics"]["score"] == 0.9
+    assert len(jobs_of(api, "edit")) == 1, "the old run's Job was deleted"
+
+
+def rotate_works(api: Api) -> None:
+    wait_for(lambda: generation_observed(api, "rotate"), 30, "the edit to be observed")
+    assert owned_secret_value(api, "rotate") == ROTATED
+
+
+def stays_without_status(name: str) -> Callable[[Api], None]:
+    def check(api: Api) -> None:
+        deadline = time.monotonic() + QUIET_SECONDS
+        while time.monotonic() < deadline:
+            assert not api.status(name), f"{name} got a status: {api.status(name)}"
+            time.sleep(0.3)
+
+    return check
+
+
+def no_events(api: Api) -> None:
+    """Status is written, but what the operator would tell in events is lost."""
+    api.wait_phase("basic", ("Succeeded",), timeout=30)
+    assert operator_events(api, "basic") == []
+
+
+def not_suspended(api: Api) -> None:
+    [job] = jobs_of(api, "suspend")
+    assert not job.spec.suspend, "the Job kept running"
+    assert api.status("suspend")["phase"] == "Running"
+    assert not generation_observed(api, "suspend")
+
+
+def not_rerun(api: Api) -> None:
+    assert len(jobs_of(api, "edit")) == 1, "the old Job stays"
+    status = api.status("edit")
+    assert run_of(status, "m1", "alpha")["metrics"]["score"] == 0.1, "the edit did not run"
+    assert not generation_observed(api, "edit")
+
+
+def not_rotated(api: Api) -> None:
+    assert owned_secret_value(api, "rotate") == TOKEN, "new runs would use the old value"
+    assert not generation_observed(api, "rotate")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    act: Callable[[Api, str], None]
+    works: Callable[[Api], None]
+
+
+BASIC = Scenario(basic, basic_works)
+SUSPEND = Scenario(suspend, suspend_works)
+EDIT = Scenario(edit, edit_works)
+ROTATE = Scenario(rotate, rotate_works)
+
+
+@dataclass(frozen=True)
+class Drop:
+    group: str
+    resource: str
+    verb: str
+    scenario: Scenario
+    broken: Callable[[Api], None]
+    # kopf's own list and watch requests span all namespaces; the operator's are namespaced.
+    cluster_scope: bool = False
+
+
+NO_STATUS = stays_without_status("basic")
+DROPS = {
+    "get evaltasks: each pass reads its EvalTask": Drop(
+        "evaloperator.io", "evaltasks", "get", BASIC, NO_STATUS
+    ),
+    "list evaltasks: kopf lists them": Drop(
+        "evaloperator.io", "evaltasks", "list", BASIC, NO_STATUS, True
+    ),
+    "watch evaltasks: kopf watches them": Drop(
+        "evaloperator.io", "evaltasks", "watch", BASIC, NO_STATUS, True
+    ),
+    "patch evaltasks: kopf's finalizer": Drop(
+        "evaloperator.io", "evaltasks", "patch", BASIC, NO_STATUS
+    ),
+    "patch evaltasks/status: the status": Drop(
+        "evaloperator.io", "evaltasks/status", "patch", BASIC, NO_STATUS
+    ),
+    "list jobs: a pass observes its Jobs": Drop("batch", "jobs", "list", BASIC, NO_STATUS, True),
+    "create jobs: runs and the dry run": Drop("batch", "jobs", "create", BASIC, NO_STATUS),
+    "patch jobs: spec.suspend": Drop("batch", "jobs", "patch", SUSPEND, not_suspended),
+    "delete jobs: an edit replaces a run": Drop("batch", "jobs", "delete", EDIT, not_rerun),
+    "list pods: a pass reads the results": Drop("", "pods", "list", BASIC, NO_STATUS, True),
+    "get secrets: auth secretRef checked": Drop("", "secrets", "get", BASIC, NO_STATUS),
+    "create secrets: a literal auth value": Drop("", "secrets", "create", BASIC, NO_STATUS),
+    "patch secrets: a new literal value": Drop("", "secrets", "patch", ROTATE, not_rotated),
+    "get configmaps: configMapKeyRef checked": Drop("", "configmaps", "get", BASIC, NO_STATUS),
+    "create events.k8s.io events: events": Drop(
+        "events.k8s.io", "events", "create", BASIC, no_events
+    ),
+}
+# Proven by the tests below the table rather than in it.
+WATCHES = {("batch", "jobs"): "jobs", ("", "pods"): "pods"}
+CRD_VERBS = ("list", "watch")
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_the_charts_operator_completes_a_multi_run_evaltask_with_only_the_charts_permissions(chart):
+    api = chart.namespace()
+    models = [
+        MockModel(f"m{i}", {"alpha": "right", "beta": "right"}, header_value=TOKEN).__enter__()
+        for i in (1, 2)
+    ]
+    try:
+        spec = {
+            "models": [
+                {
+                    "name": f"m{i}",
+                    "url": m.url,
+                    "auth": {"secretRef": {"name": "model-key", "key": "token"}},
+                }
+                for i, m in enumerate(models, 1)
+            ],
+            "tasks": [task("alpha", 0.25), task("beta", 0.75)],
+        }
+        api.create_evaltask("multi", spec)
+        status = api.wait_phase("multi", ("Succeeded", "Failed"), timeout=60)
+    finally:
+        for m in models:
+            m.__exit__()
+    assert status["phase"] == "Succeeded", status
+    assert (status["progress"], status["succeeded"]) == ("4/4", 4)
+    assert run_of(status, "m2", "beta")["metrics"]["score"] == 0.75
+    assert all(m.requests == 2 and m.unauthorized == 0 for m in models)
+    # It ran in the chart's pod, as the chart's ServiceAccount, and nothing was refused.
+    pod = chart.all.pods()[0]
+    assert pod["spec"]["serviceAccountName"] == chart.all.fullname
+    assert "Initial authentication has finished" in chart.all.log()
+    # NOTES.txt says how to follow an EvalTask and where the metrics are.
+    assert "kubectl get evaltasks -w" in chart.all.notes
+    assert f"{chart.all.fullname}-metrics.{chart.all.namespace}.svc:{chart.all.port}/metrics" in (
+        chart.all.notes
+    )
+    assert "kubectl apply -n scoped-a -f examples/bfcl.yaml" in chart.scoped.notes
+    assert chart.all.refusals() == []
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{chart.all.port}/metrics", timeout=5
+    ) as response:
+        assert "eval_operator_reconcile_total" in response.read().decode()
+
+
+def test_every_verb_of_the_clusterrole_is_proven_below(chart):
+    granted = {
+        (g, r, v)
+        for rule in chart.full_rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    proven = {(d.group, d.resource, d.verb) for d in DROPS.values()}
+    proven |= {(g, r, "watch") for g, r in WATCHES}
+    proven |= {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in CRD_VERBS}
+    assert granted == proven
+
+
+def test_with_every_rule_each_scenario_works(chart):
+    for scenario in (BASIC, SUSPEND, EDIT, ROTATE):
+        api = chart.namespace()
+        scenario.act(api, chart.model.url)
+        scenario.works(api)
+        api.core.delete_namespace(api.ns)
+    assert chart.all.refusals() == []
+
+
+@pytest.mark.parametrize("drop", DROPS.values(), ids=DROPS.keys())
+def test_without_the_verb_the_operator_fails_visibly(chart, drop):
+    chart.all.set_rules(without(chart.full_rules, drop.group, drop.resource, drop.verb))
+    try:
+        chart.all.restart()
+        if drop.cluster_scope:  # kopf's, at its start: wait, so that nothing new is missed
+            chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, None))
+        api = chart.namespace()
+        drop.scenario.act(api, chart.model.url)
+        if not drop.cluster_scope:
+            chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, api.ns))
+        drop.broken(api)
+    finally:
+        chart.all.set_rules(chart.full_rules)
+    api.core.delete_namespace(api.ns)
+
+
+@pytest.mark.parametrize("resource", WATCHES.values())
+def test_without_watch_kopf_gives_up_watching(chart, resource):
+    """kopf retries the refused watch 9 times (about 55 s), then its watcher fails for good:
+    the operator exits and its pod restarts, over and over; or, seen when another watcher
+    gave up at the same moment (here: the namespaces', in namespaced mode), it runs on
+    without watching that resource at all."""
+    release = chart.crashing[resource]
+    [namespace] = release.watch
+    failed = (
+        rf'Watcher for {resource}\.\S*@{namespace} has failed: .*cannot watch resource "{resource}"'
+    )
+    try:
+        release.wait_log(failed, timeout=GIVE_UP_SECONDS)
+        wait_for(
+            lambda: release.restart_count() >= 1 or "multitasker has failed" in release.log(),
+            30,
+            f"{release.name} to exit, or its multitasker to fail",
+        )
+    except AssertionError as error:
+        statuses = [p["status"].get("containerStatuses") for p in release.pods()]
+        raise AssertionError(f"{error}\n{statuses}\n{release.log()[-4000:]}") from None
+    # The same chart with every rule, started at the same time, runs on.
+    assert chart.scoped.restart_count() == 0
+    assert "has failed" not in chart.scoped.log()
+    # Gone before the CRD test deletes the CRD, which would add failing watchers to its log.
+    chart.cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait")
+
+
+@pytest.mark.parametrize(
+    "verb", [None, *CRD_VERBS], ids=["all rules", *(f"without {v} crds" for v in CRD_VERBS)]
+)
+def test_the_crd_rule_serves_a_crd_created_after_the_operator_started(chart, verb):
+    """Applying the CRD together with the operator (one `kubectl apply` of the rendered chart,
+    a GitOps sync) or re-creating it: kopf sees the CRD appear only by watching CRDs."""
+    operator = chart.all
+    operator.restart()  # every rule, so its finalizers go with the EvalTasks
+    chart.cluster.kubectl("delete", "evaltasks", "--all", "--all-namespaces", "--timeout=60s")
+    operator.stop()
+    chart.cluster.kubectl("delete", "crd", CRD_NAME, "--timeout=60s")
+    if verb:
+        operator.set_rules(
+            without(chart.full_rules, "apiextensions.k8s.io", "customresourcedefinitions", verb)
+        )
+    try:
+        operator.start()
+        operator.wait_log("Unresolved resources cannot be served")
+        if verb:
+            operator.wait_log(
+                forbidden(verb, "customresourcedefinitions", "apiextensions.k8s.io", None)
+            )
+        apply_chart_crd(chart.cluster)
+        api = chart.namespace()
+        basic(api, chart.model.url)
+        if verb:
+            stays_without_status("basic")(api)
+        else:
+            basic_works(api)
+    finally:
+        operator.set_rules(chart.full_rules)
+        apply_chart_crd(chart.cluster)
+
+
+def test_namespaced_mode_serves_only_its_namespaces_with_no_cluster_wide_access(chart):
+    scoped, operator = chart.scoped, chart.all
+    operator.stop()  # it serves every namespace; only the scoped operator may act now
+    try:
+        [crd_rule] = scoped.rules()
+        assert crd_rule == {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["list", "watch"],
+        }
+        assert scoped.rules("role", "scoped-a") == [r for r in chart.full_rules if r != crd_rule]
+        # ... and that ClusterRole is the only one bound to its ServiceAccount.
+        bindings = json.loads(
+            chart.cluster.kubectl("get", "clusterrolebindings", "-o", "json").stdout
+        )
+        bound = [
+            b["roleRef"]["name"]
+            for b in bindings["items"]
+            for subject in b.get("subjects") or []
+            if (subject.get("namespace"), subject["name"]) == (scoped.namespace, scoped.fullname)
+        ]
+        assert bound == [scoped.fullname]
+        other = make_namespace(chart.api_client, "scoped-b")
+        mine = Api(chart.api_client, "scoped-a")
+        mine.secret("model-key", {"token": TOKEN})
+        mine.configmap("eval-config", {"dataset": "rbac"})
+
+        def can_i(*args: str) -> str:
+            out = chart.cluster.kubectl(
+                "auth", "can-i", *args, f"--as={scoped.account}", check=False
+            )
+            return out.stdout.strip()
+
+        # verb, resource, allowed in its own namespace
+        for verb, resource, mine_too in (
+            ("list", "jobs.batch", True),
+            ("create", "jobs.batch", True),
+            ("get", "secrets", True),
+            ("list", "secrets", False),
+        ):
+            assert can_i(verb, resource, "--all-namespaces") == "no", (verb, resource)
+            assert can_i(verb, resource, "-n", "scoped-b") == "no", (verb, resource)
+            expected = "yes" if mine_too else "no"
+            assert can_i(verb, resource, "-n", "scoped-a") == expected, (verb, resource)
+        assert can_i("list", "namespaces") == "no"
+        assert can_i("watch", "customresourcedefinitions.apiextensions.k8s.io") == "yes"
+
+        # kopf cannot list namespaces, so it retries, then serves the ones it was given.
+        fallback = "Falling back to a list of namespaces which are assumed to exist: {'scoped-a'}"
+        scoped.wait_log(re.escape(fallback), 120)
+        basic(other, chart.model.url)
+        basic(mine, chart.model.url)
+        basic_works(mine)
+        stays_without_status("basic")(other)
+        assert other.jobs() == []
+        refused = scoped.refusals()
+        assert refused and all('resource "namespaces"' in line for line in refused), refused
+    finally:
+        operator.start()
