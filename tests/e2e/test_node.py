@@ -398,7 +398,8 @@ def test_deleting_a_job_stops_its_process(
     batch.create_namespaced_job(ns, job("doomed", {"containers": [main]}))
     pod = job_pod(core, ns, "doomed").metadata.name
     wait_for("the pod to run", lambda: pod_phase(core, ns, pod, ("Running",)))
-    assert processes_with(marker)
+    # Running is reported once the wrapper is spawned; the exec of the command follows.
+    wait_for("the process to start", lambda: processes_with(marker))
 
     batch.delete_namespaced_job("doomed", ns, propagation_policy="Background")
     wait_for("the process to end", lambda: not processes_with(marker), timeout=10)
@@ -414,7 +415,8 @@ def test_force_deleting_a_pod_stops_its_process(
     spec = {"restartPolicy": "Never", "containers": [main]}
     core.create_namespaced_pod(ns, {"metadata": {"name": "forced"}, "spec": spec})
     wait_for("the pod to run", lambda: pod_phase(core, ns, "forced", ("Running",)))
-    assert processes_with(marker)
+    # Running is reported once the wrapper is spawned; the exec of the command follows.
+    wait_for("the process to start", lambda: processes_with(marker))
     core.delete_namespaced_pod("forced", ns, grace_period_seconds=0)  # gone at once
     wait_for("the process to end", lambda: not processes_with(marker), timeout=10)
 
