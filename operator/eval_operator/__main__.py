@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval_operator import handlers, kube, reconcile, server
 
+    namespaces: list[str] = args.namespaces or []
     api_client = _api_client()
     handlers.RECONCILER = handlers.Reconciler(
         lambda: kube.KubeApi(api_client), reconcile.Config(runner_image=args.runner_image)
@@ -90,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
         settings.watching.server_timeout = 300
+        if namespaces:
+            # Fixed namespaces need no namespace listing, which a namespaced install is not
+            # allowed: without this, kopf retries it for about a minute before serving.
+            settings.scanning.disabled = True
         if args.metrics_port:
             await server.start(args.metrics_host, args.metrics_port)
 
-    namespaces = args.namespaces or []
     asyncio.run(
         kopf.operator(
             standalone=True,

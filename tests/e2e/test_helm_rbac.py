@@ -51,8 +51,8 @@ ROTATED = "Bearer rbac-e2e-rotated"
 # How long an EvalTask must stay untouched to count as "not progressing": with every rule in
 # place the same EvalTask succeeds in about 1.5 s.
 QUIET_SECONDS = 3.0
-# kopf retries a refused watch 9 times (1+1+2+3+5+8+13+21 s) before it gives up, and in
-# namespaced mode it first spends as long retrying its list of namespaces.
+# kopf retries a refused watch 9 times (1+1+2+3+5+8+13+21 s) before it gives up; the
+# margin covers a slow pod start on a loaded machine.
 GIVE_UP_SECONDS = 180.0
 
 
@@ -604,9 +604,8 @@ def test_without_the_verb_the_operator_fails_visibly(chart, drop):
 @pytest.mark.parametrize("resource", WATCHES.values())
 def test_without_watch_kopf_gives_up_watching(chart, resource):
     """kopf retries the refused watch 9 times (about 55 s), then its watcher fails for good:
-    the operator exits and its pod restarts, over and over; or, seen when another watcher
-    gave up at the same moment (here: the namespaces', in namespaced mode), it runs on
-    without watching that resource at all."""
+    the operator exits and its pod restarts, over and over; or, when kopf's multitasker
+    fails instead, it runs on without watching that resource at all."""
     release = chart.crashing[resource]
     [namespace] = release.watch
     failed = (
@@ -710,15 +709,12 @@ def test_namespaced_mode_serves_only_its_namespaces_with_no_cluster_wide_access(
         assert can_i("list", "namespaces") == "no"
         assert can_i("watch", "customresourcedefinitions.apiextensions.k8s.io") == "yes"
 
-        # kopf cannot list namespaces, so it retries, then serves the ones it was given.
-        fallback = "Falling back to a list of namespaces which are assumed to exist: {'scoped-a'}"
-        scoped.wait_log(re.escape(fallback), 120)
         basic(other, chart.model.url)
         basic(mine, chart.model.url)
         basic_works(mine)
         stays_without_status("basic")(other)
         assert other.jobs() == []
-        refused = scoped.refusals()
-        assert refused and all('resource "namespaces"' in line for line in refused), refused
+        # Given its namespaces, the operator lists none, so nothing at all was refused.
+        assert scoped.refusals() == []
     finally:
         operator.start()
