@@ -9,9 +9,13 @@ the requests in flight, so tests can assert the runner's concurrency limit.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -21,7 +25,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-TLS_DIR = Path(__file__).parent / "tls"  # a self-signed certificate for 127.0.0.1, 2000-2100
+
+def _self_signed() -> Path:
+    """A fresh self-signed certificate for 127.0.0.1, made per test session: no key is kept
+    in the repository."""
+    folder = Path(tempfile.mkdtemp(prefix="runner-tls-"))
+    atexit.register(shutil.rmtree, folder, True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return folder
+
+
+TLS_DIR = _self_signed()
 
 
 @dataclass(frozen=True)
@@ -64,7 +99,7 @@ class FlakyModel:
         tls: bool = False,
         idle_timeout: float | None = None,
     ) -> None:
-        """`tls`: serve https with tests/runner/tls/cert.pem; `idle_timeout`: close a kept-alive
+        """`tls`: serve https with TLS_DIR/cert.pem; `idle_timeout`: close a kept-alive
         connection that has been idle this long, as model servers do."""
         self.behave = behave
         self.token = token
