@@ -267,10 +267,7 @@ def _post_events(
         )
     for job_name in outcome.created:
         _event(api, observed.evaltask, "Normal", conditions.JOB_CREATED, f"created Job {job_name}")
-    before = {
-        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
-        for r in previous.get("runs") or []
-    }
+    before = _run_states(previous)
     for run in new_status["runs"]:
         key = (run["model"], run["task"], run["fingerprint"])
         if before.get(key) == run["state"]:
@@ -294,14 +291,19 @@ def _post_events(
             )
 
 
+def _run_states(status: Mapping[str, Any]) -> dict[tuple[Any, Any, Any], Any]:
+    """(model, task, fingerprint) -> state, as a status recorded them."""
+    return {
+        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
+        for r in status.get("runs") or []
+    }
+
+
 def finished_runs(
     previous: Mapping[str, Any], new_status: Mapping[str, Any]
 ) -> list[tuple[str, float]]:
     """Runs that reached Succeeded or Failed in this pass, with how long their Job ran."""
-    before = {
-        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
-        for r in previous.get("runs") or []
-    }
+    before = _run_states(previous)
     done = []
     for run in new_status.get("runs") or []:
         key = (run["model"], run["task"], run["fingerprint"])
