@@ -36,10 +36,11 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-## crds: regenerate crds/evaltask.yaml from the pydantic models, and the chart's copy
+## crds: regenerate crds/*.yaml from the pydantic models, and the chart's copies
 crds: install
-	$(PY) -m eval_operator.crd > crds/evaltask.yaml
-	cp crds/evaltask.yaml charts/eval-operator/crds/evaltask.yaml
+	$(PY) -m eval_operator.crd evaltask > crds/evaltask.yaml
+	$(PY) -m eval_operator.crd evalrun > crds/evalrun.yaml
+	cp crds/evaltask.yaml crds/evalrun.yaml charts/eval-operator/crds/
 
 ## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
 binaries:

@@ -43,8 +43,10 @@ class LocalCluster:
         state_dir: Path,
         bin_dir: Path | None = None,
         images: dict[str, list[str]] | None = None,
+        operator_args: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
+        self.operator_args = operator_args
         self.images = {**IMAGES, **(images or {})}
         self.bin_dir = bin_dir or binaries()
         self.control_plane = ControlPlane(self.bin_dir, state_dir / "controlplane")
@@ -110,24 +112,30 @@ class LocalCluster:
         return result
 
     def install_crd(self, timeout: float = 60.0) -> None:
-        self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "evaltask.yaml"))
+        """Apply the EvalTask and EvalRun CRDs and wait until both are Established."""
+        for which in ("evaltask", "evalrun"):
+            self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / f"{which}.yaml"))
         # Poll rather than `kubectl wait`, which gives up at once if discovery lags.
         deadline = time.monotonic() + timeout
-        conditions = ""
-        while time.monotonic() < deadline:
-            result = self.kubectl(
-                "get",
-                "crd",
-                "evaltasks.evaloperator.io",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                check=False,
-            )
-            conditions = result.stdout.strip() or result.stderr.strip()
-            if conditions == "True":
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"the EvalTask CRD was not Established in {timeout}s: {conditions}")
+        for name in ("evaltasks.evaloperator.io", "evalruns.evaloperator.io"):
+            conditions = ""
+            while True:
+                result = self.kubectl(
+                    "get",
+                    "crd",
+                    name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                    check=False,
+                )
+                conditions = result.stdout.strip() or result.stderr.strip()
+                if conditions == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"CRD {name} was not Established in {timeout}s: {conditions}"
+                    )
+                time.sleep(0.2)
 
     def start_operator(self, *extra: str) -> None:
         """Run the operator as a process, as it would run in a pod."""
@@ -144,6 +152,7 @@ class LocalCluster:
                 str(self.metrics_port),
                 "--metrics-host",
                 "127.0.0.1",
+                *self.operator_args,
                 *extra,
             ],
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},

@@ -38,7 +38,12 @@ CONTROLLERS = (
     "ttl-after-finished-controller",
     "deployment-controller",
     "replicaset-controller",
+    # Real clusters count quota usage; without it a ResourceQuota admits nothing.
+    "resourcequota-controller",
 )
+# On top of the API server's default plugins (ResourceQuota, LimitRanger, ServiceAccount,
+# ... are on by default): real clusters also enforce who may block an owner's deletion.
+ADMISSION_PLUGINS = ("OwnerReferencesPermissionEnforcement",)
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _PR_SET_PDEATHSIG = 1
@@ -219,6 +224,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
+            f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
         )
         self._wait_ready("kube-apiserver", f"{self.server}/readyz", token=self.token)
 

@@ -34,6 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="image of the collector container (env EVAL_OPERATOR_RUNNER_IMAGE)",
     )
     parser.add_argument(
+        "--default-timeout",
+        type=int,
+        default=int(env("EVAL_OPERATOR_DEFAULT_TIMEOUT", str(constants.DEFAULT_TIMEOUT_SECONDS))),
+        help="seconds a task may run when its timeoutSeconds is absent (default 86400; "
+        "env EVAL_OPERATOR_DEFAULT_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=float(
+            env("EVAL_OPERATOR_START_TIMEOUT", str(constants.DEFAULT_START_TIMEOUT_SECONDS))
+        ),
+        help="seconds a run's pod may fail to be created or started (quota, missing service "
+        "account, image pull) before the run fails (default 600; env EVAL_OPERATOR_START_TIMEOUT)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("EVAL_OPERATOR_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -80,17 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     namespaces: list[str] = args.namespaces or []
     api_client = _api_client()
     handlers.RECONCILER = handlers.Reconciler(
-        lambda: kube.KubeApi(api_client), reconcile.Config(runner_image=args.runner_image)
+        lambda: kube.KubeApi(api_client),
+        reconcile.Config(
+            runner_image=args.runner_image,
+            default_timeout=args.default_timeout,
+            start_timeout=args.start_timeout,
+        ),
     )
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Our own status and events only: kopf's progress goes to annotations, and its
-        # per-handler "succeeded" events would be noise.
+        # Our own status and events only: kopf's per-handler events would be noise.
         settings.posting.level = logging.WARNING
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
         settings.watching.server_timeout = 300
+        # Every API call of kopf's has a deadline too: a hung connection cannot wedge it.
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
         if namespaces:
             # Fixed namespaces need no namespace listing, which a namespaced install is not
             # allowed: without this, kopf retries it for about a minute before serving.

@@ -12,7 +12,7 @@ import base64
 import re
 from typing import Any, Final
 
-from eval_operator import conditions, kube, manifests, spec
+from eval_operator import conditions, constants, kube, manifests, records, spec
 
 
 def check_references(
@@ -67,13 +67,17 @@ def check_references(
             source = env.value_from or {}
             for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
                 ref_doc = source.get(key)
-                if isinstance(ref_doc, dict) and not ref_doc.get("optional"):
-                    need(
-                        f"spec.tasks[{ti}].env[{ei}].valueFrom.{key}",
-                        kind,
-                        str(ref_doc.get("name", "")),
-                        str(ref_doc.get("key", "")),
-                    )
+                if not isinstance(ref_doc, dict):
+                    continue
+                where = f"spec.tasks[{ti}].env[{ei}].valueFrom.{key}"
+                name, ref_key = str(ref_doc.get("name", "")), str(ref_doc.get("key", ""))
+                if ref_doc.get("optional"):
+                    found = read(kind, name)
+                else:
+                    found = need(where, kind, name, ref_key)
+                if kind == "Secret" and found is not None and ref_key in (found.get("data") or {}):
+                    # Any secret a task reads is redacted from what we write, not only auth.
+                    secret_values.append(_decode(found["data"][ref_key]))
         for mi, mount in enumerate(task.mounts):
             src = mount.source
             if src.secret and not src.secret.get("optional"):
@@ -139,7 +143,11 @@ def spec_field_for(job_field: str, model_index: int, task_index: int) -> str:
 
 
 def dry_run(
-    api: kube.Api, owner: manifests.Owner, evalspec: spec.EvalTaskSpec, runner_image: str
+    api: kube.Api,
+    owner: records.Owner,
+    evalspec: spec.EvalTaskSpec,
+    runner_image: str,
+    default_timeout: int,
 ) -> list[spec.SpecProblem]:
     """Ask the API server whether it would accept our Jobs (server-side dry-run).
 
@@ -149,9 +157,13 @@ def dry_run(
     pairs = [(0, ti) for ti in range(len(evalspec.tasks))]
     pairs += [(mi, 0) for mi in range(1, len(evalspec.models))]
     problems: list[spec.SpecProblem] = []
+    # The EvalRun does not exist yet; a dry-run never checks that an owner exists.
+    placeholder = records.Owner(constants.RUN_KIND, owner.name, owner.namespace, owner.uid)
     for mi, ti in pairs:
         model, task = evalspec.models[mi], evalspec.tasks[ti]
-        job = manifests.build_job(owner, evalspec, model, task, runner_image)
+        job = manifests.build_job(
+            owner, placeholder, evalspec, model, task, runner_image, default_timeout
+        )
         try:
             api.create_job(job, dry_run=True)
         except kube.Conflict:
@@ -170,4 +182,15 @@ def dry_run(
                         ),
                     )
                 )
+        except kube.Refused as e:
+            # Admission (a quota, a policy, a webhook) or a size limit said no.
+            problems.append(
+                spec.SpecProblem(
+                    f"spec.tasks[{ti}]",
+                    conditions.JOB_REJECTED,
+                    f"the API server refuses the Job for model {model.name!r}, task "
+                    f"{task.name!r}: {e.status} {e.reason}: {e.message}",
+                )
+            )
+            break  # one refusal says it: the others would repeat it
     return problems

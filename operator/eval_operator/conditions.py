@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from eval_operator.statustypes import MAX_MESSAGE
+
 SPEC_VALID: Final = "SpecValid"
 PROGRESSING: Final = "Progressing"
 COMPLETE: Final = "Complete"
@@ -32,6 +34,9 @@ LITERAL_AUTH_VALUE: Final = "LiteralAuthValue"
 RUN_FAILED: Final = "RunFailed"
 RUN_SUCCEEDED: Final = "RunSucceeded"
 JOB_CREATED: Final = "JobCreated"
+UNKNOWN_RERUN: Final = "UnknownRerunValue"
+AUTH_SECRET_NOT_OWNED: Final = "AuthSecretNotOwned"
+AUTH_SECRET_REFUSED: Final = "AuthSecretRefused"
 
 
 def set_condition(
@@ -45,6 +50,8 @@ def set_condition(
 ) -> list[dict[str, Any]]:
     """Return the conditions with `type_` set; the transition time changes only on a flip."""
     value = "True" if status else "False"
+    if len(message) > MAX_MESSAGE:  # conditions stay bounded, whatever they list
+        message = message[: MAX_MESSAGE - 3] + "..."
     previous = next((c for c in existing if c.get("type") == type_), None)
     changed = previous is None or previous.get("status") != value
     since = now if previous is None or changed else previous.get("lastTransitionTime", now)

@@ -11,6 +11,11 @@ PLURAL: Final = "evaltasks"
 SINGULAR: Final = "evaltask"
 SHORT_NAME: Final = "et"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+# The per-run record, written by the operator only.
+RUN_KIND: Final = "EvalRun"
+RUN_PLURAL: Final = "evalruns"
+RUN_SINGULAR: Final = "evalrun"
+RUN_SHORT_NAME: Final = "er"
 
 # Environment the operator injects; a spec may not set these itself.
 ENV_OUTPUT_DIR: Final = "EVAL_OUTPUT_DIR"
@@ -19,6 +24,7 @@ ENV_AUTH_HEADER_KEY: Final = "EVAL_AUTHORIZATION_HEADER_KEY"
 ENV_AUTH_HEADER_VALUE: Final = "EVAL_AUTHORIZATION_HEADER_VALUE"
 ENV_MODEL_NAME: Final = "EVAL_MODEL_NAME"
 ENV_TASK_NAME: Final = "EVAL_TASK_NAME"
+ENV_CA_BUNDLE: Final = "EVAL_CA_BUNDLE"
 RESERVED_ENV: Final = (
     ENV_OUTPUT_DIR,
     ENV_INFERENCE_URL,
@@ -26,6 +32,7 @@ RESERVED_ENV: Final = (
     ENV_AUTH_HEADER_VALUE,
     ENV_MODEL_NAME,
     ENV_TASK_NAME,
+    ENV_CA_BUNDLE,
 )
 # The platform's performance knobs, injected when the spec does not set them.
 DEFAULT_PARAMETERS: Final = {"MAX_CONCURRENCY": "24", "MAX_RETRY_PER_QUERY": "0"}
@@ -33,8 +40,13 @@ DEFAULT_PARAMETERS: Final = {"MAX_CONCURRENCY": "24", "MAX_RETRY_PER_QUERY": "0"
 DEFAULT_OUTPUT_PATH: Final = "/opt/ml/output"
 DEFAULT_HEADER_KEY: Final = "Authorization"
 DEFAULT_RUNNER_IMAGE: Final = "eval-operator/runner:0.1.0"
+DEFAULT_TIMEOUT_SECONDS: Final = 24 * 3600  # a task's own run, when timeoutSeconds is absent
+DEFAULT_PROBE_TIMEOUT_SECONDS: Final = 1800
+DEFAULT_START_TIMEOUT_SECONDS: Final = 600  # a pod that cannot be created or started
 
-# Pod layout: the task runs as an init container, the collector after it.
+# Pod layout: the probe (waits for the model, stamps the output folder) and the task run
+# as init containers, the collector after them.
+PROBE_CONTAINER: Final = "probe"
 TASK_CONTAINER: Final = "task"
 COLLECTOR_CONTAINER: Final = "collector"
 OUTPUT_VOLUME: Final = "eval-output"
@@ -47,6 +59,8 @@ LABEL_EVALTASK_UID: Final = f"{GROUP}/evaltask-uid"
 LABEL_MODEL: Final = f"{GROUP}/model"
 LABEL_TASK: Final = f"{GROUP}/task"
 LABEL_FINGERPRINT: Final = f"{GROUP}/fingerprint"
+LABEL_CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"
+ANNOTATION_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
 ANNOTATION_SUSPENDED_BY_OPERATOR: Final = f"{GROUP}/suspended-by-operator"
 ANNOTATION_RERUN: Final = f"{GROUP}/rerun"
 ANNOTATION_DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"

@@ -1,4 +1,4 @@
-"""Generate the EvalTask CRD from the pydantic models.
+"""Generate the EvalTask and EvalRun CRDs from the pydantic models.
 
 pydantic writes JSON Schema; Kubernetes wants a structural OpenAPI v3 schema. The
 differences handled here: references are inlined, `X | None` becomes an optional X,
@@ -8,7 +8,8 @@ fields, and keywords Kubernetes rejects (title, default, propertyNames) are drop
 Defaults are applied by the operator, not the API server, so a stored object shows what
 the user wrote.
 
-`python -m eval_operator.crd` prints the CRD; `make crds` writes crds/evaltask.yaml.
+`python -m eval_operator.crd [evaltask|evalrun]` prints a CRD; `make crds` writes both
+into crds/ and the chart.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Final
 
 import yaml
 
-from eval_operator import constants, spec, statustypes
+from eval_operator import constants, runtypes, spec, statustypes
 
 CRD_NAME: Final = f"{constants.PLURAL}.{constants.GROUP}"
+RUN_CRD_NAME: Final = f"{constants.RUN_PLURAL}.{constants.GROUP}"
 _DROP: Final = {"title", "default", "propertyNames", "$defs"}
 
 
@@ -81,21 +83,28 @@ def model_schema(model: type[Any]) -> dict[str, Any]:
     return schema
 
 
-def build_crd() -> dict[str, Any]:
-    spec_schema = model_schema(spec.EvalTaskSpec)
-    status_schema = model_schema(statustypes.EvalTaskStatus)
+def _crd(
+    kind: str,
+    plural: str,
+    singular: str,
+    short_name: str,
+    description: str,
+    columns: list[dict[str, Any]],
+    properties: dict[str, Any],
+    required: list[str],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
+        "metadata": {"name": f"{plural}.{constants.GROUP}"},
         "spec": {
             "group": constants.GROUP,
             "names": {
-                "kind": constants.KIND,
-                "listKind": f"{constants.KIND}List",
-                "plural": constants.PLURAL,
-                "singular": constants.SINGULAR,
-                "shortNames": [constants.SHORT_NAME],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": [short_name],
                 "categories": ["evals"],
             },
             "scope": "Namespaced",
@@ -105,27 +114,17 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _column("Phase", "string", ".status.phase"),
-                        _column("Progress", "string", ".status.progress"),
-                        _column("Failed", "integer", ".status.failed"),
-                        _column("Age", "date", ".metadata.creationTimestamp"),
-                        _column("Models", "string", ".spec.models[*].name", priority=1),
-                        _column("Tasks", "string", ".spec.tasks[*].name", priority=1),
-                    ],
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "EvalTask evaluates model services on evaluation "
-                            "sets packaged as container images: one Job per (model, task), "
-                            "serially per model.",
-                            "required": ["spec"],
+                            "description": description,
+                            "required": required,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
+                                **properties,
                             },
                         }
                     },
@@ -135,6 +134,61 @@ def build_crd() -> dict[str, Any]:
     }
 
 
+def build_crd() -> dict[str, Any]:
+    """The EvalTask CRD."""
+    return _crd(
+        constants.KIND,
+        constants.PLURAL,
+        constants.SINGULAR,
+        constants.SHORT_NAME,
+        "EvalTask evaluates model services on evaluation sets packaged as container images: "
+        "one Job per (model, task), serially per model.",
+        [
+            _column("Phase", "string", ".status.phase"),
+            _column("Progress", "string", ".status.progress"),
+            _column("Failed", "integer", ".status.failed"),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+            _column("Models", "string", ".spec.models[*].name", priority=1),
+            _column("Tasks", "string", ".spec.tasks[*].name", priority=1),
+        ],
+        {
+            "spec": model_schema(spec.EvalTaskSpec),
+            "status": model_schema(statustypes.EvalTaskStatus),
+        },
+        ["spec"],
+    )
+
+
+def build_run_crd() -> dict[str, Any]:
+    """The EvalRun CRD: one per run, written by the operator only."""
+    return _crd(
+        constants.RUN_KIND,
+        constants.RUN_PLURAL,
+        constants.RUN_SINGULAR,
+        constants.RUN_SHORT_NAME,
+        "EvalRun is the operator's durable record of one (model, task) run of an EvalTask: "
+        "its state and result. Written by the operator only; deleting one reruns that run.",
+        [
+            _column("Model", "string", ".spec.model"),
+            _column("Task", "string", ".spec.task"),
+            _column("State", "string", ".status.state"),
+            _column("Score", "number", ".status.score"),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+            _column("Attempts", "integer", ".status.attempts", priority=1),
+            _column("Progress", "string", ".status.progress.done", priority=1),
+            _column("Job", "string", ".status.job", priority=1),
+        ],
+        {
+            "spec": model_schema(runtypes.EvalRunSpec),
+            "status": model_schema(runtypes.EvalRunStatus),
+        },
+        ["spec"],
+    )
+
+
+CRDS: Final = {"evaltask": build_crd, "evalrun": build_run_crd}
+
+
 def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any]:
     column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
     if priority:
@@ -142,10 +196,13 @@ def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any
     return column
 
 
-def render() -> str:
-    header = "# Generated from operator/eval_operator/spec.py by `make crds`. Do not edit.\n"
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+def render(which: str = "evaltask") -> str:
+    header = (
+        "# Generated from the pydantic models in operator/eval_operator/ by `make crds`. "
+        "Do not edit.\n"
+    )
+    return header + yaml.safe_dump(CRDS[which](), sort_keys=False, width=100)
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else "evaltask"))

@@ -1,9 +1,15 @@
-"""kopf wiring: every event about an EvalTask or one of its Jobs or pods runs the same
-reconcile, serialized per EvalTask.
+"""kopf wiring: every event about an EvalTask or one of its EvalRuns, Jobs or pods runs
+the same reconcile, serialized per EvalTask.
 
 Handlers only react: they name the EvalTask and ask for a pass. Passes for one EvalTask
 never overlap (an asyncio lock each), and a burst of events while a pass runs collapses
 into one more pass, which sees everything that happened.
+
+Only event handlers are used, no create/update handlers and no timers: kopf then keeps no
+state on our objects (no finalizer, no last-handled-configuration annotation, which would
+copy the spec, literal auth values included, into an annotation). A pass says itself when
+it wants to be looked at again (`Outcome.requeue_after`): while runs are unfinished, and
+after an API error. A finished EvalTask costs nothing until something changes.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from eval_operator import constants, kube, metrics, reconcile
 
 log = logging.getLogger(__name__)
 
-TIMER_INTERVAL_SECONDS: Final = 60.0
 RETRY_DELAY_SECONDS: Final = 10.0
+Key = tuple[str, str]
 
 
 class Reconciler:
@@ -38,8 +44,10 @@ class Reconciler:
         self._api_factory = api_factory
         self._config = config
         self._clock = clock
-        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._queued: set[tuple[str, str]] = set()
+        self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._queued: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._seen: dict[Key, tuple[Any, ...]] = {}
 
     async def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -48,9 +56,41 @@ class Reconciler:
         self._queued.add(key)
         async with self._locks[key]:
             self._queued.discard(key)
-            await asyncio.to_thread(self._pass, namespace, name)
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+            delay = await asyncio.to_thread(self._pass, namespace, name)
+            if delay is not None:
+                self._schedule(key, delay)
 
-    def _pass(self, namespace: str, name: str) -> None:
+    def _schedule(self, key: Key, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, lambda: loop.create_task(self.trigger(*key)))
+
+    def changed(self, namespace: str, name: str, body: kopf.Body | dict[str, Any]) -> bool:
+        """Whether an EvalTask event carries news: our own status writes do not."""
+        meta = body.get("metadata", {})
+        marker = (
+            meta.get("generation"),
+            (meta.get("annotations") or {}).get(constants.ANNOTATION_RERUN),
+            bool(meta.get("deletionTimestamp")),
+        )
+        key = (namespace, name)
+        if self._seen.get(key) == marker:
+            return False
+        self._seen[key] = marker
+        return True
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._seen.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        metrics.forget(namespace, name)
+
+    def _pass(self, namespace: str, name: str) -> float | None:
+        """One pass; the seconds until the next one it asks for (None: none)."""
         started = time.monotonic()
         result = metrics.RESULT_ERROR
         try:
@@ -58,30 +98,30 @@ class Reconciler:
                 self._api_factory(), namespace, name, self._clock(), self._config
             )
             result = metrics.RESULT_INVALID if outcome and outcome.invalid else metrics.RESULT_OK
-            if outcome is None:
-                metrics.forget(namespace, name)
-            else:
-                metrics.record_status(namespace, name, outcome.status)
-                for task, seconds in outcome.finished:
-                    metrics.observe_run(task, seconds)
-                metrics.JOBS_CREATED_TOTAL.inc(len(outcome.created))
-                if outcome.created or outcome.deleted:
-                    log.info(
-                        "%s/%s: created %s, deleted %s",
-                        namespace,
-                        name,
-                        outcome.created or "-",
-                        outcome.deleted or "-",
-                    )
         except kube.ApiError as e:
-            # Temporary: the API refused or was unreachable; kopf retries the handler.
-            raise kopf.TemporaryError(
-                f"{namespace}/{name}: {e}", delay=RETRY_DELAY_SECONDS
-            ) from None
+            # The API refused or was unreachable: look again soon.
+            log.warning("%s/%s: %s; retrying in %gs", namespace, name, e, RETRY_DELAY_SECONDS)
+            return RETRY_DELAY_SECONDS
         finally:
             elapsed = time.monotonic() - started
             metrics.RECONCILE_TOTAL.labels(result).inc()
             metrics.RECONCILE_SECONDS.labels(result).observe(elapsed)
+        if outcome is None:
+            metrics.forget(namespace, name)
+            return None
+        metrics.record_status(namespace, name, outcome.status, outcome.runs)
+        for task, seconds in outcome.finished:
+            metrics.observe_run(task, seconds)
+        metrics.JOBS_CREATED_TOTAL.inc(len(outcome.created))
+        if outcome.created or outcome.deleted:
+            log.info(
+                "%s/%s: created %s, deleted %s",
+                namespace,
+                name,
+                outcome.created or "-",
+                outcome.deleted or "-",
+            )
+        return outcome.requeue_after
 
 
 RECONCILER: Reconciler | None = None
@@ -93,57 +133,47 @@ def _reconciler() -> Reconciler:
     return RECONCILER
 
 
-@kopf.on.resume(constants.GROUP, constants.VERSION, constants.PLURAL)
-@kopf.on.create(constants.GROUP, constants.VERSION, constants.PLURAL)
-@kopf.on.update(constants.GROUP, constants.VERSION, constants.PLURAL)
-async def evaltask_changed(namespace: str | None, name: str, **_: Any) -> None:
-    await _reconciler().trigger(namespace or "", name)
-
-
-@kopf.timer(
-    constants.GROUP,
-    constants.VERSION,
-    constants.PLURAL,
-    interval=TIMER_INTERVAL_SECONDS,
-    initial_delay=TIMER_INTERVAL_SECONDS,
-)
-async def evaltask_timer(namespace: str | None, name: str, **_: Any) -> None:
-    await _reconciler().trigger(namespace or "", name)
-
-
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
-async def evaltask_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
-    # No finalizer (nothing to clean up but our own series): notice deletion by its event.
-    if type == "DELETED" and namespace:
-        metrics.forget(namespace, name)
-
-
-def _owner_name(body: kopf.Body) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == constants.KIND and ref.get("apiVersion") == constants.API_VERSION:
-            return str(ref["name"])
-    return None
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY})
-async def job_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    owner = _owner_name(body)
-    if owner and namespace:
-        await _reconciler().trigger(namespace, owner)
+async def evaltask_event(
+    type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> None:
+    if not namespace:
+        return
+    if type == "DELETED":
+        _reconciler().forget(namespace, name)
+        return
+    if _reconciler().changed(namespace, name, body):
+        await _reconciler().trigger(namespace, name)
 
 
 @kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
 def evaltasks_by_uid(uid: str, name: str, **_: Any) -> dict[str, str]:
-    """uid -> name: pods are owned by Jobs, so their EvalTask is found by our uid label."""
+    """uid -> name: EvalRuns, Jobs and pods carry their EvalTask's uid as a label."""
     return {uid: name}
 
 
-@kopf.on.event("", "v1", "pods", labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY})
-async def pod_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    index: kopf.Index[str, str] = kwargs["evaltasks_by_uid"]
+async def _child_event(body: kopf.Body, namespace: str | None, index: kopf.Index[str, str]) -> None:
     uid = body.get("metadata", {}).get("labels", {}).get(constants.LABEL_EVALTASK_UID)
     if not uid or not namespace:
         return
     # The index is a live view that kopf updates while we await: copy it first.
     for name in list(index.get(uid, [])):
         await _reconciler().trigger(namespace, name)
+
+
+_MANAGED: Final = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.RUN_PLURAL, labels=_MANAGED)
+async def evalrun_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=_MANAGED)
+async def job_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+
+
+@kopf.on.event("", "v1", "pods", labels=_MANAGED)
+async def pod_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])

@@ -2,21 +2,37 @@
 
 Only the Job's own terminal conditions (Complete, Failed) end a run: the Job controller
 sets them after its pods have stopped, so a run never finishes while its pod still runs.
-The pods add the detail: the collector's result, an exit code, a log tail.
+The pods add the detail: the collector's result, an exit code, a log tail, why a pod
+cannot start. Two things end a run early, because nothing else would: a pod that cannot
+be created or started (a quota, a missing service account, an image that cannot be
+pulled) for longer than the start timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from eval_operator import constants
 from eval_runner import results
 
-JOB_NAME_LABELS: Final = ("batch.kubernetes.io/job-name", "job-name")
 LOG_TAIL_LINES: Final = 10
 LOG_TAIL_CHARS: Final = 1000
+# A probe still waiting after this long means its model does not answer (yet).
+PROBE_GRACE_SECONDS: Final = 5.0
+# Container waiting reasons that no amount of waiting fixes by itself.
+START_FAILURES: Final = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -25,24 +41,31 @@ class JobOutcome:
     attempts: int = 0
     start_time: str | None = None
     completion_time: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: tuple[tuple[str, float], ...] = ()
     message: str = ""
-    reused_from: str = ""
+    # Seconds the probe has waited for the model, once past the grace period.
+    probing_for: float | None = None
+    started: bool = False  # some pod of the Job got to run a container
+    start_failed: bool = False  # could not create or start a pod within the start timeout
+    # Seconds until the clock alone changes this outcome (a timeout, the probe's grace).
+    recheck_after: float | None = None
 
 
-def pods_of(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The Job's pods, oldest first."""
-    name = job["metadata"]["name"]
-    mine = [
-        p
-        for p in pods
-        if any(p["metadata"].get("labels", {}).get(k) == name for k in JOB_NAME_LABELS)
-    ]
-    return sorted(mine, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+def pods_by_job(pods: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Job uid -> its pods, oldest first. Matched by the controller uid the Job controller
+    sets, not by the job-name label: a rerun reuses the name, never the uid."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        uid = (pod["metadata"].get("labels") or {}).get(constants.LABEL_CONTROLLER_UID)
+        if uid:
+            out.setdefault(uid, []).append(pod)
+    for mine in out.values():
+        mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    return out
 
 
-def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    conditions = job.get("status", {}).get("conditions") or []
+def _true_conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = obj.get("status", {}).get("conditions") or []
     return {c["type"]: c for c in conditions if c.get("status") == "True"}
 
 
@@ -55,12 +78,12 @@ def _container(pod: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return None
 
 
-def _terminated(pod: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+def _state(pod: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any] | None:
     container = _container(pod, name)
     if container is None:
         return None
-    terminated: Mapping[str, Any] | None = (container.get("state") or {}).get("terminated")
-    return terminated
+    state: Mapping[str, Any] | None = (container.get("state") or {}).get(key)
+    return state
 
 
 def log_tail(text: str) -> str:
@@ -69,16 +92,32 @@ def log_tail(text: str) -> str:
     return tail if len(tail) <= LOG_TAIL_CHARS else "..." + tail[-LOG_TAIL_CHARS:]
 
 
+def disruption(pod: Mapping[str, Any]) -> str:
+    """Why the pod was disrupted (evicted, preempted, drained), or ""."""
+    condition = _true_conditions(pod).get("DisruptionTarget")
+    if condition is None:
+        return ""
+    detail = ": ".join(s for s in (condition.get("reason"), condition.get("message")) if s)
+    return f"the pod was evicted ({detail})" if detail else "the pod was evicted"
+
+
 def explain_pod_failure(pod: Mapping[str, Any]) -> str:
-    """Why a failed pod failed: the task's exit, or the collector's verdict on metrics.json."""
-    task = _terminated(pod, constants.TASK_CONTAINER)
+    """Why a failed pod failed: disruption, the probe, the task's exit, or the collector."""
+    evicted = disruption(pod)
+    if evicted:
+        return evicted
+    probe = _state(pod, constants.PROBE_CONTAINER, "terminated")
+    if probe is not None and probe.get("exitCode", 0) != 0:
+        why = (probe.get("message") or "").strip()
+        return f"the model service did not answer: {why}" if why else "the probe failed"
+    task = _state(pod, constants.TASK_CONTAINER, "terminated")
     if task is not None and task.get("exitCode", 0) != 0:
         text = f"the task container exited with code {task['exitCode']}"
         if task.get("reason") and task["reason"] != "Error":
             text += f" ({task['reason']})"
         tail = log_tail(task.get("message") or "")
         return text + (f"; last output:\n{tail}" if tail else "")
-    collector = _terminated(pod, constants.COLLECTOR_CONTAINER)
+    collector = _state(pod, constants.COLLECTOR_CONTAINER, "terminated")
     if collector is not None and collector.get("exitCode", 0) != 0:
         reason = (collector.get("message") or "").strip()
         return reason or f"the collector exited with code {collector['exitCode']}"
@@ -88,40 +127,70 @@ def explain_pod_failure(pod: Mapping[str, Any]) -> str:
     return ""
 
 
-def _waiting_reason(pod: Mapping[str, Any]) -> str:
-    for name in (constants.TASK_CONTAINER, constants.COLLECTOR_CONTAINER):
-        container = _container(pod, name)
-        waiting = ((container or {}).get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") and waiting["reason"] not in ("PodInitializing",):
-            return f"{name}: {waiting['reason']}" + (
+def _waiting(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """(reason, message) of why the pod waits, or ("", "")."""
+    for name in (
+        constants.PROBE_CONTAINER,
+        constants.TASK_CONTAINER,
+        constants.COLLECTOR_CONTAINER,
+    ):
+        waiting = _state(pod, name, "waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in ("PodInitializing",):
+            text = f"{name}: {reason}" + (
                 f": {waiting['message']}" if waiting.get("message") else ""
             )
+            return reason, text
     for condition in pod.get("status", {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             detail = f"{condition.get('reason', '')} {condition.get('message', '')}".strip()
-            return f"pod not scheduled: {detail}"
-    return ""
+            return "Unschedulable", f"pod not scheduled: {detail}"
+    return "", ""
 
 
-def _is_running(pod: Mapping[str, Any]) -> bool:
-    if pod.get("status", {}).get("phase") == "Running":
+def _ran(pod: Mapping[str, Any]) -> bool:
+    """Some container of the pod got to run."""
+    status = pod.get("status", {})
+    for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = c.get("state") or {}
+        if "running" in state or "terminated" in state:
+            return True
+    return False
+
+
+def _task_running(pod: Mapping[str, Any]) -> bool:
+    if _state(pod, constants.TASK_CONTAINER, "running") is not None:
         return True
-    task = _container(pod, constants.TASK_CONTAINER)
-    return "running" in ((task or {}).get("state") or {})
+    return bool(pod.get("status", {}).get("phase") == "Running")
 
 
-def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
-    """The run's state as one Job and its pods show it now."""
+def _since(stamp: str | None, now: datetime) -> float:
+    if not stamp:
+        return 0.0
+    return (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+
+
+def describe(
+    job: Mapping[str, Any],
+    mine: Sequence[Mapping[str, Any]],
+    now: datetime,
+    start_timeout: float,
+    create_failure: str = "",
+) -> JobOutcome:
+    """The run's state as one Job and its pods (`mine`, oldest first) show it now.
+
+    `create_failure`: the Job controller's latest FailedCreate event message, if any.
+    """
     status = job.get("status", {})
-    mine = pods_of(job, pods)
-    attempts = (
+    counted = (
         int(status.get("succeeded", 0))
         + int(status.get("failed", 0))
         + int(status.get("active", 0))
     )
-    attempts = max(attempts, len(mine))
+    attempts = max(counted, sum(1 for p in mine if not disruption(p)))
     start = status.get("startTime")
     conditions = _true_conditions(job)
+    started = any(_ran(p) for p in mine)
 
     if "Complete" in conditions:
         done = status.get("completionTime") or conditions["Complete"].get("lastTransitionTime")
@@ -132,15 +201,20 @@ def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOu
                 attempts,
                 start,
                 done,
-                message="the Job completed but its pod is gone, so its metrics could not be "
-                f"read; rerun it with the annotation {constants.ANNOTATION_RERUN}=failed",
+                message="the Job completed but its pod was gone before its result was read; "
+                f"rerun it with the annotation {constants.ANNOTATION_RERUN}=failed",
+                started=True,
             )
-        collector = _terminated(succeeded[-1], constants.COLLECTOR_CONTAINER) or {}
+        collector = _state(succeeded[-1], constants.COLLECTOR_CONTAINER, "terminated") or {}
         try:
             metrics = results.decode(collector.get("message") or "")
         except results.MetricsError as e:
-            return JobOutcome("Failed", attempts, start, done, message=f"collector: {e}")
-        return JobOutcome("Succeeded", attempts, start, done, metrics=metrics)
+            return JobOutcome(
+                "Failed", attempts, start, done, message=f"collector: {e}", started=True
+            )
+        return JobOutcome(
+            "Succeeded", attempts, start, done, metrics=tuple(metrics.items()), started=True
+        )
 
     if "Failed" in conditions:
         failed = conditions["Failed"]
@@ -149,7 +223,8 @@ def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOu
         if reason == "DeadlineExceeded":
             limit = job.get("spec", {}).get("activeDeadlineSeconds")
             message = (
-                f"the run exceeded its timeout of {limit}s (timeoutSeconds) and was stopped"
+                f"the run exceeded its deadline of {limit}s (timeoutSeconds plus "
+                "probeTimeoutSeconds) and was stopped"
                 if limit
                 else "the run exceeded its deadline and was stopped"
             )
@@ -159,7 +234,7 @@ def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOu
             message = detail or failed.get("message") or reason or "the Job failed"
         if attempts > 1:
             message = f"failed after {attempts} attempts: {message}"
-        return JobOutcome("Failed", attempts, start, done, message=message)
+        return JobOutcome("Failed", attempts, start, done, message=message, started=started)
 
     if job.get("spec", {}).get("suspend"):
         annotations = job["metadata"].get("annotations") or {}
@@ -170,12 +245,92 @@ def describe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOu
             else "waiting for admission: the Job is suspended by another controller (e.g. a Kueue "
             "queue); it starts when admitted"
         )
-        return JobOutcome("Pending", attempts, start, message=message)
+        return JobOutcome("Pending", attempts, start, message=message, started=started)
 
-    if any(_is_running(p) for p in mine):
-        return JobOutcome("Running", attempts, start)
-    waiting = next((w for w in (_waiting_reason(p) for p in reversed(mine)) if w), "")
-    return JobOutcome("Pending", attempts, start, message=waiting)
+    live = [p for p in mine if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+    current = live[-1] if live else None
+    if current is not None and _task_running(current):
+        return JobOutcome("Running", attempts, start, started=True)
+
+    if current is None:
+        waited = _since(job["metadata"].get("creationTimestamp"), now)
+        if create_failure:
+            message = f"the Job cannot create its pod: {create_failure}"
+            return _maybe_start_failure(attempts, start, message, waited, start_timeout, started)
+        evicted = next((disruption(p) for p in reversed(mine) if disruption(p)), "")
+        message = f"{evicted}; a new pod replaces it" if evicted else ""
+        # No pod yet: look again soon, to say why if none comes.
+        return JobOutcome(
+            "Pending", attempts, start, message=message, started=started, recheck_after=5.0
+        )
+
+    probing = _state(current, constants.PROBE_CONTAINER, "running")
+    if probing is not None:
+        waited = _since(probing.get("startedAt"), now)
+        if waited >= PROBE_GRACE_SECONDS:
+            limit = next(
+                (
+                    e.get("value")
+                    for e in _probe_env(job)
+                    if e.get("name") == "EVAL_PROBE_TIMEOUT_SECONDS"
+                ),
+                "?",
+            )
+            return JobOutcome(
+                "Pending",
+                attempts,
+                start,
+                message=f"waiting for the model service to answer: the probe has waited "
+                f"{waited:.0f}s of at most {limit}s (probeTimeoutSeconds)",
+                probing_for=waited,
+                started=True,
+                recheck_after=30.0,
+            )
+        return JobOutcome(
+            "Pending", attempts, start, started=True, recheck_after=PROBE_GRACE_SECONDS - waited
+        )
+
+    reason, message = _waiting(current)
+    if reason in START_FAILURES:
+        waited = _since(current["metadata"].get("creationTimestamp"), now)
+        return _maybe_start_failure(attempts, start, message, waited, start_timeout, started)
+    return JobOutcome("Pending", attempts, start, message=message, started=started)
+
+
+def _maybe_start_failure(
+    attempts: int,
+    start: str | None,
+    message: str,
+    waited: float,
+    start_timeout: float,
+    started: bool,
+) -> JobOutcome:
+    if waited >= start_timeout:
+        return JobOutcome(
+            "Failed",
+            attempts,
+            start,
+            message=f"{message} (could not start within the start timeout of {start_timeout:g}s)",
+            started=started,
+            start_failed=True,
+        )
+    return JobOutcome(
+        "Pending",
+        attempts,
+        start,
+        message=message,
+        started=started,
+        recheck_after=start_timeout - waited,
+    )
+
+
+def _probe_env(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    pod_spec = job.get("spec", {}).get("template", {}).get("spec", {})
+    for container in pod_spec.get("initContainers") or []:
+        if container.get("name") == constants.PROBE_CONTAINER:
+            env: list[Mapping[str, Any]] = container.get("env") or []
+            return env
+    return []
 
 
 def is_finished(job: Mapping[str, Any]) -> bool:

@@ -7,8 +7,11 @@ this boundary into a small tree:
     ApiError            anything the API server refused (status, reason, message)
      +-- NotFound       404: the object is gone
      +-- Conflict       409: it already exists, or a stale write
-     +-- Invalid        422: the object was rejected; `causes` name the fields
+     +-- Refused        400, 403, 413, other 4xx: this object will not be accepted as it is
+     |    +-- Invalid   422: the object was rejected; `causes` name the fields
      +-- Transient      429, 5xx or no answer: try again later
+
+Every call has a timeout (REQUEST_TIMEOUT), so a hung connection cannot wedge a pass.
 
 Tests use a fake with the same methods (tests/handler/fake_api.py).
 """
@@ -23,6 +26,8 @@ from typing import Any, Final, Protocol
 from eval_operator import constants
 
 FIELD_MANAGER: Final = "eval-operator"
+# (connect, read) seconds for every API call.
+REQUEST_TIMEOUT: Final = (10.0, 60.0)
 
 
 class ApiError(Exception):
@@ -44,7 +49,11 @@ class Conflict(ApiError):
     pass
 
 
-class Invalid(ApiError):
+class Refused(ApiError):
+    """Admission said no: a quota, a policy, a webhook, RBAC, a body too large."""
+
+
+class Invalid(Refused):
     pass
 
 
@@ -73,6 +82,8 @@ def error_from_status(status: int, body: str) -> ApiError:
         kind = Invalid
     elif status == 429 or status >= 500 or status == 0:
         kind = Transient
+    elif 400 <= status < 500:
+        kind = Refused
     else:
         kind = ApiError
     return kind(status, reason, message, causes)
@@ -85,12 +96,20 @@ class Api(Protocol):
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]: ...
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
-    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None: ...
+    def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def create_evalrun(self, evalrun: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_evalrun(self, namespace: str, name: str) -> None: ...
+    def patch_evalrun_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None: ...
+    def create_failures(self, namespace: str, job_uid: str) -> list[str]: ...
+    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]: ...
     def delete_job(self, namespace: str, name: str) -> None: ...
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]: ...
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]: ...
-    def apply_secret(self, secret: Mapping[str, Any]) -> None: ...
+    def create_secret(self, secret: Mapping[str, Any]) -> None: ...
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def patch_evaltask_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None: ...
@@ -129,7 +148,9 @@ class KubeApi:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._client.call_api(method, url, headers, payload, post)
+            response = self._client.call_api(
+                method, url, headers, payload, post, _request_timeout=REQUEST_TIMEOUT
+            )
             data = response.read()
         except ApiException as e:
             raise error_from_status(int(e.status or 0), str(e.body or e.reason)) from None
@@ -181,10 +202,59 @@ class KubeApi:
         items: list[dict[str, Any]] = doc.get("items") or []
         return items
 
-    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None:
+    @staticmethod
+    def _evalruns_path(namespace: str) -> str:
+        return (
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
+            f"{constants.RUN_PLURAL}"
+        )
+
+    def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        doc = self._call("GET", self._evalruns_path(namespace), query=[("labelSelector", selector)])
+        items: list[dict[str, Any]] = doc.get("items") or []
+        return items
+
+    def create_evalrun(self, evalrun: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = evalrun["metadata"]["namespace"]
+        return self._call(
+            "POST",
+            self._evalruns_path(namespace),
+            body=dict(evalrun),
+            query=[("fieldManager", FIELD_MANAGER)],
+        )
+
+    def delete_evalrun(self, namespace: str, name: str) -> None:
+        self._call(
+            "DELETE",
+            f"{self._evalruns_path(namespace)}/{name}",
+            body={"propagationPolicy": "Background"},
+        )
+
+    def patch_evalrun_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self._call(
+            "PATCH",
+            f"{self._evalruns_path(namespace)}/{name}/status",
+            body={"status": dict(status)},
+            content_type="application/merge-patch+json",
+        )
+
+    def create_failures(self, namespace: str, job_uid: str) -> list[str]:
+        """The Job controller's FailedCreate event messages for one Job, oldest first."""
+        doc = self._call(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            query=[("fieldSelector", f"involvedObject.uid={job_uid},reason=FailedCreate")],
+        )
+        events = sorted(
+            doc.get("items") or [],
+            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+        )
+        return [str(e.get("message", "")) for e in events]
+
+    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]:
         namespace = job["metadata"]["namespace"]
         query = [("fieldManager", FIELD_MANAGER)] + ([("dryRun", "All")] if dry_run else [])
-        self._call(
+        return self._call(
             "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=dict(job), query=query
         )
 
@@ -210,17 +280,17 @@ class KubeApi:
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
-    def apply_secret(self, secret: Mapping[str, Any]) -> None:
-        namespace, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
-        try:
-            self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=dict(secret))
-        except Conflict:
-            self._call(
-                "PATCH",
-                f"/api/v1/namespaces/{namespace}/secrets/{name}",
-                body={"data": secret["data"]},
-                content_type="application/merge-patch+json",
-            )
+    def create_secret(self, secret: Mapping[str, Any]) -> None:
+        namespace = secret["metadata"]["namespace"]
+        self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=dict(secret))
+
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
 
     def patch_evaltask_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         # A merge patch replaces lists whole, which is what runs/conditions need.

@@ -1,48 +1,33 @@
-"""Build the objects the operator creates, as plain dicts (no API calls here).
+"""Build the Jobs and Secrets the operator creates, as plain dicts (no API calls here).
 
-Pod layout: the task runs as the init container `task`, so it finishes before the
-collector (`python -m eval_runner collect`, the runner image) reads metrics.json from the
-shared output volume and returns the result in its termination message. The operator
-therefore never mounts user volumes.
+Pod layout: the init container `probe` (the runner image) stamps the output folder and
+waits until the model answers; the init container `task` runs the evaluation; then the
+collector (`python -m eval_runner collect`, the runner image) reads the results from the
+shared output volume and returns them in its termination message. The operator therefore
+never mounts user volumes and never sends a request to a model url.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import hashlib
+import json
 from typing import Any, Final
 
-from eval_operator import constants, naming, spec
+from eval_operator import constants, naming, records, spec
 
+Owner = records.Owner
 COLLECTOR_RESOURCES: Final = {
     "requests": {"cpu": "10m", "memory": "32Mi"},
     "limits": {"memory": "128Mi"},
 }
+PROBE_RESOURCES: Final = COLLECTOR_RESOURCES
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The EvalTask that owns what we build: deletion cascades through it."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": constants.API_VERSION,
-            "kind": constants.KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-def injected_env(
-    owner: Owner, evalspec: spec.EvalTaskSpec, model: spec.ModelService, task: spec.TaskConfig
+def _model_env(
+    owner: Owner, evalspec: spec.EvalTaskSpec, model: spec.ModelService
 ) -> list[dict[str, Any]]:
-    """The EVAL_* variables, the parameters, then the task's own env (API.md)."""
+    """Where the model is and how to authenticate: shared by the probe and the task."""
     header_key = model.auth.header_key if model.auth else constants.DEFAULT_HEADER_KEY
     env: list[dict[str, Any]] = [
         {"name": constants.ENV_OUTPUT_DIR, "value": evalspec.output.mount_path},
@@ -62,6 +47,14 @@ def injected_env(
                 },
             }
         )
+    return env
+
+
+def injected_env(
+    owner: Owner, evalspec: spec.EvalTaskSpec, model: spec.ModelService, task: spec.TaskConfig
+) -> list[dict[str, Any]]:
+    """The EVAL_* variables, the parameters, then the task's own env (API.md)."""
+    env = _model_env(owner, evalspec, model)
     env += [
         {"name": constants.ENV_MODEL_NAME, "value": model.name},
         {"name": constants.ENV_TASK_NAME, "value": task.name},
@@ -105,13 +98,27 @@ def _user_mount(mount: spec.Mount) -> dict[str, Any]:
     return out
 
 
+def template_hash(evalspec: spec.EvalTaskSpec) -> str:
+    """Hash of the pod settings that are not part of the fingerprint: a Job that has not
+    started yet is replaced when they change (a fix of a bad service account, say)."""
+    doc = evalspec.template.model_dump(by_alias=True, exclude_none=True)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def task_timeout(task: spec.TaskConfig, default_timeout: int) -> int:
+    return task.timeout_seconds if task.timeout_seconds is not None else default_timeout
+
+
 def build_job(
     owner: Owner,
+    run_owner: Owner,
     evalspec: spec.EvalTaskSpec,
     model: spec.ModelService,
     task: spec.TaskConfig,
     runner_image: str,
+    default_timeout: int = constants.DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
+    """The Job of one run: owned by its EvalRun `run_owner`, labelled for the EvalTask."""
     fp = naming.fingerprint(evalspec, model, task)
     name = naming.job_name(owner.name, model.name, task.name, fp)
     template = evalspec.template
@@ -136,6 +143,22 @@ def build_job(
         task_container["args"] = list(task.args)
     if task.resources is not None:
         task_container["resources"] = task.resources.model_dump(exclude_defaults=True)
+    probe = {
+        "name": constants.PROBE_CONTAINER,
+        "image": runner_image,
+        "command": ["python", "-m", "eval_runner", "probe"],
+        "env": [
+            *_model_env(owner, evalspec, model),
+            {"name": "EVAL_PROBE", "value": "true" if evalspec.probe else "false"},
+            {
+                "name": "EVAL_PROBE_TIMEOUT_SECONDS",
+                "value": str(evalspec.probe_timeout_seconds),
+            },
+        ],
+        "volumeMounts": [_output_mount(owner, evalspec, model.name, task.name, read_only=False)],
+        "resources": PROBE_RESOURCES,
+        "terminationMessagePolicy": "File",
+    }
     collector = {
         "name": constants.COLLECTOR_CONTAINER,
         "image": runner_image,
@@ -147,7 +170,7 @@ def build_job(
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "initContainers": [task_container],
+        "initContainers": [probe, task_container],
         "containers": [collector],
         "volumes": [
             _output_volume(evalspec),
@@ -163,10 +186,26 @@ def build_job(
         "securityContext": template.security_context,
     }
     pod_spec.update({k: v for k, v in optional.items() if v})
+    deadline = task_timeout(task, default_timeout)
+    if evalspec.probe:
+        deadline += evalspec.probe_timeout_seconds
     job_spec: dict[str, Any] = {
         "backoffLimit": task.retries,
         "completions": 1,
         "parallelism": 1,
+        "activeDeadlineSeconds": deadline,
+        # Disruptions (eviction, preemption, drain) are not the task's failures, and a
+        # replacement pod starts only once the old one is gone: two pods never write the
+        # same output subPath at once.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                }
+            ]
+        },
+        "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {
                 "labels": labels,
@@ -178,8 +217,6 @@ def build_job(
             "spec": pod_spec,
         },
     }
-    if task.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = task.timeout_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -187,8 +224,11 @@ def build_job(
             "name": name,
             "namespace": owner.namespace,
             "labels": labels,
-            "annotations": dict(template.annotations),
-            "ownerReferences": [owner.reference()],
+            "annotations": {
+                **template.annotations,
+                constants.ANNOTATION_TEMPLATE_HASH: template_hash(evalspec),
+            },
+            "ownerReferences": [run_owner.reference()],
         },
         "spec": job_spec,
     }

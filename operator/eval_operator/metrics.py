@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -62,15 +62,23 @@ _lock = threading.Lock()
 _run_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
 
-def record_status(namespace: str, evaltask: str, status: Mapping[str, Any]) -> None:
-    """Export an EvalTask's status: progress, runs by state, and its runs' metrics."""
+def record_status(
+    namespace: str,
+    evaltask: str,
+    status: Mapping[str, Any],
+    results: Sequence[tuple[str, str, Any]] = (),
+) -> None:
+    """Export an EvalTask's status (progress, runs by state) and its runs' metrics.
+
+    `results`: (model, task, record) of each run, whose `metrics` are (name, value) pairs.
+    """
     total = int(status.get("total") or 0)
     completed = int(status.get("completed") or 0)
     runs = status.get("runs") or []
     series: set[tuple[str, ...]] = set()
-    for run in runs:
-        for name, value in list((run.get("metrics") or {}).items())[:MAX_METRICS_PER_RUN]:
-            labels = (namespace, evaltask, str(run["model"]), str(run["task"]), str(name))
+    for model, task, record in results:
+        for name, value in list(record.metrics)[:MAX_METRICS_PER_RUN]:
+            labels = (namespace, evaltask, str(model), str(task), str(name))
             series.add(labels)
             RUN_METRIC.labels(*labels).set(float(value))
     with _lock:

@@ -1,36 +1,47 @@
-"""Desired runs vs observed Jobs -> the runs' states and the actions of one pass.
+"""Desired runs vs observed EvalRuns and Jobs -> the runs' records and one pass's actions.
 
 Design notes:
-- The Jobs that exist (found by the EvalTask's uid label) are the truth. The previous
-  status only fills in results whose Job is gone, so a finished run never runs twice.
-- Serial per model: a model's chain is busy while any of its Jobs is unfinished; an idle
-  chain starts its first unfinished run in `tasks` order. At most `parallelism` chains
-  are busy at once.
-- A pass never creates and deletes: deletions (stale fingerprints, reruns) go first and
-  the Job watch brings the next pass, so a rerun's new Job never meets its old one.
-- Creations per pass are capped, so a huge EvalTask is started over several passes.
+- The EvalRun is the record of a run. Once it is final (Succeeded, Failed, Reused) the
+  plan never looks at its Job or pods again: they are evidence that may vanish. A run's
+  record changes only through a rerun or a fingerprint change, which delete the EvalRun.
+- An unfinished run follows its Job: the Job that its EvalRun owns (by uid), never a
+  leftover of an earlier EvalRun of the same name, which is deleted first.
+- Serial per model: a model's chain is busy while any of its Jobs is unfinished or still
+  being deleted; an idle chain starts its first unfinished run in `tasks` order. At most
+  `parallelism` chains are busy at once.
+- A pass never creates and deletes: deletions go first and the watch brings the next
+  pass, so a rerun's new Job never meets its old one. Creations per pass are capped, so a
+  huge EvalTask is started over several passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from eval_operator import constants, jobstate, naming, spec, statustypes
+from eval_operator import constants, jobstate, manifests, naming, records, spec
+from eval_operator import status as status_mod
 
-MAX_CREATES_PER_PASS: Final = 20
+MAX_JOB_CREATES_PER_PASS: Final = 20
+MAX_RUN_CREATES_PER_PASS: Final = 100
+
+Record = records.Record
+RunKey = tuple[str, str, str]  # (model, task, fingerprint)
 
 
 @dataclass(frozen=True)
 class Observed:
-    """What one pass sees: the EvalTask, its Jobs and pods, and the clock."""
+    """What one pass sees: the EvalTask, its EvalRuns, Jobs and pods, and the clock."""
 
     evaltask: Mapping[str, Any]
+    runs: Sequence[Mapping[str, Any]]
     jobs: Sequence[Mapping[str, Any]]
     pods: Sequence[Mapping[str, Any]]
     now: datetime
+    # Job name -> the Job controller's latest FailedCreate message.
+    create_failures: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -64,17 +75,40 @@ class DesiredRun:
     model: spec.ModelService
     task: spec.TaskConfig
     fingerprint: str
-    job_name: str
+    name: str  # the EvalRun's and its Job's
+
+    @property
+    def key(self) -> RunKey:
+        return (self.model.name, self.task.name, self.fingerprint)
+
+
+@dataclass
+class RunView:
+    """One desired run as this pass leaves it."""
+
+    run: DesiredRun
+    record: Record
+    exists: bool  # its EvalRun exists (or is created in this pass)
+    waiting_for_model: float | None = None
+    recheck_after: float | None = None  # seconds until the clock alone changes it
 
 
 @dataclass
 class Plan:
-    runs: list[dict[str, Any]] = field(default_factory=list)  # statustypes.RunStatus dicts
-    create: list[DesiredRun] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
+    views: list[RunView] = field(default_factory=list)
+    create_runs: list[DesiredRun] = field(default_factory=list)  # EvalRuns, Pending or Reused
+    create_jobs: list[DesiredRun] = field(default_factory=list)
+    # EvalRun name -> its new status, where it changed.
+    record: dict[str, Record] = field(default_factory=dict)
+    delete_runs: list[str] = field(default_factory=list)
+    delete_jobs: list[str] = field(default_factory=list)
     suspend: list[str] = field(default_factory=list)
     unsuspend: list[str] = field(default_factory=list)
-    rerun_handled: bool = False
+    rerun: str | None = None  # the rerun annotation's value, when there is one
+
+    @property
+    def deletes(self) -> bool:
+        return bool(self.delete_runs or self.delete_jobs)
 
 
 def desired_runs(evalspec: spec.EvalTaskSpec, evaltask: str) -> list[DesiredRun]:
@@ -89,179 +123,243 @@ def desired_runs(evalspec: spec.EvalTaskSpec, evaltask: str) -> list[DesiredRun]
     return runs
 
 
-def _label(job: Mapping[str, Any], key: str) -> str:
-    return str((job["metadata"].get("labels") or {}).get(key, ""))
+def unfinished(evalspec: spec.EvalTaskSpec, observed: Observed) -> int:
+    """How many desired runs have no final record yet (the ones references still guard)."""
+    runs = records.by_name(observed.runs)
+    count = 0
+    for run in desired_runs(evalspec, observed.name):
+        found = runs.get(run.name)
+        if found is None or not records.from_status(found.get("status")).final:
+            count += 1
+    return count
 
 
-def _run_key(job: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (
-        _label(job, constants.LABEL_MODEL),
-        _label(job, constants.LABEL_TASK),
-        _label(job, constants.LABEL_FINGERPRINT),
-    )
-
-
-def _terminating(job: Mapping[str, Any]) -> bool:
-    return bool(job["metadata"].get("deletionTimestamp"))
-
-
-def _status_entry(run: DesiredRun, outcome: jobstate.JobOutcome) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "model": run.model.name,
-        "task": run.task.name,
-        "state": outcome.state,
-        "job": run.job_name,
-        "fingerprint": run.fingerprint,
-        "attempts": outcome.attempts,
-        "metrics": dict(outcome.metrics),
-        "message": outcome.message,
-    }
-    if outcome.start_time:
-        entry["startTime"] = outcome.start_time
-    if outcome.completion_time:
-        entry["completionTime"] = outcome.completion_time
-    if outcome.reused_from:
-        entry["reusedFrom"] = outcome.reused_from
-    return entry
-
-
-RunKey = tuple[str, str, str]  # (model, task, fingerprint)
-
-
-def reusable_runs(
-    evaltask: str, others: Sequence[Mapping[str, Any]]
-) -> dict[RunKey, jobstate.JobOutcome]:
-    """Succeeded runs of the namespace's other EvalTasks, by (model, task, fingerprint)."""
-    found: dict[RunKey, jobstate.JobOutcome] = {}
-    for other in sorted(others, key=lambda o: str(o["metadata"]["name"])):
-        name = str(other["metadata"]["name"])
-        if name == evaltask:
-            continue
-        for run in (other.get("status") or {}).get("runs") or []:
-            key = (run.get("model"), run.get("task"), run.get("fingerprint"))
-            if run.get("state") == "Succeeded" and key not in found:
-                found[key] = jobstate.JobOutcome(
-                    "Reused",
-                    start_time=run.get("startTime"),
-                    completion_time=run.get("completionTime"),
-                    metrics=dict(run.get("metrics") or {}),
-                    reused_from=name,
-                )
-    return found
+def _terminating(obj: Mapping[str, Any]) -> bool:
+    return bool(obj["metadata"].get("deletionTimestamp"))
 
 
 def plan(
     evalspec: spec.EvalTaskSpec,
     observed: Observed,
-    reusable: Mapping[RunKey, jobstate.JobOutcome] | None = None,
-    unreachable: Mapping[str, str] | None = None,
+    reusable: Mapping[RunKey, Mapping[str, Any]] | None = None,
+    blocked: str = "",
+    start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS,
 ) -> Plan:
-    """The runs' states and this pass's actions.
+    """The runs' records and this pass's actions.
 
-    `reusable`: results of other EvalTasks a run may take (spec.reuse). `unreachable`:
-    model name -> why its URL did not answer the probe; such a chain does not start.
+    `reusable`: Succeeded EvalRuns of other EvalTasks by run key (spec.reuse). `blocked`:
+    why runs that are still to start must wait (a referenced Secret is gone, say).
     """
     result = Plan()
     reusable = reusable or {}
-    unreachable = unreachable or {}
     desired = desired_runs(evalspec, observed.name)
-    wanted = {(r.model.name, r.task.name, r.fingerprint) for r in desired}
-    live = {_run_key(j): j for j in observed.jobs if not _terminating(j)}
-    terminating = {_run_key(j) for j in observed.jobs if _terminating(j)}
-    previous = {
-        (r.get("model"), r.get("task"), r.get("fingerprint")): r
-        for r in observed.previous_status.get("runs") or []
-    }
+    wanted = {r.name for r in desired}
+    runs = records.by_name(observed.runs)
+    jobs = records.by_name(observed.jobs)
+    pods = jobstate.pods_by_job(observed.pods)
+    template = manifests.template_hash(evalspec)
 
-    # Jobs of runs that no longer exist or whose fingerprint changed.
-    result.delete += [j["metadata"]["name"] for key, j in live.items() if key not in wanted]
+    # EvalRuns (and their Jobs) of runs that no longer exist or whose fingerprint changed.
+    for name, obj in runs.items():
+        if name not in wanted and not _terminating(obj):
+            result.delete_runs.append(name)
+    for name, obj in jobs.items():
+        if name not in wanted and not _terminating(obj):
+            result.delete_jobs.append(name)
 
     rerun = observed.annotations.get(constants.ANNOTATION_RERUN)
-    if rerun in (constants.RERUN_FAILED, constants.RERUN_ALL):
-        result.rerun_handled = True
+    if rerun is not None:
+        result.rerun = rerun
 
-    busy_models: set[str] = set()
+    busy: set[str] = set()
     for run in desired:
-        key = (run.model.name, run.task.name, run.fingerprint)
-        job = live.get(key)
-        old = previous.get(key)
-        if job is not None:
-            outcome = jobstate.describe(job, observed.pods)
-        elif old is not None and old.get("state") in statustypes.TERMINAL_STATES:
-            outcome = _from_status(old)
-        elif key in reusable:
-            outcome = reusable[key]
-        elif key in terminating:
-            outcome = jobstate.JobOutcome(
-                "Pending", message="waiting for its previous Job to be deleted"
-            )
-        else:
-            outcome = jobstate.JobOutcome("Pending")
-        if result.rerun_handled and (rerun == constants.RERUN_ALL or outcome.state == "Failed"):
-            if job is not None:
-                result.delete.append(job["metadata"]["name"])
-                job = None
-            outcome = jobstate.JobOutcome("Pending", message="rerun requested")
-        if (job is not None and not jobstate.is_finished(job)) or key in terminating:
-            busy_models.add(run.model.name)
-        result.runs.append(_status_entry(run, outcome))
-        if job is not None and not jobstate.is_finished(job):
-            _plan_suspension(evalspec, job, result)
+        evalrun: Mapping[str, Any] | None = runs.get(run.name)
+        job: Mapping[str, Any] | None = jobs.get(run.name)
+        view = _follow(run, evalrun, job, pods, observed, start_timeout, template, result)
+        if view.exists and _reruns(rerun, view.record):
+            result.delete_runs.append(run.name)
+            if job is not None and not _terminating(job):
+                result.delete_jobs.append(run.name)
+            view = RunView(run, Record(message="rerun requested"), exists=False)
+            busy.add(run.model.name)
+        elif evalrun is None and job is None and run.key in reusable:
+            view = RunView(run, _reused(run, reusable[run.key]), exists=True)
+            result.create_runs.append(run)
+            result.record[run.name] = view.record
+        elif evalrun is None and job is None:
+            result.create_runs.append(run)
+            view.exists = True
+        if _busy(view, job):
+            busy.add(run.model.name)
+        result.views.append(view)
 
-    if result.delete or evalspec.suspend:
+    if result.deletes or evalspec.suspend:
+        result.create_runs = []
         return result
-    _plan_creates(evalspec, desired, result, busy_models, live, unreachable)
+    _plan_job_creates(evalspec, result, busy, jobs, blocked)
+    _cap_run_creates(result)
     return result
 
 
-def _from_status(old: Mapping[str, Any]) -> jobstate.JobOutcome:
-    return jobstate.JobOutcome(
-        state=str(old["state"]),
-        attempts=int(old.get("attempts", 0)),
-        start_time=old.get("startTime"),
-        completion_time=old.get("completionTime"),
-        metrics=dict(old.get("metrics") or {}),
-        message=str(old.get("message", "")),
+def _reruns(rerun: str | None, record: Record) -> bool:
+    if rerun == constants.RERUN_ALL:
+        return True
+    return rerun == constants.RERUN_FAILED and record.state == "Failed"
+
+
+def _busy(view: RunView, job: Mapping[str, Any] | None) -> bool:
+    if job is not None and (_terminating(job) or not jobstate.is_finished(job)):
+        return not view.record.final or _terminating(job)
+    return False
+
+
+def _follow(
+    run: DesiredRun,
+    evalrun: Mapping[str, Any] | None,
+    job: Mapping[str, Any] | None,
+    pods: Mapping[str, Sequence[Mapping[str, Any]]],
+    observed: Observed,
+    start_timeout: float,
+    template: str,
+    result: Plan,
+) -> RunView:
+    """One run's record, from its EvalRun and (while unfinished) its Job."""
+    waiting_for_old_job = Record(message="waiting for its previous Job to be deleted")
+    if evalrun is None or _terminating(evalrun):
+        if job is not None:
+            # A Job without a live EvalRun is left from a deleted one: it goes first.
+            if not _terminating(job):
+                result.delete_jobs.append(run.name)
+            return RunView(run, waiting_for_old_job, exists=False)
+        message = "waiting for its previous record to be deleted" if evalrun is not None else ""
+        return RunView(run, Record(message=message), exists=False)
+
+    old = records.from_status(evalrun.get("status"))
+    if old.final:
+        rescored = old.with_score(run.task) if old.state != "Failed" else old
+        if rescored != old:
+            result.record[run.name] = rescored  # primaryMetric changed: nothing reruns
+        return RunView(run, rescored, exists=True)
+
+    uid = str(evalrun["metadata"].get("uid", ""))
+    if job is not None and (records.owner_uid(job, constants.RUN_KIND) != uid):
+        if not _terminating(job):
+            result.delete_jobs.append(run.name)
+        new = replace(old, state="Pending", message=waiting_for_old_job.message)
+        return _recorded(run, old, new, result)
+    if job is not None and _terminating(job):
+        return _recorded(run, old, replace(old, message=waiting_for_old_job.message), result)
+    if job is None:
+        if old.job:
+            new = replace(
+                old,
+                state="Failed",
+                completion_time=status_mod.timestamp(observed.now),
+                message=f"its Job {old.job} was deleted before the run finished; rerun it "
+                f"with the annotation {constants.ANNOTATION_RERUN}=failed",
+            )
+            return _recorded(run, old, new, result)
+        return RunView(run, old, exists=True)
+
+    outcome = jobstate.describe(
+        job,
+        pods.get(str(job["metadata"].get("uid", "")), []),
+        observed.now,
+        start_timeout,
+        observed.create_failures.get(run.name, ""),
     )
+    new = Record(
+        state=outcome.state,
+        job=run.name,
+        attempts=outcome.attempts,
+        start_time=outcome.start_time or old.start_time,
+        completion_time=outcome.completion_time,
+        metrics=outcome.metrics,
+        message=outcome.message,
+        progress=old.progress if outcome.state == "Running" else None,
+    )
+    if new.final:
+        new = replace(
+            new, completion_time=new.completion_time or status_mod.timestamp(observed.now)
+        )
+        new = new.with_score(run.task)
+        if outcome.start_failed:
+            result.delete_jobs.append(run.name)  # stop its retries: the record is final
+    elif not jobstate.is_finished(job):
+        _plan_suspension(observed, job, result)
+        annotations = job["metadata"].get("annotations") or {}
+        made_with = annotations.get(constants.ANNOTATION_TEMPLATE_HASH)
+        stale = made_with is not None and made_with != template
+        if stale and not outcome.started:
+            result.delete_jobs.append(run.name)
+            new = replace(new, job="", message="replacing its Job: spec.template changed")
+    view = _recorded(run, old, new, result)
+    view.waiting_for_model = outcome.probing_for
+    view.recheck_after = outcome.recheck_after
+    return view
 
 
-def _plan_suspension(evalspec: spec.EvalTaskSpec, job: Mapping[str, Any], result: Plan) -> None:
+def _recorded(run: DesiredRun, old: Record, new: Record, result: Plan) -> RunView:
+    if new != old:
+        result.record[run.name] = new
+    return RunView(run, new, exists=True)
+
+
+def _reused(run: DesiredRun, source: Mapping[str, Any]) -> Record:
+    found = records.from_status(source.get("status"))
+    meta = source["metadata"]
+    return Record(
+        state="Reused",
+        start_time=found.start_time,
+        completion_time=found.completion_time,
+        metrics=found.metrics,
+        reused_from=f"{meta['namespace']}/{meta['name']}",
+    ).with_score(run.task)
+
+
+def _plan_suspension(observed: Observed, job: Mapping[str, Any], result: Plan) -> None:
     """Suspend our running Jobs for spec.suspend; resume only the ones we suspended."""
+    wants = bool((observed.evaltask.get("spec") or {}).get("suspend"))
     suspended = bool(job.get("spec", {}).get("suspend"))
     ours = (job["metadata"].get("annotations") or {}).get(
         constants.ANNOTATION_SUSPENDED_BY_OPERATOR
     ) == "true"
-    if evalspec.suspend and not suspended:
+    if wants and not suspended:
         result.suspend.append(job["metadata"]["name"])
-    elif not evalspec.suspend and suspended and ours:
+    elif not wants and suspended and ours:
         result.unsuspend.append(job["metadata"]["name"])
 
 
-def _plan_creates(
+def _plan_job_creates(
     evalspec: spec.EvalTaskSpec,
-    desired: list[DesiredRun],
     result: Plan,
-    busy_models: set[str],
-    live: Mapping[tuple[str, str, str], Mapping[str, Any]],
-    unreachable: Mapping[str, str],
+    busy: set[str],
+    jobs: Mapping[str, Mapping[str, Any]],
+    blocked: str,
 ) -> None:
     limit = evalspec.parallelism or len(evalspec.models)
-    active = len(busy_models)
-    entries = {(e["model"], e["task"]): e for e in result.runs}
+    active = len(busy)
     for model in evalspec.models:
-        if active >= limit or len(result.create) >= MAX_CREATES_PER_PASS:
+        if active >= limit or len(result.create_jobs) >= MAX_JOB_CREATES_PER_PASS:
             return
-        if model.name in busy_models:
+        if model.name in busy:
             continue
-        for run in (r for r in desired if r.model.name == model.name):
-            entry = entries[(run.model.name, run.task.name)]
-            if entry["state"] in statustypes.TERMINAL_STATES:
-                continue
-            if model.name in unreachable:
-                entry["message"] = (
-                    f"waiting for the model service to answer: {unreachable[model.name]}"
-                )
-            elif (run.model.name, run.task.name, run.fingerprint) not in live:
-                result.create.append(run)
-                active += 1
-            break
+        chain = [v for v in result.views if v.run.model.name == model.name]
+        view = next((v for v in chain if not v.record.final), None)
+        if view is None or view.run.name in jobs:
+            continue
+        if blocked:
+            new = replace(view.record, message=blocked)
+            if new != view.record or view.run in result.create_runs:
+                result.record[view.run.name] = new
+            view.record = new
+            continue
+        result.create_jobs.append(view.run)
+        active += 1
+
+
+def _cap_run_creates(result: Plan) -> None:
+    """The EvalRuns whose Jobs start now come first; the rest follow in later passes."""
+    starting = [r for r in result.create_runs if r in result.create_jobs]
+    rest = [r for r in result.create_runs if r not in result.create_jobs]
+    result.create_runs = (starting + rest)[: max(MAX_RUN_CREATES_PER_PASS, len(starting))]

@@ -1,8 +1,12 @@
 """One reconcile pass for one EvalTask: observe, validate, plan, act, write status.
 
 Every kopf event calls this same function; it never depends on which event fired. It
-reads the EvalTask, its Jobs and its pods afresh, so a restarted operator picks up
+reads the EvalTask, its EvalRuns, Jobs and pods afresh, so a restarted operator picks up
 exactly where the API says things are. All I/O goes through `kube.Api`.
+
+Order within a pass: records first (an EvalRun's status is the result's only copy once
+its pod may go), then deletions, then creations, then the EvalTask's status, and only
+then the events that announce what was recorded (persist, then announce).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -18,11 +22,12 @@ from eval_operator import (
     checks,
     conditions,
     constants,
+    jobstate,
     kube,
     manifests,
     naming,
     plan,
-    probe,
+    records,
     spec,
     statustypes,
 )
@@ -34,12 +39,20 @@ REDACTED: Final = "[redacted]"
 _STATUS_KEYS: Final = tuple(
     f.alias or name for name, f in statustypes.EvalTaskStatus.model_fields.items()
 )
+# A Job with no pod this long after its creation: ask why (FailedCreate events).
+CREATE_FAILURE_AFTER_SECONDS: Final = 2.0
+# How often to look again while runs are unfinished (sooner when a run asks for it: a
+# timeout or the probe's grace period ends), so nothing waits for an event that never comes.
+REQUEUE_ACTIVE_SECONDS: Final = 60.0
+REQUEUE_MIN_SECONDS: Final = 1.0
+_REUSE_CHUNK: Final = 40
 
 
 @dataclass(frozen=True)
 class Config:
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
-    prober: probe.Prober = probe.probe_url
+    default_timeout: int = constants.DEFAULT_TIMEOUT_SECONDS
+    start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS
 
 
 @dataclass
@@ -52,8 +65,22 @@ class Outcome:
     status_written: bool = False
     invalid: bool = False
     status: dict[str, Any] = field(default_factory=dict)
+    # (model, task, record) of every run, for the metrics.
+    runs: list[tuple[str, str, records.Record]] = field(default_factory=list)
     # (task, seconds) of the runs that finished in this pass, for the duration histogram.
     finished: list[tuple[str, float]] = field(default_factory=list)
+    # Seconds until this EvalTask needs another pass although nothing changes; None: never.
+    requeue_after: float | None = None
+
+
+@dataclass
+class _Announce:
+    """Events to post once the status that records them is written."""
+
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
 
 
 def reconcile(
@@ -65,71 +92,118 @@ def reconcile(
     except kube.NotFound:
         return None
     if body["metadata"].get("deletionTimestamp"):
-        return None  # owner references delete the Jobs; nothing to do
+        return None  # owner references delete the EvalRuns, Jobs and pods
     uid = body["metadata"]["uid"]
     selector = naming.selector(uid)
+    evalruns = api.list_evalruns(namespace, selector)
+    jobs = api.list_jobs(namespace, selector)
+    pods = api.list_pods(namespace, selector)
     observed = plan.Observed(
         evaltask=body,
-        jobs=api.list_jobs(namespace, selector),
-        pods=api.list_pods(namespace, selector),
+        runs=evalruns,
+        jobs=jobs,
+        pods=pods,
         now=now,
+        create_failures=_create_failures(api, namespace, jobs, pods, now),
     )
-    owner = manifests.Owner(name, namespace, uid)
+    owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []
+    blocked = ""
     try:
         evalspec = spec.parse_spec(body.get("spec"))
-        problems = checks.check_references(api, namespace, evalspec, secrets)
-        if not problems:
-            problems = _dry_run_once(api, owner, evalspec, config, observed)
-        if problems:
-            raise spec.SpecInvalid(problems)
+        if plan.unfinished(evalspec, observed):
+            # References and the dry-run guard only runs still to start: a finished
+            # EvalTask stays finished when a Secret it used is deleted later.
+            problems = checks.check_references(api, namespace, evalspec, secrets)
+            if problems and _accepted(observed):
+                blocked = "waiting: " + "; ".join(str(p) for p in problems)
+            elif not problems:
+                problems = _dry_run_once(api, owner, evalspec, config, observed)
+            if problems and not blocked:
+                raise spec.SpecInvalid(problems)
     except spec.SpecInvalid as e:
         return _report_invalid(api, observed, e.problems)
 
     outcome = Outcome()
+    announce = _Announce()
+    # A rerun request is taken (the annotation removed) before anything is deleted for it:
+    # if that removal is refused, nothing reruns, instead of rerunning on every pass.
+    rerun = observed.annotations.get(constants.ANNOTATION_RERUN)
+    if rerun is not None:
+        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
+        if rerun not in (constants.RERUN_FAILED, constants.RERUN_ALL):
+            announce.add(
+                "Warning",
+                conditions.UNKNOWN_RERUN,
+                f"{constants.ANNOTATION_RERUN}={rerun[:100]!r} is not "
+                f"{constants.RERUN_FAILED!r} or {constants.RERUN_ALL!r}; nothing was rerun",
+            )
     literal = manifests.literal_auth_values(evalspec)
     secrets += literal.values()
-    if literal:
-        _ensure_auth_secret(api, owner, literal)
-    reusable = plan.reusable_runs(name, api.list_evaltasks(namespace)) if evalspec.reuse else {}
-    the_plan = plan.plan(evalspec, observed, reusable)
-    reachability = None
-    if evalspec.probe and the_plan.create:
-        # Probe only the models whose chain is about to start, then plan again without
-        # the ones that did not answer (planning is pure, so twice is cheap).
-        reachability = _probe(config, evalspec, {r.model.name for r in the_plan.create})
-        unreachable = {m: why for m, why in reachability.items() if why}
-        if unreachable:
-            the_plan = plan.plan(evalspec, observed, reusable, unreachable)
-    _act(api, owner, evalspec, the_plan, config, outcome, now)
+    _ensure_auth_secret(api, owner, literal, announce)
+    reusable = _reusable(api, namespace, uid, evalspec, observed) if evalspec.reuse else {}
+    the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout)
+    _act(api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce)
 
     new_status = status_mod.summarize(
-        evalspec,
-        the_plan.runs,
-        observed.previous_status,
-        observed.generation,
-        now,
-        reachability,
+        evalspec, the_plan.views, observed.previous_status, observed.generation, now
     )
     new_status = redact(new_status, secrets)
-    _post_events(api, observed, evalspec, new_status, literal, outcome)
+    _announce_spec(observed, literal, announce)
     outcome.phase = new_status["phase"]
     outcome.status = new_status
-    outcome.finished = finished_runs(observed.previous_status, new_status)
+    outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
+    outcome.requeue_after = _requeue_after(the_plan)
     outcome.status_written = _write_status(api, observed, new_status)
-    if the_plan.rerun_handled:
-        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
+    for type_, reason, message in announce.events:
+        _event(api, observed.evaltask, type_, reason, redact(message, secrets))
     return outcome
 
 
-def _probe(config: Config, evalspec: spec.EvalTaskSpec, names: set[str]) -> dict[str, str]:
-    """model name -> "" when its URL answered, else why not."""
-    return {m.name: config.prober(m.url) or "" for m in evalspec.models if m.name in names}
+def _accepted(observed: plan.Observed) -> bool:
+    """This generation was valid once: its runs may wait for a reference, not fail."""
+    cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
+    return bool(
+        cond
+        and cond.get("status") == "True"
+        and cond.get("observedGeneration") == observed.generation
+    )
+
+
+def _create_failures(
+    api: kube.Api,
+    namespace: str,
+    jobs: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, str]:
+    """Job name -> why the Job controller cannot create its pod, for Jobs that have none."""
+    with_pods = set(jobstate.pods_by_job(list(pods)))
+    found: dict[str, str] = {}
+    for job in jobs:
+        meta = job["metadata"]
+        if meta.get("deletionTimestamp") or jobstate.is_finished(job):
+            continue
+        if str(meta.get("uid")) in with_pods or job.get("spec", {}).get("suspend"):
+            continue
+        created = meta.get("creationTimestamp")
+        age = (now - _parse_time(created)).total_seconds() if created else 0.0
+        if age < CREATE_FAILURE_AFTER_SECONDS:
+            continue
+        try:
+            messages = api.create_failures(namespace, str(meta.get("uid")))
+        except kube.ApiError as e:
+            # Only the reason is lost: the run still waits, then fails at its start timeout.
+            log.warning("%s: cannot read why Job %s has no pod: %s", namespace, meta["name"], e)
+            continue
+        if messages:
+            found[str(meta["name"])] = messages[-1]
+    return found
 
 
 def _dry_run_once(
     api: kube.Api,
-    owner: manifests.Owner,
+    owner: records.Owner,
     evalspec: spec.EvalTaskSpec,
     config: Config,
     observed: plan.Observed,
@@ -141,99 +215,263 @@ def _dry_run_once(
             return []
         if cond.get("reason") == conditions.JOB_REJECTED:
             return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
-    return checks.dry_run(api, owner, evalspec, config.runner_image)
+    return checks.dry_run(api, owner, evalspec, config.runner_image, config.default_timeout)
 
 
 def _report_invalid(
     api: kube.Api, observed: plan.Observed, problems: list[spec.SpecProblem]
 ) -> Outcome:
-    message = "; ".join(str(p) for p in problems)
+    message = records.bounded("; ".join(str(p) for p in problems))
     reason = problems[0].reason
     previous = observed.previous_status
     new_status = status_mod.invalid(message, reason, previous, observed.generation, observed.now)
     old = conditions.get(previous.get("conditions") or [], conditions.SPEC_VALID)
+    written = _write_status(api, observed, new_status)
     if not old or old.get("status") != "False" or old.get("message") != message:
         log.warning("%s/%s: invalid spec: %s", observed.namespace, observed.name, message)
         _event(api, observed.evaltask, "Warning", reason, message)
-    written = _write_status(api, observed, new_status)
     return Outcome(phase="Failed", status_written=written, invalid=True, status=new_status)
 
 
-def _ensure_auth_secret(api: kube.Api, owner: manifests.Owner, values: dict[str, str]) -> None:
+def _ensure_auth_secret(
+    api: kube.Api, owner: records.Owner, values: dict[str, str], announce: _Announce
+) -> None:
+    """The Secret holding literal auth values: one key per such model, nothing else.
+
+    Only a Secret this EvalTask owns is ever changed: a same-named Secret of someone else
+    is left alone and said so, and the Jobs then fail to find their key.
+    """
+    if not values:
+        return
     secret = manifests.build_auth_secret(owner, values)
+    name = secret["metadata"]["name"]
     try:
-        current = api.read_secret(owner.namespace, secret["metadata"]["name"])
+        current = api.read_secret(owner.namespace, name)
     except kube.NotFound:
-        current = {}
-    if current.get("data") != secret["data"]:
-        api.apply_secret(secret)
+        try:
+            api.create_secret(secret)
+        except kube.Refused as e:
+            # The runs of these models then wait for their key and fail at the start timeout.
+            log.warning("%s/%s: the auth Secret was refused: %s", owner.namespace, owner.name, e)
+            announce.add(
+                "Warning",
+                conditions.AUTH_SECRET_REFUSED,
+                records.bounded(f"the API server refused Secret {name!r}: {e.message}", 1000),
+            )
+        return
+    if records.owner_uid(current, constants.KIND) != owner.uid:
+        announce.add(
+            "Warning",
+            conditions.AUTH_SECRET_NOT_OWNED,
+            f"Secret {name!r} exists and is not owned by this EvalTask; literal auth values "
+            "were not written to it",
+        )
+        return
+    data = current.get("data") or {}
+    if data == secret["data"]:
+        return
+    patch = {**{k: None for k in data if k not in secret["data"]}, **secret["data"]}
+    api.patch_secret(owner.namespace, name, {"data": patch})
+
+
+def _reusable(
+    api: kube.Api,
+    namespace: str,
+    uid: str,
+    evalspec: spec.EvalTaskSpec,
+    observed: plan.Observed,
+) -> dict[plan.RunKey, Mapping[str, Any]]:
+    """Succeeded EvalRuns of other EvalTasks, found by fingerprint label, for runs that have
+    no record yet."""
+    have = {str(r["metadata"]["name"]) for r in observed.runs}
+    needed = {r.key for r in plan.desired_runs(evalspec, observed.name) if r.name not in have}
+    fingerprints = sorted({fp for _, _, fp in needed})
+    found: dict[plan.RunKey, Mapping[str, Any]] = {}
+    for i in range(0, len(fingerprints), _REUSE_CHUNK):
+        chunk = ",".join(fingerprints[i : i + _REUSE_CHUNK])
+        candidates = api.list_evalruns(namespace, f"{constants.LABEL_FINGERPRINT} in ({chunk})")
+        for other in sorted(candidates, key=lambda o: str(o["metadata"]["name"])):
+            labels = other["metadata"].get("labels") or {}
+            if labels.get(constants.LABEL_EVALTASK_UID) == uid:
+                continue
+            run_spec = other.get("spec") or {}
+            key = (
+                str(run_spec.get("model")),
+                str(run_spec.get("task")),
+                str(run_spec.get("fingerprint")),
+            )
+            state = (other.get("status") or {}).get("state")
+            if key in needed and state == "Succeeded" and key not in found:
+                found[key] = other
+    return found
 
 
 def _act(
     api: kube.Api,
-    owner: manifests.Owner,
+    owner: records.Owner,
     evalspec: spec.EvalTaskSpec,
     the_plan: plan.Plan,
     config: Config,
+    observed: plan.Observed,
+    secrets: list[str],
     outcome: Outcome,
-    now: datetime,
+    announce: _Announce,
 ) -> None:
-    for job_name in the_plan.delete:
+    existing = {str(r["metadata"]["name"]): r for r in observed.runs}
+    views = {v.run.name: v for v in the_plan.views}
+    before = {n: records.from_status(r.get("status")) for n, r in existing.items()}
+
+    def record(name: str, new: records.Record) -> None:
+        new = replace(new, message=redact(new.message, secrets))
+        views[name].record = new
+        api.patch_evalrun_status(owner.namespace, name, records.status_patch(new))
+        _note_transition(views[name], before.get(name), new, outcome, announce)
+
+    # Records first: they are the only copy of a result once its pod may go.
+    created_now = {r.name for r in the_plan.create_runs}
+    for name, new in the_plan.record.items():
+        if name not in created_now:
+            record(name, new)
+    for name in the_plan.delete_runs:
+        with contextlib.suppress(kube.NotFound):
+            api.delete_evalrun(owner.namespace, name)
+    for name in the_plan.delete_jobs:
         with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
-            api.delete_job(owner.namespace, job_name)
-        outcome.deleted.append(job_name)
-    for job_name in the_plan.suspend:
-        api.patch_job(
-            owner.namespace,
-            job_name,
-            {
-                "metadata": {"annotations": {constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true"}},
-                "spec": {"suspend": True},
-            },
+            api.delete_job(owner.namespace, name)
+        outcome.deleted.append(name)
+    for name in the_plan.suspend:
+        _set_suspended(api, owner.namespace, name, True)
+    for name in the_plan.unsuspend:
+        _set_suspended(api, owner.namespace, name, False)
+
+    uids = {n: str(r["metadata"].get("uid", "")) for n, r in existing.items()}
+    for run in the_plan.create_runs:
+        body = records.build_evalrun(
+            owner, run.name, run.model.name, run.task.name, run.fingerprint
         )
-    for job_name in the_plan.unsuspend:
-        api.patch_job(
-            owner.namespace,
-            job_name,
-            {
-                "metadata": {"annotations": {constants.ANNOTATION_SUSPENDED_BY_OPERATOR: None}},
-                "spec": {"suspend": False},
-            },
+        try:
+            uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
+        except kube.Conflict:
+            continue  # created by an earlier pass whose result we have not seen yet
+        except kube.Refused as e:
+            log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
+            views[run.name].record = records.Record(
+                message=records.bounded(f"the API server refused its EvalRun: {e.message}")
+            )
+            continue
+        if run.name in the_plan.record:
+            record(run.name, the_plan.record[run.name])
+    for run in the_plan.create_jobs:
+        if run.name not in uids:
+            continue  # its EvalRun could not be made in this pass
+        run_owner = records.Owner(constants.RUN_KIND, run.name, owner.namespace, uids[run.name])
+        job = manifests.build_job(
+            owner,
+            run_owner,
+            evalspec,
+            run.model,
+            run.task,
+            config.runner_image,
+            config.default_timeout,
         )
-    entries = {(e["model"], e["task"]): e for e in the_plan.runs}
-    for run in the_plan.create:
-        job = manifests.build_job(owner, evalspec, run.model, run.task, config.runner_image)
         try:
             api.create_job(job)
         except kube.Conflict:
-            continue  # created by an earlier pass whose result we have not seen yet
-        except kube.Invalid as e:
-            # The dry-run accepted it, so the cluster changed under us (an admission
-            # policy, a quota): fail the run with the server's words rather than loop.
-            entry = entries[(run.model.name, run.task.name)]
-            entry.update(
-                state="Failed",
-                completionTime=status_mod.timestamp(now),
-                message=f"the API server rejected the Job: {e.message}",
+            continue
+        except kube.Refused as e:
+            # The dry-run accepted it, so the cluster changed under us (a quota, an
+            # admission policy): fail the run with the server's words rather than loop.
+            log.warning("%s: Job %s refused: %s", owner.namespace, run.name, e)
+            record(
+                run.name,
+                replace(
+                    views[run.name].record,
+                    state="Failed",
+                    completion_time=status_mod.timestamp(observed.now),
+                    message=f"the API server refused the Job: {e.message}",
+                ),
             )
             continue
-        outcome.created.append(run.job_name)
+        record(run.name, replace(views[run.name].record, job=run.name, message=""))
+        outcome.created.append(run.name)
+        announce.add("Normal", conditions.JOB_CREATED, f"created Job {run.name}")
+
+
+def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:
+    api.patch_job(
+        namespace,
+        name,
+        {
+            "metadata": {
+                "annotations": {
+                    constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true" if suspend else None
+                }
+            },
+            "spec": {"suspend": suspend},
+        },
+    )
+
+
+def _note_transition(
+    view: plan.RunView,
+    old: records.Record | None,
+    new: records.Record,
+    outcome: Outcome,
+    announce: _Announce,
+) -> None:
+    if not new.final or (old is not None and old.state == new.state):
+        return
+    where = f"{view.run.model.name}/{view.run.task.name}"
+    if new.state == "Failed":
+        announce.add("Warning", conditions.RUN_FAILED, f"{where} failed: {new.message}")
+    elif new.state == "Succeeded":
+        shown = ", ".join(f"{k}={v:g}" for k, v in new.metrics[:20])
+        announce.add("Normal", conditions.RUN_SUCCEEDED, f"{where} succeeded: {shown}")
+    if new.state in ("Succeeded", "Failed") and new.start_time and new.completion_time:
+        seconds = (_parse_time(new.completion_time) - _parse_time(new.start_time)).total_seconds()
+        outcome.finished.append((view.run.task.name, seconds))
+
+
+def _announce_spec(
+    observed: plan.Observed, literal: Mapping[str, str], announce: _Announce
+) -> None:
+    old_valid = conditions.get(
+        observed.previous_status.get("conditions") or [], conditions.SPEC_VALID
+    )
+    new_generation = not old_valid or old_valid.get("observedGeneration") != observed.generation
+    if literal and new_generation:
+        announce.add(
+            "Warning",
+            conditions.LITERAL_AUTH_VALUE,
+            "models " + ", ".join(sorted(literal)) + " give auth.value inline; it was moved "
+            "into a Secret owned by this EvalTask, but use auth.secretRef instead",
+        )
+
+
+def _requeue_after(the_plan: plan.Plan) -> float | None:
+    unfinished = [v for v in the_plan.views if not v.record.final]
+    if not unfinished:
+        return None  # a finished EvalTask costs nothing until something changes
+    asked = [v.recheck_after for v in unfinished if v.recheck_after is not None]
+    return max(REQUEUE_MIN_SECONDS, min([REQUEUE_ACTIVE_SECONDS, *asked]))
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """Replace every known secret value in the strings of a status."""
+    """Replace every known secret value in the strings of a status or message."""
     needles = set()
     for s in secrets:
-        needles.add(s)
-        if s.lower().startswith("bearer "):
-            needles.add(s[7:].strip())
+        for form in (s, s.strip()):
+            needles.add(form)
+            if form.lower().startswith("bearer "):
+                needles.add(form[7:].strip())
     needles = {n for n in needles if len(n) >= 4}
     if not needles:
         return value
+    ordered = sorted(needles, key=len, reverse=True)  # longest first: no partial leftovers
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
-            for needle in needles:
+            for needle in ordered:
                 v = v.replace(needle, REDACTED)
             return v
         if isinstance(v, dict):
@@ -243,76 +481,6 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
         return v
 
     return walk(value)
-
-
-def _post_events(
-    api: kube.Api,
-    observed: plan.Observed,
-    evalspec: spec.EvalTaskSpec,
-    new_status: Mapping[str, Any],
-    literal: Mapping[str, str],
-    outcome: Outcome,
-) -> None:
-    previous = observed.previous_status
-    old_valid = conditions.get(previous.get("conditions") or [], conditions.SPEC_VALID)
-    new_generation = not old_valid or old_valid.get("observedGeneration") != observed.generation
-    if literal and new_generation:
-        _event(
-            api,
-            observed.evaltask,
-            "Warning",
-            conditions.LITERAL_AUTH_VALUE,
-            "models " + ", ".join(sorted(literal)) + " give auth.value inline; it was moved "
-            "into a Secret owned by this EvalTask, but use auth.secretRef instead",
-        )
-    for job_name in outcome.created:
-        _event(api, observed.evaltask, "Normal", conditions.JOB_CREATED, f"created Job {job_name}")
-    before = _run_states(previous)
-    for run in new_status["runs"]:
-        key = (run["model"], run["task"], run["fingerprint"])
-        if before.get(key) == run["state"]:
-            continue
-        where = f"{run['model']}/{run['task']}"
-        if run["state"] == "Failed":
-            _event(
-                api,
-                observed.evaltask,
-                "Warning",
-                conditions.RUN_FAILED,
-                f"{where} failed: {run['message']}",
-            )
-        elif run["state"] == "Succeeded":
-            _event(
-                api,
-                observed.evaltask,
-                "Normal",
-                conditions.RUN_SUCCEEDED,
-                f"{where} succeeded: " + ", ".join(f"{k}={v:g}" for k, v in run["metrics"].items()),
-            )
-
-
-def _run_states(status: Mapping[str, Any]) -> dict[tuple[Any, Any, Any], Any]:
-    """(model, task, fingerprint) -> state, as a status recorded them."""
-    return {
-        (r.get("model"), r.get("task"), r.get("fingerprint")): r.get("state")
-        for r in status.get("runs") or []
-    }
-
-
-def finished_runs(
-    previous: Mapping[str, Any], new_status: Mapping[str, Any]
-) -> list[tuple[str, float]]:
-    """Runs that reached Succeeded or Failed in this pass, with how long their Job ran."""
-    before = _run_states(previous)
-    done = []
-    for run in new_status.get("runs") or []:
-        key = (run["model"], run["task"], run["fingerprint"])
-        if run["state"] in ("Succeeded", "Failed") and before.get(key) != run["state"]:
-            start, end = run.get("startTime"), run.get("completionTime")
-            if start and end:
-                seconds = (_parse_time(end) - _parse_time(start)).total_seconds()
-                done.append((run["task"], seconds))
-    return done
 
 
 def _parse_time(stamp: str) -> datetime:

@@ -28,6 +28,10 @@ from pydantic_core import PydanticCustomError
 
 from eval_operator import constants
 
+# Pure: httpx.URL only parses. The runner sends its requests with the same parser, so a URL
+# accepted here is one the probe and the evaluation can use.
+from eval_runner import urls
+
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 HEADER_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -37,6 +41,10 @@ MAX_MODELS: Final = 64
 MAX_TASKS: Final = 128
 MAX_ENV: Final = 128
 MAX_MOUNTS: Final = 32
+# models x tasks: keeps the EvalTask's status (one compact entry per run) far below etcd's
+# object size limit (tests/unit/test_object_sizes.py measures the largest one).
+MAX_RUNS: Final = 1024
+MAX_TIMEOUT_SECONDS: Final = 30 * 24 * 3600
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=256)]
@@ -178,6 +186,14 @@ class ModelService(_ApiModel):
         json_schema_extra=_parameter_keys_rules(),
     )
 
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, value: str) -> str:
+        why = urls.problem(value)
+        if why:
+            raise PydanticCustomError("InvalidURL", "{why}", {"why": why})
+        return value
+
     @field_validator("parameters")
     @classmethod
     def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
@@ -312,13 +328,23 @@ class TaskConfig(_ApiModel):
     )
     resources: Resources | None = Field(default=None, description="Resource requirements.")
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="The Job's activeDeadlineSeconds. Default: none."
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Bounds the task's own run. Default: the operator's --default-timeout "
+        "(24h unless set). The Job's activeDeadlineSeconds is this plus probeTimeoutSeconds.",
     )
-    retries: int = Field(default=0, ge=0, le=100, description="The Job's backoffLimit. Default: 0.")
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Failed attempts retried (the Job's backoffLimit). Default: 0. Disruptions "
+        "(eviction, preemption, node drain) never count.",
+    )
     primary_metric: str | None = Field(
         default=None,
         min_length=1,
-        description="The metric the leaderboard uses. Default: the first metric of the run.",
+        description="The metric that is the run's score. Default: the run's first metric.",
     )
     weight: float = Field(
         default=1.0, ge=0, description="The task's weight in the leaderboard. Default: 1."
@@ -383,6 +409,13 @@ class PodTemplate(_ApiModel):
 class EvalTaskSpec(_ApiModel):
     """What to evaluate: every model service on every task, one Job per (model, task)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            f"self.models.size() * self.tasks.size() <= {MAX_RUNS}",
+            f"at most {MAX_RUNS} runs (models x tasks) per EvalTask",
+        )
+    )
+
     models: list[ModelService] = Field(
         min_length=1,
         max_length=MAX_MODELS,
@@ -414,7 +447,18 @@ class EvalTaskSpec(_ApiModel):
         default=False,
         description="Reuse results of another EvalTask's Succeeded run with the same fingerprint.",
     )
-    probe: bool = Field(default=True, description="Probe each model URL before its chain starts.")
+    probe: bool = Field(
+        default=True,
+        description="Each run's pod first waits until its model answers (from the pod's own "
+        "network, with the run's auth header), at most probeTimeoutSeconds.",
+    )
+    probe_timeout_seconds: int = Field(
+        default=constants.DEFAULT_PROBE_TIMEOUT_SECONDS,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description="How long a run's probe may wait for its model before the run fails. "
+        "Default: 1800.",
+    )
     template: PodTemplate = Field(default_factory=PodTemplate, description="Pod settings.")
 
     @field_validator("parameters")
@@ -422,6 +466,17 @@ class EvalTaskSpec(_ApiModel):
     def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         _check_reserved(list(value))
         return value
+
+    @model_validator(mode="after")
+    def _bounded_matrix(self) -> EvalTaskSpec:
+        runs = len(self.models) * len(self.tasks)
+        if runs > MAX_RUNS:
+            raise PydanticCustomError(
+                "TooManyRuns",
+                "{runs} runs (models x tasks) is more than the {limit} an EvalTask may have",
+                {"runs": runs, "limit": MAX_RUNS},
+            )
+        return self
 
     @field_validator("models", "tasks")
     @classmethod

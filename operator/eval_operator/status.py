@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from eval_operator import conditions, spec, statustypes
+from eval_operator import conditions, records, spec, statustypes
 
 
 def timestamp(now: datetime) -> str:
@@ -18,29 +18,25 @@ def timestamp(now: datetime) -> str:
 
 
 def leaderboard(
-    evalspec: spec.EvalTaskSpec, runs: Sequence[Mapping[str, Any]]
+    evalspec: spec.EvalTaskSpec, entries: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Models ranked by the weighted mean of their tasks' primary metric.
+    """Models ranked by the weighted mean (task weights) of their runs' scores.
 
-    A task counts for a model once its run has the primary metric (the task's
-    primaryMetric, or the run's first metric). Equal scores share a rank (1, 1, 3).
+    A task counts for a model once its run has a score (Succeeded or Reused, with its
+    primary metric). Equal scores share a rank (1, 1, 3).
     """
     tasks = {t.name: t for t in evalspec.tasks}
     scores: list[tuple[str, float, int]] = []
     for model in evalspec.models:
         total = weights = 0.0
         count = 0
-        for run in runs:
+        for run in entries:
             if run["model"] != model.name or run["state"] not in ("Succeeded", "Reused"):
                 continue
             task = tasks.get(run["task"])
-            metrics = run.get("metrics") or {}
-            if task is None or not metrics:
+            if task is None or run.get("score") is None:
                 continue
-            metric = task.primary_metric or next(iter(metrics))
-            if metric not in metrics:
-                continue
-            total += task.weight * metrics[metric]
+            total += task.weight * float(run["score"])
             weights += task.weight
             count += 1
         if count and weights > 0:
@@ -57,26 +53,28 @@ def leaderboard(
     ]
 
 
+def _listed(names: Sequence[str], limit: int = 20) -> str:
+    """ "a, b, c" for at most `limit` names, then how many more: messages stay bounded."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def summarize(
     evalspec: spec.EvalTaskSpec,
-    runs: list[dict[str, Any]],
+    views: Sequence[Any],
     previous: Mapping[str, Any],
     generation: int,
     now: datetime,
-    reachability: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The status of a valid EvalTask whose runs are as given.
-
-    `reachability` (model -> "" or why it did not answer) is given when this pass probed
-    models; otherwise ModelReachable keeps what the last probe found.
-    """
+    """The status of a valid EvalTask whose runs are as the plan left them (plan.RunView)."""
     stamp = timestamp(now)
-    states = [r["state"] for r in runs]
-    total = len(runs)
+    entries = [records.entry(v.run.model.name, v.run.task.name, v.record) for v in views]
+    states = [e["state"] for e in entries]
+    total = len(entries)
     failed = states.count("Failed")
     succeeded = states.count("Succeeded") + states.count("Reused")
     completed = failed + succeeded
-    started = [r["startTime"] for r in runs if r.get("startTime")]
+    started = [v.record.start_time for v in views if v.record.start_time]
     done = completed == total
 
     if done:
@@ -105,34 +103,39 @@ def summarize(
     elif "Running" in states:
         progressing = (True, conditions.RUNS_IN_PROGRESS, f"{completed}/{total} runs finished")
     else:
+        waiting = next((v.record.message for v in views if not v.record.final), "")
         progressing = (
             True,
             conditions.RUNS_WAITING,
-            f"{completed}/{total} runs finished; the next runs are waiting to start",
+            f"{completed}/{total} runs finished; the next runs are waiting to start"
+            + (f" ({records.bounded(waiting, 512)})" if waiting else ""),
         )
     conds = conditions.set_condition(conds, conditions.PROGRESSING, *progressing, generation, stamp)
-    failed_runs = [f"{r['model']}/{r['task']}" for r in runs if r["state"] == "Failed"]
+    failed_runs = [f"{e['model']}/{e['task']}" for e in entries if e["state"] == "Failed"]
     if done and failed_runs:
         complete = (
             True,
             conditions.RUNS_FAILED,
-            f"{len(failed_runs)} of {total} runs failed: " + ", ".join(failed_runs),
+            f"{len(failed_runs)} of {total} runs failed: {_listed(failed_runs)}",
         )
     elif done:
         complete = (True, conditions.ALL_RUNS_SUCCEEDED, f"all {total} runs succeeded")
     else:
         complete = (False, conditions.RUNS_REMAINING, f"{total - completed} runs remaining")
     conds = conditions.set_condition(conds, conditions.COMPLETE, *complete, generation, stamp)
-    if reachability is not None:
-        silent = {m: why for m, why in reachability.items() if why}
+    if evalspec.probe:
+        silent = sorted(
+            {v.run.model.name: v.waiting_for_model for v in views if v.waiting_for_model}.items()
+        )
         if silent:
             reachable = (
                 False,
                 conditions.MODEL_UNREACHABLE,
-                "; ".join(f"{m} does not answer: {why}" for m, why in sorted(silent.items())),
+                "waiting for models to answer: "
+                + _listed([f"{m} (for {s:.0f}s)" for m, s in silent]),
             )
         else:
-            reachable = (True, conditions.MODELS_ANSWER, "every probed model URL answers")
+            reachable = (True, conditions.MODELS_ANSWER, "no run is waiting for its model")
         conds = conditions.set_condition(
             conds, conditions.MODEL_REACHABLE, *reachable, generation, stamp
         )
@@ -145,15 +148,15 @@ def summarize(
         "completed": completed,
         "succeeded": succeeded,
         "failed": failed,
-        "runs": runs,
-        "leaderboard": leaderboard(evalspec, runs),
+        "runs": entries,
+        "leaderboard": leaderboard(evalspec, entries),
         "conditions": conds,
     }
     start = previous.get("startTime") or (min(started) if started else None)
     if start:
         status["startTime"] = start
     if done:
-        ends = [r["completionTime"] for r in runs if r.get("completionTime")]
+        ends = [v.record.completion_time for v in views if v.record.completion_time]
         status["completionTime"] = previous.get("completionTime") or (max(ends) if ends else stamp)
     return status
 

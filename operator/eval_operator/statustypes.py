@@ -1,5 +1,8 @@
 """The EvalTask status: pydantic models that give the CRD its status schema.
 
+The status is compact by design (one small entry per run); each run's record and detail live
+in its EvalRun (`runtypes.py`).
+
 `status.py` builds plain dicts in this shape; a unit test validates them against these
 models, so the schema and the code cannot drift apart.
 """
@@ -14,33 +17,28 @@ from pydantic.alias_generators import to_camel
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
 RunState = Literal["Pending", "Running", "Succeeded", "Failed", "Reused"]
 TERMINAL_STATES: Final = frozenset({"Succeeded", "Failed", "Reused"})
+# Messages the operator writes are cut to this many characters (objects stay bounded).
+MAX_MESSAGE: Final = 2048
 
 
 class _StatusModel(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
-class RunStatus(_StatusModel):
-    """One (model, task) run."""
+class RunEntry(_StatusModel):
+    """One (model, task) run, compactly: its details are in its EvalRun."""
 
     model: str = Field(description="The model's name.")
     task: str = Field(description="The task's name.")
     state: RunState = Field(description="Pending, Running, Succeeded, Failed or Reused.")
-    job: str = Field(default="", description="The run's Job.")
-    fingerprint: str = Field(description="Hash of everything that determines the result.")
-    attempts: int = Field(default=0, description="Pods the run's Job has started.")
-    start_time: str | None = Field(default=None, description="When the run's Job started.")
-    completion_time: str | None = Field(default=None, description="When the run finished.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="The run's metrics.")
-    message: str = Field(default="", description="Why the run is waiting or failed.")
-    reused_from: str = Field(default="", description="The EvalTask whose result was reused.")
+    score: float | None = Field(default=None, description="The run's score, once it has one.")
 
 
 class LeaderboardEntry(_StatusModel):
-    """A model ranked by the weighted mean of its tasks' primary metric."""
+    """A model ranked by the weighted mean of its tasks' scores."""
 
     model: str = Field(description="The model's name.")
-    score: float = Field(description="Weighted mean of the primary metric over its tasks.")
+    score: float = Field(description="Weighted mean (task weights) of its runs' scores.")
     rank: int = Field(description="1 is best; equal scores share a rank.")
     tasks: int = Field(description="How many tasks contributed to the score.")
 
@@ -51,7 +49,7 @@ class Condition(_StatusModel):
     type: str = Field(description="SpecValid, Progressing, Complete or ModelReachable.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason.")
-    message: str = Field(default="", description="What a user can act on.")
+    message: str = Field(default="", max_length=MAX_MESSAGE, description="What a user can act on.")
     last_transition_time: str = Field(description="When status last changed.")
     observed_generation: int = Field(default=0, description="The generation this describes.")
 
@@ -70,6 +68,8 @@ class EvalTaskStatus(_StatusModel):
     failed: int = Field(default=0, description="Failed runs.")
     start_time: str | None = Field(default=None, description="When the first run started.")
     completion_time: str | None = Field(default=None, description="When the last run finished.")
-    runs: list[RunStatus] = Field(default_factory=list, description="One entry per run.")
+    runs: list[RunEntry] = Field(
+        default_factory=list, description="One compact entry per run; details in its EvalRun."
+    )
     leaderboard: list[LeaderboardEntry] = Field(default_factory=list, description="Ranking.")
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("run", "collect")
+COMMANDS = ("run", "collect", "probe")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval_runner import run
 
         return run.main(args[1:])
+    if args[0] == "probe":
+        from eval_runner import probe
+
+        return probe.main(args[1:])
     from eval_runner import collect
 
     return collect.main(args[1:])

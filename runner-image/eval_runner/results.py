@@ -22,6 +22,12 @@ from typing import Any, Final
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 PREFIX: Final = "evalm1:"
 FILE_NAME: Final = "metrics.json"
+# Written by the probe when the run's pod starts; a results file older than it is left
+# over from an earlier run (a persistent output volume) and is not this run's result.
+STARTED_MARKER: Final = ".eval-run-started"
+# What one EvalRun record holds at most (it stays far below etcd's object size limit).
+MAX_METRICS: Final = 400
+MAX_NAME_LENGTH: Final = 100
 
 
 class MetricsError(ValueError):
@@ -55,9 +61,17 @@ def _validate(doc: Any) -> dict[str, float]:
         name, value = item["name"], item["value"]
         if not isinstance(name, str) or not name:
             raise MetricsError(f"{where}.name must be a non-empty string")
+        if len(name) > MAX_NAME_LENGTH:
+            raise MetricsError(
+                f"{where}.name is {len(name)} characters long; at most {MAX_NAME_LENGTH} allowed"
+            )
         if name in metrics:
             raise MetricsError(f"{where}.name {name!r} is a duplicate; names must be unique")
         metrics[name] = _finite(value, f"{where}.value ({name!r})")
+    if len(metrics) > MAX_METRICS:
+        raise MetricsError(
+            f"{FILE_NAME} holds {len(metrics)} metrics; a run records at most {MAX_METRICS}"
+        )
     return metrics
 
 
@@ -79,7 +93,17 @@ def _finite(value: Any, where: str) -> float:
 
 def read_file(output_dir: Path) -> dict[str, float]:
     path = output_dir / FILE_NAME
+    marker = output_dir / STARTED_MARKER
     try:
+        started = marker.stat().st_mtime_ns
+    except OSError:
+        started = None  # no probe ran (a pod of another layout): nothing to compare with
+    try:
+        if started is not None and path.stat().st_mtime_ns < started:
+            raise MetricsError(
+                f"{path} is older than this run's pod: it was left by an earlier run, and "
+                "this run's task wrote no results"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise MetricsError(

@@ -32,6 +32,7 @@ async def wait_for_model(
     out: TextIO,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    setting: str = "EVAL_WAIT_FOR_MODEL_SECONDS",
 ) -> float:
     """Seconds waited; ModelUnreachable when nothing answered within `limit` seconds."""
     started = clock()
@@ -58,7 +59,7 @@ async def wait_for_model(
         if remaining <= 0:
             raise ModelUnreachable(
                 f"the model service at {endpoint.display_url} gave no HTTP answer within "
-                f"{limit:g}s (EVAL_WAIT_FOR_MODEL_SECONDS); last error: {last}"
+                f"{limit:g}s ({setting}); last error: {last}"
             )
         if not announced:
             print(

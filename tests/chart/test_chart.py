@@ -31,12 +31,21 @@ NAMESPACED_RULES = [
         "verbs": ["get", "list", "watch", "patch"],
     },
     {"apiGroups": ["evaloperator.io"], "resources": ["evaltasks/status"], "verbs": ["patch"]},
+    {"apiGroups": ["evaloperator.io"], "resources": ["evaltasks/finalizers"], "verbs": ["update"]},
+    {
+        "apiGroups": ["evaloperator.io"],
+        "resources": ["evalruns"],
+        "verbs": ["list", "watch", "create", "delete"],
+    },
+    {"apiGroups": ["evaloperator.io"], "resources": ["evalruns/status"], "verbs": ["patch"]},
+    {"apiGroups": ["evaloperator.io"], "resources": ["evalruns/finalizers"], "verbs": ["update"]},
     {
         "apiGroups": ["batch"],
         "resources": ["jobs"],
         "verbs": ["list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
@@ -97,12 +106,14 @@ def test_the_deployment_runs_one_locked_down_operator(helm):
 def test_the_operator_is_told_what_to_watch(helm, values, expected):
     args = container(helm.template(*values))["args"]
     version = chart_meta()["appVersion"]
-    assert args[:3] == [
+    assert args[:5] == [
         f"--runner-image=eval-operator/runner:{version}",
         "--log-level=INFO",
         "--metrics-port=8080",
+        "--default-timeout=86400",
+        "--start-timeout=600",
     ]
-    assert args[3:] == expected
+    assert args[5:] == expected
 
 
 def test_all_namespaces_one_clusterrole_with_every_rule(helm):
@@ -319,19 +330,25 @@ def test_the_values_schema_refuses(helm, value, complaint):
     assert complaint in out.stderr, out.stderr
 
 
-def test_the_charts_crd_is_the_generated_one():
-    chart_crd = CHART / "crds" / "evaltask.yaml"
-    assert chart_crd.read_bytes() == (ROOT / "crds" / "evaltask.yaml").read_bytes(), (
-        "charts/eval-operator/crds/evaltask.yaml drifted from crds/evaltask.yaml: run `make crds`"
+@pytest.mark.parametrize("which", ["evaltask", "evalrun"])
+def test_the_charts_crds_are_the_generated_ones(which):
+    chart_crd = CHART / "crds" / f"{which}.yaml"
+    assert chart_crd.read_bytes() == (ROOT / "crds" / f"{which}.yaml").read_bytes(), (
+        f"charts/eval-operator/crds/{which}.yaml drifted from crds/{which}.yaml: run `make crds`"
     )
     assert (
-        "cp crds/evaltask.yaml charts/eval-operator/crds/evaltask.yaml"
+        "cp crds/evaltask.yaml crds/evalrun.yaml charts/eval-operator/crds/"
         in (ROOT / "Makefile").read_text()
-    ), "`make crds` keeps the chart's copy in step"
+    ), "`make crds` keeps the chart's copies in step"
 
 
-def test_helm_installs_the_crd_from_crds(helm):
+def test_helm_installs_both_crds_from_crds(helm):
     docs = helm.template("--include-crds")
-    [crd] = find(docs, "CustomResourceDefinition")
-    assert crd == yaml.safe_load((ROOT / "crds" / "evaltask.yaml").read_text())
+    crds = find(docs, "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "evalruns.evaloperator.io",
+        "evaltasks.evaloperator.io",
+    ]
+    for which in ("evaltask", "evalrun"):
+        assert yaml.safe_load((ROOT / "crds" / f"{which}.yaml").read_text()) in crds
     assert find(helm.template(), "CustomResourceDefinition") == [], "crds/ is not templated"

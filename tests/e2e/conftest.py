@@ -16,13 +16,17 @@ from kubernetes import client, config
 from localkube.cluster import LocalCluster
 from localkube.controlplane import ControlPlane
 from localkube.mockmodel import MockModel
-from tests.e2e.support import ECHO, ECHO_IMAGE, TASKS, TOKEN, Api, wait_for
+from tests.e2e.support import ECHO, ECHO_IMAGE, START_TIMEOUT, TASKS, TOKEN, Api, wait_for
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     images = {ECHO_IMAGE: [sys.executable, "-c", ECHO]}
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), images=images) as the_cluster:
+    # A short start timeout, so that runs whose pod cannot start fail within a test.
+    operator_args = ("--start-timeout", str(START_TIMEOUT))
+    with LocalCluster(
+        tmp_path_factory.mktemp("cluster"), images=images, operator_args=operator_args
+    ) as the_cluster:
         yield the_cluster
         log = the_cluster.operator_log
         text = log.read_text() if log.exists() else ""

@@ -12,6 +12,8 @@ from kubernetes import client
 GROUP, VERSION, PLURAL = "evaloperator.io", "v1alpha1", "evaltasks"
 TOKEN = "Bearer e2e-token-123"
 TASKS = ("alpha", "beta", "gamma", "delta")
+# The session operator's --start-timeout (seconds).
+START_TIMEOUT = 15
 # An image the node tests run: it writes its arguments as its termination message.
 ECHO_IMAGE = "example.com/tools/echo"
 ECHO = "import sys; open('/dev/termination-log', 'w').write(' '.join(sys.argv[1:]))"
@@ -79,6 +81,32 @@ class Api:
 
         return wait_for(done, timeout, f"EvalTask {name} to reach {phases}")
 
+    def runs(self, evaltask: str) -> list[dict[str, Any]]:
+        """The EvalTask's EvalRuns as records: spec and status, with `metrics` as a dict
+        (name -> value) for reading and `metricsList` as the API keeps them, in order."""
+        items = self.custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.ns,
+            "evalruns",
+            label_selector=f"evaloperator.io/evaltask={evaltask}",
+        )["items"]
+        out = []
+        for item in items:
+            status = dict(item.get("status") or {})
+            status["metricsList"] = status.get("metrics") or []
+            status["metrics"] = {m["name"]: m["value"] for m in status["metricsList"]}
+            out.append({**item["spec"], **status, "name": item["metadata"]["name"]})
+        return out
+
+    def run(self, evaltask: str, model_name: str, task_name: str) -> dict[str, Any]:
+        """One run's record (its EvalRun), as `runs` gives it."""
+        found = [
+            r for r in self.runs(evaltask) if r["model"] == model_name and r["task"] == task_name
+        ]
+        assert len(found) == 1, f"{len(found)} EvalRuns for {evaltask} {model_name}/{task_name}"
+        return found[0]
+
     def jobs(self) -> list[client.V1Job]:
         return list(self.batch.list_namespaced_job(self.ns).items)
 
@@ -144,10 +172,3 @@ def task(name: str, score: float, **env: str | float) -> dict[str, Any]:
 
 def model(name: str, url: str, secret: str = "model-key") -> dict[str, Any]:
     return {"name": name, "url": url, "auth": {"secretRef": {"name": secret, "key": "token"}}}
-
-
-def run_of(status: dict[str, Any], model_name: str, task_name: str) -> dict[str, Any]:
-    run: dict[str, Any] = next(
-        r for r in status["runs"] if r["model"] == model_name and r["task"] == task_name
-    )
-    return run

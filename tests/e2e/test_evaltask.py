@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.support import TASKS, model, run_of, task, wait_for
+from tests.e2e.support import TASKS, model, task, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def test_two_models_three_tasks_run_serially_per_model(api, models):
     assert status["progress"] == "6/6"
     assert (status["total"], status["completed"], status["succeeded"]) == (6, 6, 6)
     for m in ("m1", "m2"):
-        runs = [run_of(status, m, t) for t in TASKS[:3]]
+        runs = [api.run("serial", m, t) for t in TASKS[:3]]
         for i, run in enumerate(runs):
             metrics = run["metrics"]
             assert metrics["score"] == i / 10
@@ -76,14 +76,14 @@ def test_failures_say_why_and_the_others_go_on(api, models):
     status = api.wait_phase("failing", ("Succeeded", "Failed"))
     assert status["phase"] == "Failed"
     assert (status["succeeded"], status["failed"], status["progress"]) == (2, 2, "4/4")
-    beta = run_of(status, "m1", "beta")
+    beta = api.run("failing", "m1", "beta")
     assert beta["state"] == "Failed"
     assert "the task container exited with code 3" in beta["message"]
     assert "ValueError: no such split" in beta["message"]
-    gamma = run_of(status, "m1", "gamma")
+    gamma = api.run("failing", "m1", "gamma")
     assert gamma["state"] == "Failed"
     assert "metrics[0].value ('acc') is a str" in gamma["message"]
-    assert run_of(status, "m1", "delta")["metrics"]["score"] == 0.4
+    assert api.run("failing", "m1", "delta")["metrics"]["score"] == 0.4
     complete = next(c for c in status["conditions"] if c["type"] == "Complete")
     assert complete["reason"] == "RunsFailed"
 
@@ -238,14 +238,14 @@ def test_editing_one_tasks_args_reruns_only_its_runs(api, models):
     before = {j.metadata.name: j.metadata.uid for j in api.jobs()}
     spec["tasks"][1] = task("beta", 0.9)
     api.patch_spec("edited", {"tasks": spec["tasks"]})
-    status = api.wait_phase("edited", ("Succeeded",))
+    api.wait_phase("edited", ("Succeeded",))
     after = {j.metadata.name: j.metadata.uid for j in api.jobs()}
     kept = {n: u for n, u in after.items() if n in before}
     assert kept == {n: u for n, u in before.items() if "-beta-" not in n}
     assert len([n for n in after if n not in before]) == 2
     for m in ("m1", "m2"):
-        assert run_of(status, m, "beta")["metrics"]["score"] == 0.9
-        assert run_of(status, m, "alpha")["metrics"]["score"] == 0.1
+        assert api.run("edited", m, "beta")["metrics"]["score"] == 0.9
+        assert api.run("edited", m, "alpha")["metrics"]["score"] == 0.1
     assert m1.requests == m2.requests == 4
 
 
@@ -330,7 +330,7 @@ def test_the_bfcl_style_example(api, models):
     )
     status = api.wait_phase("bfcl-deepseek", ("Succeeded", "Failed"))
     assert status["phase"] == "Succeeded", status
-    [run] = status["runs"]
+    [run] = api.runs("bfcl-deepseek")
     assert run["metrics"] == {"accuracy": 0.75}
     assert status["leaderboard"] == [
         {"model": "deepseek-v3-2", "score": 0.75, "rank": 1, "tasks": 1}
@@ -359,13 +359,13 @@ def test_parallelism_one_runs_one_job_at_a_time(api, models):
                 "parallelism": 1,
             },
         )
-        status = api.wait_phase("one-at-a-time", ("Succeeded",))
+        api.wait_phase("one-at-a-time", ("Succeeded",))
     finally:
         stop.set()
         watcher.join()
     assert most["active"] == 1
     windows = sorted(
-        (r["metrics"]["started_at"], r["metrics"]["finished_at"]) for r in status["runs"]
+        (r["metrics"]["started_at"], r["metrics"]["finished_at"]) for r in api.runs("one-at-a-time")
     )
     for (_, end), (start, _) in itertools.pairwise(windows):
         assert end <= start, "two runs overlapped"

@@ -40,7 +40,7 @@ from kubernetes import client
 from localkube.cluster import ROOT, LocalCluster
 from localkube.controlplane import free_port
 from localkube.mockmodel import MockModel
-from tests.e2e.support import Api, run_of, task, wait_for
+from tests.e2e.support import Api, task, wait_for
 
 pytestmark = pytest.mark.e2e
 CHART = ROOT / "charts" / "eval-operator"
@@ -411,8 +411,8 @@ def suspend_works(api: Api) -> None:
 
 
 def edit_works(api: Api) -> None:
-    status = api.wait_phase("edit", ("Succeeded",), timeout=30)
-    assert run_of(status, "m1", "alpha")["metrics"]["score"] == 0.9
+    api.wait_phase("edit", ("Succeeded",), timeout=30)
+    assert api.run("edit", "m1", "alpha")["metrics"]["score"] == 0.9
     assert len(jobs_of(api, "edit")) == 1, "the old run's Job was deleted"
 
 
@@ -446,8 +446,7 @@ def not_suspended(api: Api) -> None:
 
 def not_rerun(api: Api) -> None:
     assert len(jobs_of(api, "edit")) == 1, "the old Job stays"
-    status = api.status("edit")
-    assert run_of(status, "m1", "alpha")["metrics"]["score"] == 0.1, "the edit did not run"
+    assert api.run("edit", "m1", "alpha")["metrics"]["score"] == 0.1, "the edit did not run"
     assert not generation_observed(api, "edit")
 
 
@@ -542,7 +541,7 @@ def test_the_charts_operator_completes_a_multi_run_evaltask_with_only_the_charts
             m.__exit__()
     assert status["phase"] == "Succeeded", status
     assert (status["progress"], status["succeeded"]) == ("4/4", 4)
-    assert run_of(status, "m2", "beta")["metrics"]["score"] == 0.75
+    assert api.run("multi", "m2", "beta")["metrics"]["score"] == 0.75
     assert all(m.requests == 2 and m.unauthorized == 0 for m in models)
     # It ran in the chart's pod, as the chart's ServiceAccount, and nothing was refused.
     pod = chart.all.pods()[0]

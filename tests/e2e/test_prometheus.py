@@ -87,7 +87,7 @@ def test_prometheus_sees_progress_results_and_their_removal(prometheus, api, mod
         },
     )
     selector = f'namespace="{api.ns}",evaltask="watched"'
-    status = api.wait_phase("watched", ("Succeeded",))
+    api.wait_phase("watched", ("Succeeded",))
 
     def progress() -> float | None:
         result = prometheus.query(f"eval_operator_evaltask_progress_ratio{{{selector}}}")
@@ -102,7 +102,7 @@ def test_prometheus_sees_progress_results_and_their_removal(prometheus, api, mod
     # Every result gauge equals the metric in status, and there is no other.
     expected = {
         (r["model"], r["task"], name): value
-        for r in status["runs"]
+        for r in api.runs("watched")
         for name, value in r["metrics"].items()
     }
 

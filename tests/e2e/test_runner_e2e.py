@@ -14,7 +14,7 @@ from kubernetes import client
 
 from eval_runner import config, samples
 from localkube.mockmodel import MockModel
-from tests.e2e.support import Api, model, run_of, wait_for
+from tests.e2e.support import Api, model, wait_for
 
 pytestmark = pytest.mark.e2e
 TOKEN = "Bearer e2e-runner-token"
@@ -73,13 +73,13 @@ def test_the_runner_image_scores_a_model_through_the_operator(api):
     assert status["phase"] == "Succeeded", status
     expected = round(right / len(rows), 6)
     assert 0.3 < expected < 0.9, "the mock answers some questions right, not all"
-    arithmetic = run_of(status, "m1", "arithmetic")["metrics"]
+    arithmetic = api.run("runner", "m1", "arithmetic")["metrics"]
     assert arithmetic["exact_match"] == arithmetic["numeric"] == expected
     assert (arithmetic["samples"], arithmetic["errors"]) == (len(rows), 0)
     assert arithmetic["prompt_tokens"] == 10 * len(rows)
     assert 0 < arithmetic["latency_p95_seconds"] < 5
     # Evaluation only: the rows carry the answers; the model is not called.
-    graded = run_of(status, "m1", "graded")["metrics"]
+    graded = api.run("runner", "m1", "graded")["metrics"]
     assert (graded["exact_match"], graded["contains"], graded["samples"]) == (0.4, 0.666667, 30)
     assert "latency_mean_seconds" not in graded
     assert (mock.requests, mock.unauthorized) == (len(rows), 0)

@@ -1,34 +1,67 @@
 """An in-memory stand-in for kube.Api, plus a few Job-controller moves for tests.
 
-It keeps objects as the API would return them (plain dicts) and records every write,
-so tests assert on what reconcile asked the API to do.
+It answers as a real API server does where our bugs live:
+- reads return maps with their keys sorted (the API server re-encodes objects), so code
+  that relies on the order of a map's keys fails here as it would on a cluster;
+- every object gets a uid and a distinct creationTimestamp;
+- deleting a Job or an EvalRun leaves its dependents (pods, Jobs) in place until
+  `collect_garbage()`: the garbage collector works later, not at once;
+- `refuse` makes creations answer 400/403/413 the way admission does (quota, policy,
+  webhook, size), and `reject` makes them answer 422 with field causes.
+Every write is recorded, so tests assert on what reconcile asked the API to do.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
+import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eval_operator import constants, kube
 from eval_runner import results
 
 T0 = "2026-01-01T00:00:00Z"
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _sorted(obj: Any) -> Any:
+    """What the API server returns: a copy with map keys in sorted order."""
+    return json.loads(json.dumps(obj, sort_keys=True))
 
 
 def _matches(obj: Mapping[str, Any], selector: str) -> bool:
     labels = obj["metadata"].get("labels") or {}
-    for term in selector.split(","):
+    for term in re.split(r",(?![^(]*\))", selector):
+        found = re.fullmatch(r"\s*(\S+)\s+in\s+\(([^)]*)\)\s*", term)
+        if found:
+            if labels.get(found.group(1)) not in {v.strip() for v in found.group(2).split(",")}:
+                return False
+            continue
         key, value = term.split("=", 1)
         if labels.get(key) != value:
             return False
     return True
 
 
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386 merge patch: null removes, maps merge, everything else replaces."""
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = copy.deepcopy(v)
+
+
 class FakeApi:
     def __init__(self) -> None:
         self.evaltasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.evalruns: dict[tuple[str, str], dict[str, Any]] = {}
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
@@ -36,11 +69,23 @@ class FakeApi:
         self.events: list[dict[str, str]] = []
         self.calls: list[str] = []
         self.dry_runs: list[dict[str, Any]] = []
-        # Returns a list of causes ({field, message}) for a Job the "server" rejects.
+        # Job name -> FailedCreate event messages the Job controller would have posted.
+        self.failed_creates: dict[str, list[str]] = {}
+        # Returns a list of causes ({field, message}) for a Job the "server" rejects (422).
         self.reject: Callable[[Mapping[str, Any]], list[dict[str, str]]] = lambda job: []
+        # Returns (status, reason, message) for an object admission refuses, else None.
+        # Called with (kind, body, dry_run).
+        self.refuse: Callable[[str, Mapping[str, Any], bool], tuple[int, str, str] | None] = (
+            lambda kind, body, dry_run: None
+        )
         self._uids = itertools.count(1)
 
     # --- setup helpers -------------------------------------------------------------
+    def _stamp(self) -> tuple[str, str]:
+        n = next(self._uids)
+        created = (_EPOCH + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"uid-{n}", created
+
     def add_evaltask(
         self,
         name: str,
@@ -48,6 +93,7 @@ class FakeApi:
         namespace: str = "ns",
         annotations: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        _, created = self._stamp()
         body = {
             "apiVersion": constants.API_VERSION,
             "kind": constants.KIND,
@@ -56,6 +102,7 @@ class FakeApi:
                 "namespace": namespace,
                 "uid": f"uid-{name}",
                 "generation": 1,
+                "creationTimestamp": created,
                 "annotations": annotations or {},
             },
             "spec": spec,
@@ -67,6 +114,9 @@ class FakeApi:
         body = self.evaltasks[(namespace, name)]
         body["spec"] = spec
         body["metadata"]["generation"] += 1
+
+    def annotate(self, name: str, annotations: dict[str, str], namespace: str = "ns") -> None:
+        self.evaltasks[(namespace, name)]["metadata"]["annotations"].update(annotations)
 
     def add_secret(self, name: str, data: dict[str, str], namespace: str = "ns") -> None:
         import base64
@@ -83,11 +133,31 @@ class FakeApi:
         }
 
     def status(self, name: str, namespace: str = "ns") -> dict[str, Any]:
-        status: dict[str, Any] = self.evaltasks[(namespace, name)].get("status") or {}
+        status: dict[str, Any] = _sorted(self.evaltasks[(namespace, name)].get("status") or {})
+        return status
+
+    def run_status(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        status: dict[str, Any] = _sorted(self.evalruns[(namespace, name)].get("status") or {})
         return status
 
     def job_names(self) -> list[str]:
         return sorted(name for (_, name) in self.jobs)
+
+    def collect_garbage(self) -> None:
+        """What the garbage collector does, later: dependents of deleted owners go."""
+        for store in (self.jobs, self.pods):
+            alive = {
+                o["metadata"]["uid"]
+                for s in (self.evaltasks, self.evalruns, self.jobs)
+                for o in s.values()
+                if "uid" in o["metadata"]
+            }
+            for key in [
+                k
+                for k, o in store.items()
+                if any(r["uid"] not in alive for r in o["metadata"].get("ownerReferences") or [])
+            ]:
+                del store[key]
 
     # --- Job controller moves --------------------------------------------------------
     def _pod(
@@ -96,49 +166,112 @@ class FakeApi:
         phase: str,
         init: dict[str, Any] | None,
         collector: dict[str, Any] | None,
-    ) -> None:
+        probe: dict[str, Any] | None = None,
+        conditions: list[dict[str, Any]] | None = None,
+    ) -> str:
         name = job["metadata"]["name"]
         ns = job["metadata"]["namespace"]
         labels = {
             **job["spec"]["template"]["metadata"]["labels"],
             "batch.kubernetes.io/job-name": name,
+            constants.LABEL_CONTROLLER_UID: job["metadata"]["uid"],
         }
-        pod_name = f"{name}-{next(self._uids)}"
+        uid, created = self._stamp()
+        pod_name = f"{name}-{uid}"
         status: dict[str, Any] = {"phase": phase}
+        status["initContainerStatuses"] = [
+            {
+                "name": constants.PROBE_CONTAINER,
+                "state": probe if probe is not None else {"terminated": {"exitCode": 0}},
+            }
+        ]
         if init is not None:
-            status["initContainerStatuses"] = [{"name": constants.TASK_CONTAINER, "state": init}]
+            status["initContainerStatuses"].append(
+                {"name": constants.TASK_CONTAINER, "state": init}
+            )
         if collector is not None:
             status["containerStatuses"] = [
                 {"name": constants.COLLECTOR_CONTAINER, "state": collector}
             ]
+        if conditions:
+            status["conditions"] = conditions
         self.pods[(ns, pod_name)] = {
             "metadata": {
                 "name": pod_name,
                 "namespace": ns,
+                "uid": uid,
                 "labels": labels,
-                "creationTimestamp": T0,
+                "creationTimestamp": created,
+                "ownerReferences": [
+                    {"kind": "Job", "name": name, "uid": job["metadata"]["uid"], "controller": True}
+                ],
             },
             "status": status,
         }
+        return pod_name
 
-    def _drop_pods(self, job_name: str) -> None:
-        """What the Job controller and garbage collector do to a Job's old pods."""
-        for key in [
-            k
+    def pods_of(self, job_name: str, namespace: str = "ns") -> list[str]:
+        uid = self.jobs[(namespace, job_name)]["metadata"]["uid"]
+        return [
+            k[1]
             for k, p in self.pods.items()
-            if p["metadata"]["labels"].get("batch.kubernetes.io/job-name") == job_name
-        ]:
-            del self.pods[key]
+            if p["metadata"]["labels"].get(constants.LABEL_CONTROLLER_UID) == uid
+        ]
+
+    def _drop_pods(self, job_name: str, namespace: str = "ns") -> None:
+        """The Job's earlier pods, replaced by the one a move makes."""
+        for pod in self.pods_of(job_name, namespace):
+            del self.pods[(namespace, pod)]
 
     def start(self, job_name: str, namespace: str = "ns") -> None:
         job = self.jobs[(namespace, job_name)]
         job["status"] = {"active": 1, "startTime": T0}
+        self._drop_pods(job_name, namespace)
         self._pod(
             job,
             "Pending",
             {"running": {"startedAt": T0}},
             {"waiting": {"reason": "PodInitializing"}},
         )
+
+    def pending(
+        self,
+        job_name: str,
+        namespace: str = "ns",
+        probe: dict[str, Any] | None = None,
+        task: dict[str, Any] | None = None,
+    ) -> str:
+        """A pod that has not started its task: its probe waits, or a container cannot start."""
+        job = self.jobs[(namespace, job_name)]
+        job["status"] = {"active": 1, "startTime": T0}
+        self._drop_pods(job_name, namespace)
+        return self._pod(
+            job,
+            "Pending",
+            task if task is not None else {"waiting": {"reason": "PodInitializing"}},
+            {"waiting": {"reason": "PodInitializing"}},
+            probe=probe,
+        )
+
+    def evict(self, job_name: str, namespace: str = "ns") -> None:
+        """The pod fails with DisruptionTarget; the Job's podFailurePolicy ignores it."""
+        job = self.jobs[(namespace, job_name)]
+        self._drop_pods(job_name, namespace)
+        self._pod(
+            job,
+            "Failed",
+            {"terminated": {"exitCode": 137, "reason": "Error"}},
+            {"waiting": {"reason": "PodInitializing"}},
+            conditions=[
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "EvictionByEvictionAPI",
+                    "message": "Eviction API: evicting",
+                }
+            ],
+        )
+        job["status"] = {"active": 0, "startTime": T0}
 
     def succeed(
         self,
@@ -148,7 +281,7 @@ class FakeApi:
         message: str | None = None,
     ) -> None:
         job = self.jobs[(namespace, job_name)]
-        self._drop_pods(job_name)
+        self._drop_pods(job_name, namespace)
         self._pod(
             job,
             "Succeeded",
@@ -177,10 +310,19 @@ class FakeApi:
         namespace: str = "ns",
         collector_message: str | None = None,
         reason: str = "BackoffLimitExceeded",
+        probe_message: str | None = None,
     ) -> None:
         job = self.jobs[(namespace, job_name)]
-        self._drop_pods(job_name)
-        if collector_message is None:
+        self._drop_pods(job_name, namespace)
+        if probe_message is not None:
+            self._pod(
+                job,
+                "Failed",
+                {"waiting": {"reason": "PodInitializing"}},
+                {"waiting": {"reason": "PodInitializing"}},
+                probe={"terminated": {"exitCode": 1, "message": probe_message}},
+            )
+        elif collector_message is None:
             init = {"terminated": {"exitCode": exit_code, "reason": "Error", "message": log}}
             self._pod(job, "Failed", init, {"waiting": {"reason": "PodInitializing"}})
         else:
@@ -205,33 +347,74 @@ class FakeApi:
         }
 
     # --- kube.Api ------------------------------------------------------------------
+    def _refused(self, kind: str, body: Mapping[str, Any], dry_run: bool = False) -> None:
+        answer = self.refuse(kind, body, dry_run)
+        if answer is not None:
+            raise kube.error_from_status(
+                answer[0], json.dumps({"reason": answer[1], "message": answer[2]})
+            )
+
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("get_evaltask")
         if (namespace, name) not in self.evaltasks:
             raise kube.NotFound(404, "NotFound", f"evaltask {name} not found")
-        return copy.deepcopy(self.evaltasks[(namespace, name)])
+        return _sorted(self.evaltasks[(namespace, name)])
 
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append("list_evaltasks")
-        return [copy.deepcopy(e) for (ns, _), e in self.evaltasks.items() if ns == namespace]
+        return [_sorted(e) for (ns, _), e in self.evaltasks.items() if ns == namespace]
+
+    def _list(self, store: dict[tuple[str, str], dict[str, Any]], ns: str, selector: str) -> Any:
+        return [_sorted(o) for (n, _), o in store.items() if n == ns and _matches(o, selector)]
+
+    def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append("list_evalruns")
+        result: list[dict[str, Any]] = self._list(self.evalruns, namespace, selector)
+        return result
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_jobs")
-        return [
-            copy.deepcopy(j)
-            for (ns, _), j in self.jobs.items()
-            if ns == namespace and _matches(j, selector)
-        ]
+        result: list[dict[str, Any]] = self._list(self.jobs, namespace, selector)
+        return result
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_pods")
-        return [
-            copy.deepcopy(p)
-            for (ns, _), p in self.pods.items()
-            if ns == namespace and _matches(p, selector)
-        ]
+        result: list[dict[str, Any]] = self._list(self.pods, namespace, selector)
+        return result
 
-    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> None:
+    def create_evalrun(self, evalrun: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append("create_evalrun")
+        key = (evalrun["metadata"]["namespace"], evalrun["metadata"]["name"])
+        if key in self.evalruns:
+            raise kube.Conflict(409, "AlreadyExists", f"evalruns {key[1]} already exists")
+        self._refused("EvalRun", evalrun)
+        stored = copy.deepcopy(dict(evalrun))
+        stored.pop("status", None)  # the status subresource ignores status on create
+        uid, created = self._stamp()
+        stored["metadata"].update(uid=uid, creationTimestamp=created)
+        self.evalruns[key] = stored
+        return _sorted(stored)
+
+    def delete_evalrun(self, namespace: str, name: str) -> None:
+        self.calls.append("delete_evalrun")
+        if (namespace, name) not in self.evalruns:
+            raise kube.NotFound(404, "NotFound", name)
+        del self.evalruns[(namespace, name)]
+
+    def patch_evalrun_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.calls.append("patch_evalrun_status")
+        if (namespace, name) not in self.evalruns:
+            raise kube.NotFound(404, "NotFound", name)
+        _merge(self.evalruns[(namespace, name)].setdefault("status", {}), status)
+
+    def create_failures(self, namespace: str, job_uid: str) -> list[str]:
+        self.calls.append("list_events")
+        for (ns, name), job in self.jobs.items():
+            if ns == namespace and job["metadata"]["uid"] == job_uid:
+                return list(self.failed_creates.get(name, []))
+        return []
+
+    def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]:
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
         self.calls.append("dry_run_job" if dry_run else "create_job")
         if key in self.jobs:
@@ -239,47 +422,49 @@ class FakeApi:
         causes = self.reject(job)
         if causes:
             raise kube.Invalid(422, "Invalid", "Job is invalid", causes)
+        self._refused("Job", job, dry_run)
         if dry_run:
             self.dry_runs.append(copy.deepcopy(dict(job)))
-            return
+            return _sorted(job)
         stored = copy.deepcopy(dict(job))
+        uid, created = self._stamp()
+        stored["metadata"].update(uid=uid, creationTimestamp=created)
         stored["status"] = {}
         self.jobs[key] = stored
+        return _sorted(stored)
 
     def delete_job(self, namespace: str, name: str) -> None:
         self.calls.append("delete_job")
         if (namespace, name) not in self.jobs:
             raise kube.NotFound(404, "NotFound", name)
-        del self.jobs[(namespace, name)]
-        self._drop_pods(name)
+        del self.jobs[(namespace, name)]  # its pods stay until collect_garbage()
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.calls.append("patch_job")
-        job = self.jobs[(namespace, name)]
-        annotations = job["metadata"].setdefault("annotations", {})
-        for k, v in (patch.get("metadata", {}).get("annotations") or {}).items():
-            if v is None:
-                annotations.pop(k, None)
-            else:
-                annotations[k] = v
-        job["spec"].update(patch.get("spec", {}))
+        _merge(self.jobs[(namespace, name)], patch)
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("read_secret")
         if (namespace, name) not in self.secrets:
             raise kube.NotFound(404, "NotFound", name)
-        return copy.deepcopy(self.secrets[(namespace, name)])
+        return _sorted(self.secrets[(namespace, name)])
 
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("read_configmap")
         if (namespace, name) not in self.configmaps:
             raise kube.NotFound(404, "NotFound", name)
-        return copy.deepcopy(self.configmaps[(namespace, name)])
+        return _sorted(self.configmaps[(namespace, name)])
 
-    def apply_secret(self, secret: Mapping[str, Any]) -> None:
-        self.calls.append("apply_secret")
+    def create_secret(self, secret: Mapping[str, Any]) -> None:
+        self.calls.append("create_secret")
         key = (secret["metadata"]["namespace"], secret["metadata"]["name"])
+        if key in self.secrets:
+            raise kube.Conflict(409, "AlreadyExists", key[1])
         self.secrets[key] = copy.deepcopy(dict(secret))
+
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.calls.append("patch_secret")
+        _merge(self.secrets[(namespace, name)], patch)
 
     def patch_evaltask_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.calls.append("patch_status")

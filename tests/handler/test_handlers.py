@@ -8,10 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-import kopf
-import pytest
-
-from eval_operator import handlers, kube, metrics
+from eval_operator import handlers, kube, metrics, reconcile
 from tests.handler.fake_api import FakeApi
 from tests.handler.test_reconcile import CONFIG, spec
 
@@ -71,19 +68,59 @@ def test_different_evaltasks_do_not_wait_for_each_other():
     assert len(api.jobs) == 3
 
 
-class BrokenApi(FakeApi):
+class FlakyApi(FakeApi):
+    """Refuses the first `failures` Job lists, as during an etcd leader change."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
     def list_jobs(self, namespace, selector):
-        raise kube.Transient(503, "ServiceUnavailable", "etcd leader changed")
+        if self.failures:
+            self.failures -= 1
+            raise kube.Transient(503, "ServiceUnavailable", "etcd leader changed")
+        return super().list_jobs(namespace, selector)
 
 
-def test_api_errors_become_temporary_errors_and_are_counted():
-    api = BrokenApi()
+def test_an_api_error_is_counted_and_the_pass_retried_later(monkeypatch):
+    monkeypatch.setattr(handlers, "RETRY_DELAY_SECONDS", 0.05)
+    api = FlakyApi(failures=1)
+    api.add_secret("key", {"token": "t"})
     api.add_evaltask("et", spec())
     reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
     before = metrics.RECONCILE_TOTAL.labels(metrics.RESULT_ERROR)._value.get()
-    with pytest.raises(kopf.TemporaryError, match="etcd leader changed"):
-        asyncio.run(reconciler.trigger("ns", "et"))
+
+    async def pass_then_wait():
+        await reconciler.trigger("ns", "et")
+        assert api.jobs == {}
+        await asyncio.sleep(0.3)
+
+    asyncio.run(pass_then_wait())
     assert metrics.RECONCILE_TOTAL.labels(metrics.RESULT_ERROR)._value.get() == before + 1
+    assert len(api.jobs) == 2, "the retry pass ran by itself"
+
+
+def test_only_news_about_an_evaltask_triggers_a_pass():
+    reconciler = handlers.Reconciler(lambda: FakeApi(), CONFIG, CLOCK)
+    body = {"metadata": {"generation": 1, "annotations": {}}}
+    assert reconciler.changed("ns", "et", body)
+    assert not reconciler.changed("ns", "et", body), "our own status write is no news"
+    assert reconciler.changed("ns", "et", {"metadata": {"generation": 2}})
+    rerun = {"metadata": {"generation": 2, "annotations": {"evaloperator.io/rerun": "all"}}}
+    assert reconciler.changed("ns", "et", rerun)
+    reconciler.forget("ns", "et")
+    assert reconciler.changed("ns", "et", rerun), "after a restart or delete, it is news"
+
+
+def test_a_finished_evaltask_asks_for_no_more_passes():
+    api = FakeApi()
+    api.add_secret("key", {"token": "t"})
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1",)))
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+    assert reconciler._pass("ns", "et") == reconcile.REQUEUE_ACTIVE_SECONDS
+    [name] = api.job_names()
+    api.succeed(name, {"a": 1.0})
+    assert reconciler._pass("ns", "et") is None
 
 
 def test_jobs_created_are_counted():
@@ -94,16 +131,3 @@ def test_jobs_created_are_counted():
     before = metrics.JOBS_CREATED_TOTAL._value.get()
     asyncio.run(reconciler.trigger("ns", "et"))
     assert metrics.JOBS_CREATED_TOTAL._value.get() == before + 2
-
-
-def test_handlers_find_the_evaltask_of_a_job():
-    body = {
-        "metadata": {
-            "ownerReferences": [
-                {"apiVersion": "batch/v1", "kind": "Job", "name": "x"},
-                {"apiVersion": "evaloperator.io/v1alpha1", "kind": "EvalTask", "name": "bfcl"},
-            ]
-        }
-    }
-    assert handlers._owner_name(body) == "bfcl"
-    assert handlers._owner_name({"metadata": {}}) is None

@@ -11,7 +11,7 @@ from eval_operator import constants, reconcile
 from tests.handler.fake_api import FakeApi
 
 NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
-CONFIG = reconcile.Config(runner_image="runner:test", prober=lambda url: None)
+CONFIG = reconcile.Config(runner_image="runner:test")
 
 
 def spec(models=("m1", "m2"), tasks=("t1", "t2", "t3"), **extra):
@@ -50,6 +50,20 @@ def job_for(api, model, task):
     return name
 
 
+def record(api, model, task):
+    """The EvalRun status of a run: its durable record."""
+    [name] = [
+        n
+        for (_, n), r in api.evalruns.items()
+        if r["spec"]["model"] == model and r["spec"]["task"] == task
+    ]
+    return api.run_status(name)
+
+
+def metrics_of(api, model, task):
+    return [(m["name"], m["value"]) for m in record(api, model, task).get("metrics") or []]
+
+
 def test_first_pass_starts_the_first_task_of_every_model(api):
     api.add_evaltask("et", spec())
     run(api)
@@ -82,8 +96,8 @@ def test_chain_runs_serially_in_task_order_and_survives_a_failure(api):
     second = job_for(api, "m1", "t2")
     status = api.status("et")
     assert status["runs"][0]["state"] == "Failed"
-    assert "exited with code 3" in status["runs"][0]["message"]
-    assert "ValueError: bad input" in status["runs"][0]["message"]
+    assert "exited with code 3" in record(api, "m1", "t1")["message"]
+    assert "ValueError: bad input" in record(api, "m1", "t1")["message"]
     api.succeed(second, {"accuracy": 0.5})
     run(api)
     third = job_for(api, "m1", "t3")
@@ -91,7 +105,8 @@ def test_chain_runs_serially_in_task_order_and_survives_a_failure(api):
     run(api)
     status = api.status("et")
     assert [r["state"] for r in status["runs"]] == ["Failed", "Succeeded", "Succeeded"]
-    assert status["runs"][2]["metrics"] == {"accuracy": 0.7, "f1": 0.1}
+    assert metrics_of(api, "m1", "t3") == [("accuracy", 0.7), ("f1", 0.1)]
+    assert status["runs"][2] == {"model": "m1", "task": "t3", "state": "Succeeded", "score": 0.7}
     assert status["phase"] == "Failed"
     assert status["progress"] == "3/3"
     assert (status["completed"], status["succeeded"], status["failed"]) == (3, 2, 1)
@@ -113,7 +128,9 @@ def test_malformed_metrics_fail_the_run_with_the_collectors_words(api):
     run(api)
     [entry] = api.status("et")["runs"]
     assert entry["state"] == "Failed"
-    assert entry["message"] == "metrics.json: metrics[0].value ('accuracy') is a str"
+    assert record(api, "m1", "t1")["message"] == (
+        "metrics.json: metrics[0].value ('accuracy') is a str"
+    )
 
 
 def test_a_restarted_operator_neither_duplicates_nor_loses(api):
@@ -126,7 +143,8 @@ def test_a_restarted_operator_neither_duplicates_nor_loses(api):
     run(api)
     assert len(api.jobs) == len(jobs_before) + 1
     assert api.calls.count("create_job") == 3
-    assert api.status("et")["runs"][0]["metrics"] == {"accuracy": 1.0}
+    assert api.calls.count("create_evalrun") == 6, "one EvalRun per run, made once"
+    assert metrics_of(api, "m1", "t1") == [("accuracy", 1.0)]
 
 
 def test_results_outlive_their_jobs(api):
@@ -138,7 +156,7 @@ def test_results_outlive_their_jobs(api):
     del api.jobs[("ns", name)]  # e.g. someone deleted the finished Job
     run(api)
     [entry] = api.status("et")["runs"]
-    assert (entry["state"], entry["metrics"]) == ("Succeeded", {"accuracy": 0.25})
+    assert (entry["state"], entry["score"]) == ("Succeeded", 0.25)
     assert api.calls.count("create_job") == 1, "a finished run never runs twice"
 
 
@@ -289,7 +307,7 @@ def test_literal_auth_goes_into_an_owned_secret_never_into_env(api):
     api.add_evaltask("et", s)
     run(api)
     [job] = api.jobs.values()
-    env = job["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    env = job["spec"]["template"]["spec"]["initContainers"][1]["env"]
     assert "sk-inline-123" not in repr(job)
     header = next(e for e in env if e["name"] == constants.ENV_AUTH_HEADER_VALUE)
     ref = header["valueFrom"]["secretKeyRef"]
@@ -306,7 +324,7 @@ def test_secret_values_are_redacted_from_run_messages(api):
     run(api)
     api.fail(job_for(api, "m1", "t1"), log="calling with key sk-very-secret ... 401")
     run(api)
-    message = api.status("et")["runs"][0]["message"]
+    message = record(api, "m1", "t1")["message"]
     assert "sk-very-secret" not in message
     assert "[redacted]" in message
     assert all("sk-very-secret" not in e["message"] for e in api.events)
@@ -327,12 +345,13 @@ def test_editing_one_task_reruns_only_its_runs(api):
     assert api.job_names() == [t1_job]
     run(api)
     new_t2 = job_for(api, "m1", "t2")
-    assert api.jobs[("ns", new_t2)]["spec"]["template"]["spec"]["initContainers"][0]["args"] == [
+    assert api.jobs[("ns", new_t2)]["spec"]["template"]["spec"]["initContainers"][1]["args"] == [
         "run t2 --harder"
     ]
     runs = api.status("et")["runs"]
-    assert runs[0]["state"] == "Succeeded" and runs[0]["metrics"] == {"a": 1.0}
-    assert runs[1]["state"] == "Pending" and runs[1]["metrics"] == {}
+    assert runs[0] == {"model": "m1", "task": "t1", "state": "Succeeded", "score": 1.0}
+    assert runs[1] == {"model": "m1", "task": "t2", "state": "Pending"}
+    assert metrics_of(api, "m1", "t2") == []
     assert api.calls.count("create_job") == 3
 
 
@@ -411,7 +430,7 @@ def test_a_job_suspended_by_someone_else_waits_and_is_never_unsuspended(api):
     assert "patch_job" not in api.calls
     [entry] = api.status("et")["runs"]
     assert entry["state"] == "Pending"
-    assert "waiting for admission" in entry["message"]
+    assert "waiting for admission" in record(api, "m1", "t1")["message"]
 
 
 @pytest.mark.parametrize(
@@ -456,9 +475,22 @@ def test_reuse_takes_a_matching_succeeded_run_of_another_evaltask(api):
     run(api, "second")
     runs = api.status("second")["runs"]
     assert runs[0]["state"] == "Reused"
-    assert runs[0]["metrics"] == {"acc": 0.75}
-    assert runs[0]["reusedFrom"] == "first"
+    reused = [
+        r
+        for r in api.evalruns.values()
+        if r["metadata"]["labels"][constants.LABEL_EVALTASK] == "second"
+    ]
+    first_t1 = next(
+        r
+        for r in api.evalruns.values()
+        if r["metadata"]["labels"][constants.LABEL_EVALTASK] == "first"
+        and r["spec"]["task"] == "t1"
+    )
+    taken = next(r for r in reused if r["spec"]["task"] == "t1")["status"]
+    assert taken["metrics"] == [{"name": "acc", "value": 0.75}]
+    assert taken["reusedFrom"] == f"ns/{first_t1['metadata']['name']}"
     assert runs[1]["state"] == "Pending", "a failed run is not reused"
+    assert "list_evaltasks" not in api.calls, "found by fingerprint label, not by reading EvalTasks"
     assert api.calls.count("create_job") == creates + 1
     [new_job] = [
         j
@@ -477,32 +509,3 @@ def test_without_reuse_nothing_is_taken_from_other_evaltasks(api):
     run(api, "second")
     assert api.status("second")["runs"][0]["state"] == "Pending"
     assert "list_evaltasks" not in api.calls
-
-
-def test_an_unreachable_model_waits_and_others_go_on(api):
-    silent = "http://127.0.0.1:9/m1/v1/chat/completions"
-    config = reconcile.Config(
-        "runner", prober=lambda url: "ConnectError" if url == silent else None
-    )
-    api.add_evaltask("et", spec(models=("m1", "m2"), tasks=("t1",)))
-    reconcile.reconcile(api, "ns", "et", NOW, config)
-    assert [j["metadata"]["labels"][constants.LABEL_MODEL] for j in api.jobs.values()] == ["m2"]
-    status = api.status("et")
-    reachable = next(c for c in status["conditions"] if c["type"] == "ModelReachable")
-    assert (reachable["status"], reachable["reason"]) == ("False", "ModelUnreachable")
-    assert "m1 does not answer: ConnectError" in reachable["message"]
-    assert "waiting for the model service" in status["runs"][0]["message"]
-    healthy = reconcile.Config("runner", prober=lambda url: None)
-    reconcile.reconcile(api, "ns", "et", NOW, healthy)
-    assert len(api.jobs) == 2
-    reachable = next(c for c in api.status("et")["conditions"] if c["type"] == "ModelReachable")
-    assert reachable["status"] == "True"
-
-
-def test_probe_false_never_probes(api):
-    def boom(url):
-        raise AssertionError("probed")
-
-    api.add_evaltask("et", spec(probe=False))
-    reconcile.reconcile(api, "ns", "et", NOW, reconcile.Config("runner", prober=boom))
-    assert len(api.jobs) == 2

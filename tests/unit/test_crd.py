@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from eval_operator import crd
@@ -25,10 +26,39 @@ def schema():
     return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def test_checked_in_crd_matches_the_models():
-    assert (ROOT / "crds" / "evaltask.yaml").read_text() == crd.render(), (
-        "crds/evaltask.yaml is stale: run `make crds`"
+@pytest.mark.parametrize("which", ["evaltask", "evalrun"])
+@pytest.mark.parametrize("folder", ["crds", "charts/eval-operator/crds"])
+def test_checked_in_crds_match_the_models(folder, which):
+    assert (ROOT / folder / f"{which}.yaml").read_text() == crd.render(which), (
+        f"{folder}/{which}.yaml is stale: run `make crds`"
     )
+
+
+def test_the_evalrun_crd_prints_model_task_state_score_and_wide_columns():
+    version = crd.build_run_crd()["spec"]["versions"][0]
+    names = crd.build_run_crd()["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == ("EvalRun", "evalruns", ["er"])
+    assert version["subresources"] == {"status": {}}
+    columns = [(c["name"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("Model", 0),
+        ("Task", 0),
+        ("State", 0),
+        ("Score", 0),
+        ("Age", 0),
+        ("Attempts", 1),
+        ("Progress", 1),
+        ("Job", 1),
+    ]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["metrics"]["type"] == "array", "a list keeps the task's order"
+    assert status["metrics"]["maxItems"] == 400
+    assert status["message"]["maxLength"] == 2048
+
+
+def test_the_matrix_is_bounded_in_the_crd():
+    rules = schema()["properties"]["spec"]["x-kubernetes-validations"]
+    assert rules[0]["rule"] == "self.models.size() * self.tasks.size() <= 1024"
 
 
 def test_schema_is_structural():

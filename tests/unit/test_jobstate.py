@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from eval_operator import constants, jobstate
 from eval_runner import results
 
 NAME = "et-m-t-01234567"
+JOB_UID = "job-uid-1"
+NOW = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+START_TIMEOUT = 300.0
 
 
 def job(conditions=(), suspend=False, annotations=None, deadline=None, **status):
     doc = {
-        "metadata": {"name": NAME, "annotations": annotations or {}},
+        "metadata": {
+            "name": NAME,
+            "uid": JOB_UID,
+            "annotations": annotations or {},
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
         "spec": {"suspend": suspend},
         "status": {"startTime": "T1", **status},
     }
@@ -25,10 +35,22 @@ def job(conditions=(), suspend=False, annotations=None, deadline=None, **status)
     return doc
 
 
-def pod(phase, task=None, collector=None, created="T1", reason=None, scheduled=None):
+def pod(
+    phase,
+    task=None,
+    collector=None,
+    created="2026-01-01T00:08:00Z",
+    reason=None,
+    scheduled=None,
+    probe=None,
+    disrupted=False,
+):
     status = {"phase": phase}
+    status["initContainerStatuses"] = [
+        {"name": constants.PROBE_CONTAINER, "state": probe or {"terminated": {"exitCode": 0}}}
+    ]
     if task is not None:
-        status["initContainerStatuses"] = [{"name": constants.TASK_CONTAINER, "state": task}]
+        status["initContainerStatuses"].append({"name": constants.TASK_CONTAINER, "state": task})
     if collector is not None:
         status["containerStatuses"] = [{"name": constants.COLLECTOR_CONTAINER, "state": collector}]
     if reason:
@@ -42,11 +64,23 @@ def pod(phase, task=None, collector=None, created="T1", reason=None, scheduled=N
                 "message": scheduled[1],
             }
         ]
+    if disrupted:
+        status["conditions"] = [
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "EvictionByEvictionAPI",
+                "message": "Eviction API: evicting",
+            }
+        ]
     return {
         "metadata": {
             "name": f"{NAME}-x",
             "creationTimestamp": created,
-            "labels": {"batch.kubernetes.io/job-name": NAME},
+            "labels": {
+                "batch.kubernetes.io/job-name": NAME,
+                constants.LABEL_CONTROLLER_UID: JOB_UID,
+            },
         },
         "status": status,
     }
@@ -85,7 +119,7 @@ CASES = [
         "Succeeded",
         "",
     ),
-    (job([("Complete", "")], succeeded=1), [], "Failed", "its pod is gone"),
+    (job([("Complete", "")], succeeded=1), [], "Failed", "its pod was gone"),
     (
         job([("Complete", "")], succeeded=1),
         [pod("Succeeded", OK, exited(0, "garbage"))],
@@ -114,7 +148,7 @@ CASES = [
         job([("Failed", "DeadlineExceeded")], deadline=60, failed=1, active=0),
         [pod("Failed", exited(137))],
         "Failed",
-        "the run exceeded its timeout of 60s (timeoutSeconds) and was stopped",
+        "the run exceeded its deadline of 60s (timeoutSeconds plus probeTimeoutSeconds)",
     ),
     (
         job([("Failed", "BackoffLimitExceeded")], failed=3),
@@ -145,6 +179,59 @@ CASES = [
         "Running",
         "",
     ),
+    (
+        job(active=1),
+        [pod("Pending", probe={"running": {"startedAt": "2026-01-01T00:09:00Z"}})],
+        "Pending",
+        "waiting for the model service to answer: the probe has waited 60s",
+    ),
+    (
+        job(active=1),
+        [pod("Pending", probe={"running": {"startedAt": "2026-01-01T00:09:58Z"}})],
+        "Pending",
+        "",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", probe=exited(1, "no HTTP answer within 60s; last error: ConnectError"))],
+        "Failed",
+        "the model service did not answer: no HTTP answer within 60s; last error: ConnectError",
+    ),
+    (
+        job(active=0),
+        [pod("Failed", exited(137), disrupted=True)],
+        "Pending",
+        "the pod was evicted (EvictionByEvictionAPI: Eviction API: evicting); a new pod",
+    ),
+    (
+        job([("Failed", "BackoffLimitExceeded")], failed=1),
+        [pod("Failed", exited(137), disrupted=True)],
+        "Failed",
+        "the pod was evicted",
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+                created="2026-01-01T00:04:00Z",
+            )
+        ],
+        "Failed",
+        "task: ErrImagePull: not found (could not start within the start timeout of 300s)",
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {"waiting": {"reason": "CreateContainerConfigError", "message": "no key"}},
+            )
+        ],
+        "Pending",
+        "task: CreateContainerConfigError: no key",
+    ),
 ]
 
 
@@ -168,10 +255,17 @@ CASES = [
         "a Job suspended by someone else waits for admission",
         "a Job we suspended says so",
         "a FailureTarget is not the end until Failed",
+        "a probe waiting past its grace says the model does not answer yet",
+        "a probe within its grace is not reported",
+        "a probe that timed out fails the run with its last error",
+        "an evicted pod is replaced, not failed, and says evicted not 137",
+        "a Job that failed after an eviction says evicted",
+        "an image pull failing past the start timeout fails the run",
+        "a config error within the start timeout waits with its reason",
     ],
 )
 def test_describe(the_job, pods, state, message):
-    outcome = jobstate.describe(the_job, pods)
+    outcome = jobstate.describe(the_job, pods, NOW, START_TIMEOUT)
     assert outcome.state == state
     if message:
         assert message in outcome.message
@@ -183,16 +277,29 @@ def test_success_carries_metrics_and_times():
     outcome = jobstate.describe(
         job([("Complete", "")], succeeded=1, completionTime="T5"),
         [pod("Succeeded", OK, exited(0, RESULT, "Completed"))],
+        NOW,
+        START_TIMEOUT,
     )
-    assert outcome.metrics == {"accuracy": 0.85, "f1": 0.5}
+    assert outcome.metrics == (("accuracy", 0.85), ("f1", 0.5))
     assert (outcome.start_time, outcome.completion_time, outcome.attempts) == ("T1", "T5", 1)
 
 
-def test_pods_of_other_jobs_are_ignored():
-    other = pod("Failed", exited(9, "not mine"))
-    other["metadata"]["labels"] = {"batch.kubernetes.io/job-name": "another"}
-    outcome = jobstate.describe(job([("Failed", "BackoffLimitExceeded")], failed=1), [other])
-    assert "not mine" not in outcome.message
+def test_pods_are_matched_to_jobs_by_controller_uid_not_by_name():
+    mine = pod("Failed", exited(9, "mine"))
+    earlier = pod("Failed", exited(9, "an earlier Job of the same name"))
+    earlier["metadata"]["labels"][constants.LABEL_CONTROLLER_UID] = "uid-of-the-earlier-job"
+    by_job = jobstate.pods_by_job([earlier, mine])
+    assert by_job == {JOB_UID: [mine], "uid-of-the-earlier-job": [earlier]}
+
+
+def test_a_job_without_pods_reports_why_its_pod_cannot_be_created():
+    outcome = jobstate.describe(
+        job(), [], NOW, 3600, create_failure='pods "x" is forbidden: exceeded quota'
+    )
+    assert outcome.state == "Pending"
+    assert outcome.message == 'the Job cannot create its pod: pods "x" is forbidden: exceeded quota'
+    late = jobstate.describe(job(), [], NOW, 60, create_failure="exceeded quota")
+    assert late.state == "Failed" and late.start_failed
 
 
 def test_log_tail_keeps_the_last_lines_and_bounds_length():

@@ -29,7 +29,9 @@ INVALID = json.dumps(
         (429, "", kube.Transient),
         (503, "upstream connect error", kube.Transient),
         (0, "", kube.Transient),
-        (403, '{"reason": "Forbidden", "message": "cannot create jobs"}', kube.ApiError),
+        (403, '{"reason": "Forbidden", "message": "exceeded quota"}', kube.Refused),
+        (400, '{"reason": "BadRequest", "message": "denied by webhook"}', kube.Refused),
+        (413, "Request Entity Too Large", kube.Refused),
     ],
     ids=[
         "404 is NotFound",
@@ -38,7 +40,9 @@ INVALID = json.dumps(
         "429 is Transient",
         "5xx with a plain body is Transient",
         "no answer is Transient",
-        "403 is a plain ApiError",
+        "403 is a refusal",
+        "400 is a refusal",
+        "413 is a refusal",
     ],
 )
 def test_error_from_status(status, body, kind):

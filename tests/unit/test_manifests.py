@@ -8,7 +8,8 @@ import pytest
 
 from eval_operator import constants, manifests, naming, spec
 
-OWNER = manifests.Owner("bfcl", "evals", "uid-1")
+OWNER = manifests.Owner("EvalTask", "bfcl", "evals", "uid-1")
+RUN_OWNER = manifests.Owner("EvalRun", "bfcl-ds-simple-0123abcd", "evals", "uid-run")
 BASE = {
     "models": [
         {
@@ -52,17 +53,22 @@ BASE = {
 
 def build(doc=None):
     s = spec.parse_spec(doc or BASE)
-    return manifests.build_job(OWNER, s, s.models[0], s.tasks[0], "runner:1")
+    return manifests.build_job(OWNER, RUN_OWNER, s, s.models[0], s.tasks[0], "runner:1", 86400)
 
 
 def env_of(job):
-    return job["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    return job["spec"]["template"]["spec"]["initContainers"][1]["env"]
 
 
-def test_the_task_runs_first_then_the_collector():
+def test_the_probe_runs_first_then_the_task_then_the_collector():
     pod = build()["spec"]["template"]["spec"]
-    [task] = pod["initContainers"]
+    [probe, task] = pod["initContainers"]
     [collector] = pod["containers"]
+    assert probe["name"] == "probe"
+    assert (probe["image"], probe["command"]) == (
+        "runner:1",
+        ["python", "-m", "eval_runner", "probe"],
+    )
     assert task["name"] == "task"
     assert task["image"] == "registry.example.com/evals/bfcl:v1"
     assert (task["command"], task["args"]) == (["bash", "-c"], ["bash run.sh"])
@@ -142,10 +148,13 @@ def test_volumes_emptydir_output_and_user_mounts():
         {"name": "eval-output", "emptyDir": {}},
         {"name": "data", "persistentVolumeClaim": {"claimName": "sets"}},
     ]
-    assert pod["initContainers"][0]["volumeMounts"] == [
+    assert pod["initContainers"][1]["volumeMounts"] == [
         {"name": "eval-output", "mountPath": "/opt/ml/output"},
         {"name": "data", "mountPath": "/data", "subPath": "bfcl", "readOnly": True},
     ]
+    assert pod["initContainers"][0]["volumeMounts"] == [
+        {"name": "eval-output", "mountPath": "/opt/ml/output"}
+    ], "the probe sees the output folder only, never the task's mounts"
     assert pod["containers"][0]["volumeMounts"] == [
         {"name": "eval-output", "mountPath": "/opt/ml/output", "readOnly": True}
     ]
@@ -159,7 +168,7 @@ def test_a_pvc_output_gets_a_subpath_per_run():
         "name": "eval-output",
         "persistentVolumeClaim": {"claimName": "out"},
     }
-    for container in (pod["initContainers"][0], pod["containers"][0]):
+    for container in (*pod["initContainers"], pod["containers"][0]):
         assert container["volumeMounts"][0]["subPath"] == "bfcl/ds/simple"
         assert container["volumeMounts"][0]["mountPath"] == "/results"
 
@@ -167,7 +176,7 @@ def test_a_pvc_output_gets_a_subpath_per_run():
 def test_job_settings_labels_and_owner():
     job = build()
     assert job["spec"]["backoffLimit"] == 2
-    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert job["spec"]["activeDeadlineSeconds"] == 3600 + 1800, "timeout plus probe timeout"
     labels = job["metadata"]["labels"]
     assert labels["kueue.x-k8s.io/queue-name"] == "evals"
     assert labels[constants.LABEL_MODEL] == "ds" and labels[constants.LABEL_TASK] == "simple"
@@ -175,9 +184,9 @@ def test_job_settings_labels_and_owner():
     assert job["spec"]["template"]["metadata"]["labels"] == labels
     [owner] = job["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "EvalTask",
-        "bfcl",
-        "uid-1",
+        "EvalRun",
+        "bfcl-ds-simple-0123abcd",
+        "uid-run",
         True,
     )
     pod = job["spec"]["template"]["spec"]
@@ -190,3 +199,43 @@ def test_job_settings_labels_and_owner():
 )
 def test_unset_template_fields_are_left_out(key):
     assert key not in build()["spec"]["template"]["spec"]
+
+
+def test_the_probe_gets_the_models_address_and_auth_but_not_the_tasks_env():
+    probe = build()["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e for e in probe["env"]}
+    assert env["EVAL_INFERENCE_URL"]["value"] == "https://api.example.com/v1/chat/completions"
+    assert env["EVAL_AUTHORIZATION_HEADER_VALUE"]["valueFrom"] == {
+        "secretKeyRef": {"name": "ds-key", "key": "token"}
+    }
+    assert env["EVAL_PROBE"]["value"] == "true"
+    assert env["EVAL_PROBE_TIMEOUT_SECONDS"]["value"] == "1800"
+    assert "MODEL_NAME" not in env
+
+
+def test_probe_false_still_stamps_but_does_not_wait_and_adds_no_probe_time():
+    doc = copy.deepcopy(BASE)
+    doc["probe"] = False
+    job = build(doc)
+    probe = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert {e["name"]: e.get("value") for e in probe["env"]}["EVAL_PROBE"] == "false"
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_every_job_has_a_deadline_and_treats_disruptions_as_no_failure():
+    doc = copy.deepcopy(BASE)
+    del doc["tasks"][0]["timeoutSeconds"]
+    job = build(doc)
+    assert job["spec"]["activeDeadlineSeconds"] == 86400 + 1800
+    assert job["spec"]["podReplacementPolicy"] == "Failed"
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["action"] == "Ignore"
+
+
+def test_the_template_hash_changes_with_the_pod_settings_only():
+    first = build()["metadata"]["annotations"][constants.ANNOTATION_TEMPLATE_HASH]
+    doc = copy.deepcopy(BASE)
+    doc["template"]["serviceAccountName"] = "other"
+    assert build(doc)["metadata"]["annotations"][constants.ANNOTATION_TEMPLATE_HASH] != first
+    doc = copy.deepcopy(BASE)
+    doc["tasks"][0]["args"] = ["other"]
+    assert build(doc)["metadata"]["annotations"][constants.ANNOTATION_TEMPLATE_HASH] == first

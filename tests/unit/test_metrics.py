@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client import REGISTRY
 
-from eval_operator import metrics, reconcile
+from eval_operator import metrics, records
 
 
 def value(name, **labels):
     return REGISTRY.get_sample_value(name, labels)
 
 
-def status(runs):
-    completed = sum(r["state"] in ("Succeeded", "Failed", "Reused") for r in runs)
-    return {"total": len(runs), "completed": completed, "runs": runs}
-
-
 def run(model, task, state, metrics_=None):
-    return {
-        "model": model,
-        "task": task,
-        "state": state,
-        "fingerprint": "f",
-        "metrics": metrics_ or {},
-    }
+    return (model, task, records.Record(state=state, metrics=tuple((metrics_ or {}).items())))
+
+
+def record_status(namespace, evaltask, runs):
+    """Export as a pass does: the compact status plus each run's record."""
+    entries = [records.entry(m, t, r) for m, t, r in runs]
+    completed = sum(r.final for _, _, r in runs)
+    status = {"total": len(runs), "completed": completed, "runs": entries}
+    metrics.record_status(namespace, evaltask, status, runs)
 
 
 def test_progress_runs_by_state_and_result_metrics():
-    metrics.record_status(
+    record_status(
         "ns",
         "et",
-        status(
-            [
-                run("m1", "t1", "Succeeded", {"accuracy": 0.85, "准确率": 0.5}),
-                run("m1", "t2", "Running"),
-                run("m2", "t1", "Failed"),
-                run("m2", "t2", "Pending"),
-            ]
-        ),
+        [
+            run("m1", "t1", "Succeeded", {"accuracy": 0.85, "准确率": 0.5}),
+            run("m1", "t2", "Running"),
+            run("m2", "t1", "Failed"),
+            run("m2", "t2", "Pending"),
+        ],
     )
     assert value("eval_operator_evaltask_progress_ratio", namespace="ns", evaltask="et") == 0.5
     for state, count in {
@@ -60,8 +54,8 @@ def test_progress_runs_by_state_and_result_metrics():
 
 def test_series_of_removed_runs_and_deleted_evaltasks_go_away():
     labels = {"namespace": "ns", "evaltask": "gone", "model": "m1", "task": "t1"}
-    metrics.record_status("ns", "gone", status([run("m1", "t1", "Succeeded", {"a": 1, "b": 2})]))
-    metrics.record_status("ns", "gone", status([run("m1", "t1", "Succeeded", {"a": 3})]))
+    record_status("ns", "gone", [run("m1", "t1", "Succeeded", {"a": 1, "b": 2})])
+    record_status("ns", "gone", [run("m1", "t1", "Succeeded", {"a": 3})])
     assert value("eval_operator_run_metric", metric="a", **labels) == 3
     assert value("eval_operator_run_metric", metric="b", **labels) is None
     metrics.forget("ns", "gone")
@@ -76,38 +70,8 @@ def test_series_of_removed_runs_and_deleted_evaltasks_go_away():
 
 def test_metrics_per_run_are_capped():
     many = {f"m{i}": float(i) for i in range(metrics.MAX_METRICS_PER_RUN + 20)}
-    metrics.record_status("ns", "wide", status([run("m1", "t1", "Succeeded", many)]))
+    record_status("ns", "wide", [run("m1", "t1", "Succeeded", many)])
     exported = next(s for s in REGISTRY.collect() if s.name == "eval_operator_run_metric")
     mine = [s for s in exported.samples if s.labels["evaltask"] == "wide"]
     assert len(mine) == metrics.MAX_METRICS_PER_RUN
     metrics.forget("ns", "wide")
-
-
-@pytest.mark.parametrize(
-    ("before", "after", "expected"),
-    [
-        ("Running", "Succeeded", [("t1", 90.0)]),
-        ("Running", "Failed", [("t1", 90.0)]),
-        ("Succeeded", "Succeeded", []),
-        (None, "Reused", []),
-        ("Pending", "Running", []),
-    ],
-    ids=[
-        "a run that succeeds is timed",
-        "a run that fails is timed",
-        "a run finished before is not timed again",
-        "a reused run did not run",
-        "a run still going is not timed",
-    ],
-)
-def test_finished_runs(before, after, expected):
-    new = {
-        "model": "m1",
-        "task": "t1",
-        "fingerprint": "f",
-        "state": after,
-        "startTime": "2026-01-01T00:00:00Z",
-        "completionTime": "2026-01-01T00:01:30Z",
-    }
-    previous = {"runs": [{**new, "state": before}]} if before else {}
-    assert reconcile.finished_runs(previous, {"runs": [new]}) == expected

@@ -1,4 +1,4 @@
-"""Desired runs vs observed Jobs -> run states and actions, as a table."""
+"""Desired runs vs observed EvalRuns and Jobs -> records and actions, as a table."""
 
 from __future__ import annotations
 
@@ -21,14 +21,36 @@ def make_spec(models=("m1", "m2"), tasks=("t1", "t2"), **extra):
     )
 
 
-def job(s, model, task, state=None, suspend=False, ours=False, terminating=False, fp=None):
+def _name(s, model, task, fp=None):
     m = next(x for x in s.models if x.name == model)
     t = next(x for x in s.tasks if x.name == task)
     fp = fp or naming.fingerprint(s, m, t)
+    return naming.job_name("et", model, task, fp), fp
+
+
+def evalrun(s, model, task, state=None, fp=None, job=""):
+    name, fp = _name(s, model, task, fp)
+    status = {"state": state, "job": job or (name if state else "")} if state else {}
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"run-{name}",
+            "labels": naming.run_labels("et", "uid", model, task, fp),
+        },
+        "spec": {"model": model, "task": task, "fingerprint": fp},
+        "status": status,
+    }
+
+
+def job(s, model, task, state=None, suspend=False, ours=False, terminating=False, fp=None):
+    name, fp = _name(s, model, task, fp)
     meta = {
-        "name": naming.job_name("et", model, task, fp),
+        "name": name,
+        "uid": f"job-{name}",
         "labels": naming.run_labels("et", "uid", model, task, fp),
         "annotations": {constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true"} if ours else {},
+        "ownerReferences": [{"kind": "EvalRun", "uid": f"run-{name}", "controller": True}],
+        "creationTimestamp": "2026-01-01T00:00:00Z",
     }
     if terminating:
         meta["deletionTimestamp"] = "T"
@@ -40,7 +62,12 @@ def job(s, model, task, state=None, suspend=False, ours=False, terminating=False
     return {"metadata": meta, "spec": {"suspend": suspend}, "status": status}
 
 
-def observe(jobs=(), annotations=None, runs=None):
+def started(s, model, task, record_state="Running", **job_args):
+    """An EvalRun whose Job is as given."""
+    return [evalrun(s, model, task, record_state)], [job(s, model, task, **job_args)]
+
+
+def observe(runs=(), jobs=(), annotations=None, suspend=False):
     body = {
         "metadata": {
             "name": "et",
@@ -49,130 +76,172 @@ def observe(jobs=(), annotations=None, runs=None):
             "generation": 1,
             "annotations": annotations or {},
         },
-        "status": {"runs": runs or []},
+        "spec": {"suspend": suspend},
+        "status": {},
     }
-    return plan.Observed(body, list(jobs), [], NOW)
+    return plan.Observed(body, list(runs), list(jobs), [], NOW)
 
 
-def created(p):
-    return [(r.model.name, r.task.name) for r in p.create]
+def jobs_created(p):
+    return [(r.model.name, r.task.name) for r in p.create_jobs]
 
 
 S = make_spec()
 S3 = make_spec(models=("m1", "m2", "m3"), tasks=("t1",))
 
+
+def _mix(*pairs):
+    runs, jobs = [], []
+    for r, j in pairs:
+        runs += r
+        jobs += j
+    return runs, jobs
+
+
 CASES = [
-    (S, [], [("m1", "t1"), ("m2", "t1")], 0),
-    (S, [job(S, "m1", "t1", "running")], [("m2", "t1")], 0),
-    (S, [job(S, "m1", "t1", "done"), job(S, "m2", "t1", "running")], [("m1", "t2")], 0),
+    (S, ([], []), [("m1", "t1"), ("m2", "t1")], 0),
+    (S, started(S, "m1", "t1", state="running"), [("m2", "t1")], 0),
     (
         S,
-        [
-            job(S, "m1", "t1", "done"),
-            job(S, "m1", "t2", "done"),
-            job(S, "m2", "t1", "done"),
-            job(S, "m2", "t2", "done"),
-        ],
+        _mix(
+            ([evalrun(S, "m1", "t1", "Failed")], [job(S, "m1", "t1", "done")]),
+            started(S, "m2", "t1", state="running"),
+        ),
+        [("m1", "t2")],
+        0,
+    ),
+    (
+        S,
+        ([evalrun(S, m, t, "Succeeded") for m in ("m1", "m2") for t in ("t1", "t2")], []),
         [],
         0,
     ),
-    (make_spec(parallelism=1), [], [("m1", "t1")], 0),
-    (make_spec(parallelism=1), [job(S, "m1", "t1", "done")], [("m1", "t2")], 0),
-    (S3.model_copy(update={"parallelism": 2}), [job(S3, "m1", "t1", "running")], [("m2", "t1")], 0),
-    (S, [job(S, "m1", "t1", "running", fp="0000000000000000")], [], 1),
-    (S, [job(S, "m1", "t1", "running", terminating=True)], [("m2", "t1")], 0),
-    (make_spec(suspend=True), [], [], 0),
+    (make_spec(parallelism=1), ([], []), [("m1", "t1")], 0),
+    (make_spec(parallelism=1), ([evalrun(S, "m1", "t1", "Failed")], []), [("m1", "t2")], 0),
+    (
+        S3.model_copy(update={"parallelism": 2}),
+        started(S3, "m1", "t1", state="running"),
+        [("m2", "t1")],
+        0,
+    ),
+    (S, ([], [job(S, "m1", "t1", "running", fp="0000000000000000")]), [], 1),
+    (
+        S,
+        ([evalrun(S, "m1", "t1", "Running")], [job(S, "m1", "t1", terminating=True)]),
+        [("m2", "t1")],
+        0,
+    ),
+    (make_spec(suspend=True), ([], []), [], 0),
+    (S, ([], [job(S, "m1", "t1", "done")]), [], 1),
 ]
 
 
 @pytest.mark.parametrize(
-    ("s", "jobs", "creates", "deletes"),
+    ("s", "observed", "creates", "deletes"),
     CASES,
     ids=[
         "a fresh task starts the first task of every model",
         "a busy chain waits while an idle one starts",
         "a finished run lets its chain move to the next task",
-        "nothing is created when every run is done",
+        "nothing is created when every run is recorded",
         "parallelism 1 starts one chain",
         "parallelism 1 moves on within the same chain",
         "parallelism 2 fills the second slot only",
         "a stale Job is deleted and nothing is created in the same pass",
-        "a terminating Job keeps its chain busy",
+        "a terminating Job keeps its own chain busy",
         "a suspended task starts nothing",
+        "a Job without its EvalRun is deleted before anything starts",
     ],
 )
-def test_plan(s, jobs, creates, deletes):
-    p = plan.plan(s, observe(jobs))
-    assert created(p) == creates
-    assert len(p.delete) == deletes
+def test_plan(s, observed, creates, deletes):
+    runs, jobs = observed
+    p = plan.plan(s, observe(runs, jobs, suspend=s.suspend))
+    assert jobs_created(p) == creates
+    assert len(p.delete_jobs) + len(p.delete_runs) == deletes
+
+
+def test_a_fresh_task_creates_every_evalrun_and_the_first_jobs():
+    p = plan.plan(S, observe())
+    assert len(p.create_runs) == 4
+    assert p.create_runs[:2] == p.create_jobs, "the EvalRuns whose Jobs start come first"
 
 
 def test_creates_are_capped_per_pass():
-    big = make_spec(models=tuple(f"m{i}" for i in range(30)), tasks=("t1",))
-    assert len(plan.plan(big, observe()).create) == plan.MAX_CREATES_PER_PASS
+    big = make_spec(
+        models=tuple(f"m{i}" for i in range(30)), tasks=tuple(f"t{i}" for i in range(5))
+    )
+    p = plan.plan(big, observe())
+    assert len(p.create_jobs) == plan.MAX_JOB_CREATES_PER_PASS
+    assert len(p.create_runs) == plan.MAX_RUN_CREATES_PER_PASS
 
 
 def test_suspend_targets_running_jobs_and_resume_only_ours():
-    running = job(S, "m1", "t1", "running")
-    assert plan.plan(make_spec(suspend=True), observe([running])).suspend == [
-        running["metadata"]["name"]
-    ]
-    ours = job(S, "m1", "t1", "running", suspend=True, ours=True)
-    theirs = job(S, "m2", "t1", "running", suspend=True)
-    p = plan.plan(S, observe([ours, theirs]))
-    assert p.unsuspend == [ours["metadata"]["name"]]
-    assert created(p) == []
+    runs, jobs = started(S, "m1", "t1", state="running")
+    p = plan.plan(make_spec(suspend=True), observe(runs, jobs, suspend=True))
+    assert p.suspend == [jobs[0]["metadata"]["name"]]
+    r1, ours = started(S, "m1", "t1", state="running", suspend=True, ours=True)
+    r2, theirs = started(S, "m2", "t1", state="running", suspend=True)
+    p = plan.plan(S, observe(r1 + r2, ours + theirs))
+    assert p.unsuspend == [ours[0]["metadata"]["name"]]
+    assert jobs_created(p) == []
 
 
-def test_previous_results_fill_in_for_missing_jobs():
-    m, t = S.models[0], S.tasks[0]
-    fp = naming.fingerprint(S, m, t)
-    old = {
-        "model": "m1",
-        "task": "t1",
-        "fingerprint": fp,
-        "state": "Succeeded",
-        "metrics": {"a": 1.0},
-        "attempts": 1,
-    }
-    p = plan.plan(S, observe(runs=[old]))
-    assert p.runs[0]["state"] == "Succeeded" and p.runs[0]["metrics"] == {"a": 1.0}
-    assert ("m1", "t2") in created(p) and ("m1", "t1") not in created(p)
+def test_a_final_record_is_kept_whatever_its_job_says():
+    runs = [evalrun(S, "m1", "t1", "Succeeded")]
+    runs[0]["status"].update(metrics=[{"name": "a", "value": 1.0}], score=1.0)
+    jobs = [job(S, "m1", "t1", "done")]  # the Job says Failed: the record wins
+    p = plan.plan(S, observe(runs, jobs))
+    assert p.views[0].record.state == "Succeeded"
+    assert p.views[0].record.metrics == (("a", 1.0),)
+    assert runs[0]["metadata"]["name"] not in p.record, "a final record is not rewritten"
 
 
-def test_previous_results_with_another_fingerprint_are_dropped():
-    old = {
-        "model": "m1",
-        "task": "t1",
-        "fingerprint": "feedfeedfeedfeed",
-        "state": "Succeeded",
-        "metrics": {"a": 1.0},
-    }
-    p = plan.plan(S, observe(runs=[old]))
-    assert p.runs[0]["state"] == "Pending" and p.runs[0]["metrics"] == {}
+def test_records_with_another_fingerprint_are_deleted():
+    stale = evalrun(S, "m1", "t1", "Succeeded", fp="feedfeedfeedfeed")
+    p = plan.plan(S, observe([stale]))
+    assert p.delete_runs == [stale["metadata"]["name"]]
+    assert p.views[0].record.state == "Pending"
+    assert p.create_jobs == [] and p.create_runs == []
 
 
-def test_runs_are_model_major_in_task_order_with_their_job_names():
+def test_runs_are_model_major_in_task_order_with_their_names():
     p = plan.plan(S, observe())
-    assert [(r["model"], r["task"]) for r in p.runs] == [
+    assert [(v.run.model.name, v.run.task.name) for v in p.views] == [
         ("m1", "t1"),
         ("m1", "t2"),
         ("m2", "t1"),
         ("m2", "t2"),
     ]
-    assert all(r["job"].startswith(f"et-{r['model']}-{r['task']}-") for r in p.runs)
+    assert all(v.run.name.startswith(f"et-{v.run.model.name}-{v.run.task.name}-") for v in p.views)
 
 
 @pytest.mark.parametrize("mode", ["failed", "all"])
 def test_rerun_deletes_before_creating(mode):
+    runs = [evalrun(S, "m1", "t1", "Failed")]
     jobs = [job(S, "m1", "t1", "done")]
-    p = plan.plan(S, observe(jobs, annotations={constants.ANNOTATION_RERUN: mode}))
-    assert p.delete == [jobs[0]["metadata"]["name"]]
-    assert p.create == []
-    assert p.rerun_handled
-    assert p.runs[0]["state"] == "Pending"
+    p = plan.plan(S, observe(runs, jobs, annotations={constants.ANNOTATION_RERUN: mode}))
+    assert p.delete_runs == [runs[0]["metadata"]["name"]]
+    assert p.delete_jobs == [jobs[0]["metadata"]["name"]]
+    assert p.create_jobs == [] and p.create_runs == []
+    assert p.rerun == mode
+    assert p.views[0].record.state == "Pending"
 
 
-def test_an_unknown_rerun_value_is_ignored():
-    p = plan.plan(S, observe(annotations={constants.ANNOTATION_RERUN: "maybe"}))
-    assert not p.rerun_handled
+def test_an_unknown_rerun_value_reruns_nothing_but_is_handed_back():
+    runs = [evalrun(S, "m1", "t1", "Failed")]
+    p = plan.plan(S, observe(runs, annotations={constants.ANNOTATION_RERUN: "maybe"}))
+    assert p.rerun == "maybe"
+    assert p.delete_runs == []
+
+
+def test_a_blocked_spec_creates_no_job_and_says_why():
+    p = plan.plan(S, observe(), blocked="waiting: Secret 'key' not found")
+    assert p.create_jobs == []
+    assert p.views[0].record.message == "waiting: Secret 'key' not found"
+
+
+def test_unfinished_counts_runs_without_a_final_record():
+    runs = [evalrun(S, "m1", "t1", "Succeeded"), evalrun(S, "m1", "t2", "Running")]
+    assert plan.unfinished(S, observe(runs)) == 3
+    done = [evalrun(S, m, t, "Failed") for m in ("m1", "m2") for t in ("t1", "t2")]
+    assert plan.unfinished(S, observe(done)) == 0

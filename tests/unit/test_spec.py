@@ -54,6 +54,20 @@ def test_literal_auth_value_is_not_in_repr():
         (lambda d: d["models"][0].update(name="Bad_Name"), "spec.models[0].name", "InvalidField"),
         (lambda d: d["models"][0].update(url="ftp://x"), "spec.models[0].url", "InvalidField"),
         (
+            lambda d: d["models"][0].update(url="http://exa\u200bmple.com/v1/chat/completions"),
+            "spec.models[0].url",
+            "InvalidURL",
+        ),
+        (
+            lambda d: d.update(
+                models=[{"name": f"m{i}", "url": "http://x/v1"} for i in range(64)],
+                tasks=[{"name": f"t{i}", "image": "i"} for i in range(17)],
+            ),
+            "spec",
+            "TooManyRuns",
+        ),
+        (lambda d: d.update(probeTimeoutSeconds=0), "spec.probeTimeoutSeconds", "InvalidField"),
+        (
             lambda d: d["models"].append(copy.deepcopy(d["models"][0])),
             "spec.models",
             "DuplicateName",
@@ -163,6 +177,9 @@ def test_literal_auth_value_is_not_in_repr():
         "no tasks",
         "a model name that is no DNS label",
         "a url that is not http",
+        "a url whose host the runner cannot encode (a zero-width space)",
+        "more runs than an EvalTask may have",
+        "a zero probe timeout",
         "duplicate model names",
         "duplicate task names",
         "auth with neither secretRef nor value",

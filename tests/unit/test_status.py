@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eval_operator import spec, status
+from eval_operator import plan, records, spec, status
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 T2 = datetime(2026, 1, 2, tzinfo=UTC)
@@ -21,22 +21,24 @@ SPEC = spec.parse_spec(
 )
 
 
-def run(model, task, state, metrics=None, start=None):
-    r = {
-        "model": model,
-        "task": task,
-        "state": state,
-        "job": "j",
-        "fingerprint": "f",
-        "attempts": 1,
-        "metrics": metrics or {},
-        "message": "",
-    }
-    if start:
-        r["startTime"] = start
-    if state in ("Succeeded", "Failed", "Reused"):
-        r["completionTime"] = "2026-01-01T00:10:00Z"
-    return r
+def run(model, task, state, metrics=None, start=None, spec_=SPEC, probing=None):
+    """A run as the plan leaves it: its desired run and its record, scored as reconcile does."""
+    m = next(x for x in spec_.models if x.name == model)
+    t = next(x for x in spec_.tasks if x.name == task)
+    final = state in ("Succeeded", "Failed", "Reused")
+    record = records.Record(
+        state=state,
+        metrics=tuple((metrics or {}).items()),
+        start_time=start,
+        completion_time="2026-01-01T00:10:00Z" if final else None,
+    ).with_score(t)
+    view = plan.RunView(plan.DesiredRun(m, t, "f", f"et-{model}-{task}"), record, exists=True)
+    view.waiting_for_model = probing
+    return view
+
+
+def entries(views):
+    return [records.entry(v.run.model.name, v.run.task.name, v.record) for v in views]
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,7 @@ def test_leaderboard_weights_primary_metrics_and_shares_ranks():
         run("c", "t1", "Failed"),
         run("c", "t2", "Succeeded", {"acc": 1.0}),  # no f1: does not count
     ]
-    board = status.leaderboard(SPEC, runs)
+    board = status.leaderboard(SPEC, entries(runs))
     assert board == [
         {"model": "a", "score": pytest.approx((0.9 + 3 * 0.5) / 4), "rank": 1, "tasks": 2},
         {"model": "b", "score": pytest.approx(0.6), "rank": 1, "tasks": 2},
@@ -133,3 +135,38 @@ def test_an_invalid_spec_keeps_earlier_results():
         "InvalidField",
         2,
     )
+
+
+def test_entries_are_compact_and_score_is_the_primary_metric():
+    out = status.summarize(
+        SPEC,
+        [run("a", "t1", "Succeeded", {"acc": 0.9}), run("a", "t2", "Succeeded", {"f1": 0.4})],
+        {},
+        1,
+        T,
+    )
+    assert out["runs"] == [
+        {"model": "a", "task": "t1", "state": "Succeeded", "score": 0.9},
+        {"model": "a", "task": "t2", "state": "Succeeded", "score": 0.4},
+    ]
+
+
+def test_a_waiting_probe_makes_model_reachable_false():
+    out = status.summarize(SPEC, [run("b", "t1", "Pending", probing=42.0)], {}, 1, T)
+    reachable = next(c for c in out["conditions"] if c["type"] == "ModelReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "ModelUnreachable")
+    assert reachable["message"] == "waiting for models to answer: b (for 42s)"
+
+
+def test_messages_stay_bounded_however_many_runs_fail():
+    many = spec.parse_spec(
+        {
+            "models": [{"name": f"m{i}".ljust(63, "x"), "url": "http://x/v1"} for i in range(32)],
+            "tasks": [{"name": f"t{i}", "image": "i"} for i in range(32)],
+        }
+    )
+    runs = [run(m.name, t.name, "Failed", spec_=many) for m in many.models for t in many.tasks]
+    out = status.summarize(many, runs, {}, 1, T)
+    complete = next(c for c in out["conditions"] if c["type"] == "Complete")
+    assert len(complete["message"]) <= 2048
+    status.validate(out)

@@ -69,15 +69,33 @@ all namespaces, else in a Role in each. Only the verbs it uses; tests/e2e/test_h
 removes each verb in turn and shows what breaks (README.md, "Install", lists why each is here).
 */}}
 {{- define "eval-operator.namespacedRules" -}}
-# kopf lists and watches EvalTasks; each reconcile pass reads its EvalTask afresh; kopf's
-# finalizer and bookkeeping annotations, and removing the rerun annotation, are patches.
+# kopf lists and watches EvalTasks; each reconcile pass reads its EvalTask afresh; removing
+# the rerun annotation is a patch.
 - apiGroups: ["evaloperator.io"]
   resources: ["evaltasks"]
   verbs: ["get", "list", "watch", "patch"]
-# Progress, runs, results, leaderboard and conditions.
+# Progress, compact runs, leaderboard and conditions.
 - apiGroups: ["evaloperator.io"]
   resources: ["evaltasks/status"]
   verbs: ["patch"]
+# Objects the EvalTask owns with blockOwnerDeletion (its EvalRuns, its auth Secret): the
+# OwnerReferencesPermissionEnforcement admission plugin asks for this.
+- apiGroups: ["evaloperator.io"]
+  resources: ["evaltasks/finalizers"]
+  verbs: ["update"]
+# One EvalRun per run, the durable record: listed each pass, watched (a deleted one reruns
+# its run), created, deleted when an edit or a rerun replaces the run.
+- apiGroups: ["evaloperator.io"]
+  resources: ["evalruns"]
+  verbs: ["list", "watch", "create", "delete"]
+# Each run's state and result.
+- apiGroups: ["evaloperator.io"]
+  resources: ["evalruns/status"]
+  verbs: ["patch"]
+# Jobs are owned by their EvalRun with blockOwnerDeletion (as above).
+- apiGroups: ["evaloperator.io"]
+  resources: ["evalruns/finalizers"]
+  verbs: ["update"]
 # One Job per run: watched for completion, created (first as a server-side dry run that
 # checks the spec), patched to suspend and resume, deleted when an edit or a rerun replaces it.
 - apiGroups: ["batch"]
@@ -87,8 +105,13 @@ removes each verb in turn and shows what breaks (README.md, "Install", lists why
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Referenced auth Secrets must exist with their key (their values are redacted from
-# status); a literal auth.value goes into a Secret the EvalTask owns (created, then patched).
+# Why a Job cannot create its pod (the Job controller's FailedCreate events: a quota, a
+# missing service account).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
+# Referenced Secrets must exist with their key (their values are redacted from what the
+# operator writes); a literal auth.value goes into a Secret the EvalTask owns.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]

@@ -1,0 +1,208 @@
+"""End to end: results that survive a real cluster, and waits that are never silent.
+
+Where a real component decides (the API server's admission and quota, the Job controller's
+pod failure policy, the garbage collector), these tests let it decide and read the API.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from kubernetes import client
+
+from localkube.mockmodel import MockModel
+from tests.e2e.support import START_TIMEOUT, TOKEN, model, task, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def condition(status, type_):
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def one(url, name="alpha", **env):
+    return {"models": [model("m1", url)], "tasks": [task(name, 0.5, **env)]}
+
+
+def test_a_result_survives_deleting_its_pod_and_job(api, models):
+    api.create_evaltask("kept", one(models[0].url))
+    api.wait_phase("kept", ("Succeeded",))
+    [pod] = api.pods()
+    api.core.delete_namespaced_pod(pod.metadata.name, api.ns)
+    [job] = api.jobs()
+    api.batch.delete_namespaced_job(job.metadata.name, api.ns, propagation_policy="Background")
+    wait_for(lambda: not api.pods() and not api.jobs(), 30, "the pod and Job to be gone")
+    # Give the operator the events of those deletions to react to.
+    api.evaltask("kept")
+    time.sleep(2)
+    status = api.status("kept")
+    assert status["phase"] == "Succeeded"
+    assert status["runs"] == [{"model": "m1", "task": "alpha", "state": "Succeeded", "score": 0.5}]
+    record = api.run("kept", "m1", "alpha")
+    assert record["state"] == "Succeeded" and record["metrics"]["score"] == 0.5
+    assert api.jobs() == [], "nothing ran again"
+
+
+def test_deleting_the_auth_secret_after_success_keeps_the_evaltask_succeeded(api, models):
+    api.create_evaltask("secret-gone", one(models[0].url))
+    before = api.wait_phase("secret-gone", ("Succeeded",))
+    api.core.delete_namespaced_secret("model-key", api.ns)
+    api.patch_spec("secret-gone", {"tasks": [{**task("alpha", 0.5), "weight": 2}]})
+    status = api.wait_phase("secret-gone", ("Succeeded", "Failed"))
+    assert status["phase"] == "Succeeded"
+    assert condition(status, "SpecValid")["status"] == "True"
+    assert status["completionTime"] == before["completionTime"]
+
+
+def test_deleting_one_evalrun_reruns_just_that_run(api, models):
+    spec = {
+        "models": [model("m1", models[0].url)],
+        "tasks": [task("alpha", 0.1), task("beta", 0.2)],
+    }
+    api.create_evaltask("rerun-one", spec)
+    api.wait_phase("rerun-one", ("Succeeded",))
+    alpha, beta = api.run("rerun-one", "m1", "alpha"), api.run("rerun-one", "m1", "beta")
+    api.custom.delete_namespaced_custom_object(
+        "evaloperator.io", "v1alpha1", api.ns, "evalruns", alpha["name"]
+    )
+
+    def rerun_done():
+        again = [r for r in api.runs("rerun-one") if r["task"] == "alpha"]
+        return again and again[0]["state"] == "Succeeded" and again[0]["name"] == alpha["name"]
+
+    wait_for(rerun_done, 60, "the deleted run to run again")
+    assert models[0].requests == 3, "alpha ran twice, beta once"
+    assert api.run("rerun-one", "m1", "beta")["completionTime"] == beta["completionTime"]
+
+
+def test_a_quota_that_forbids_jobs_is_spec_invalid_with_the_servers_words(api, models):
+    api.core.create_namespaced_resource_quota(
+        api.ns,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="no-jobs"),
+            spec=client.V1ResourceQuotaSpec(hard={"count/jobs.batch": "0"}),
+        ),
+    )
+    wait_for(
+        lambda: api.core.read_namespaced_resource_quota("no-jobs", api.ns).status.hard,
+        30,
+        "the quota controller to count usage",
+    )
+    api.create_evaltask("quota", one(models[0].url))
+    status = api.wait_phase("quota", ("Failed",))
+    valid = condition(status, "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "JobRejected")
+    assert "exceeded quota: no-jobs" in valid["message"]
+    assert api.jobs() == []
+
+
+def test_a_pod_that_cannot_be_created_says_why_then_fails_and_a_template_fix_replaces_it(
+    api, models
+):
+    spec = one(models[0].url)
+    spec["template"] = {"serviceAccountName": "nobody"}
+    api.create_evaltask("no-sa", spec)
+
+    def says_why():
+        runs = api.runs("no-sa")
+        return runs and "cannot create its pod" in runs[0].get("message", "") and runs[0]
+
+    record = wait_for(says_why, 30, "the run to say why its pod is missing")
+    assert record["state"] == "Pending"
+    assert 'serviceaccount "nobody" not found' in record["message"]
+    # Fixing the template replaces the Job that never started; the run then succeeds.
+    api.core.create_namespaced_service_account(
+        api.ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="runner"))
+    )
+    api.patch_spec("no-sa", {"template": {"serviceAccountName": "runner"}})
+    status = api.wait_phase("no-sa", ("Succeeded", "Failed"), timeout=60)
+    assert status["phase"] == "Succeeded", api.runs("no-sa")
+
+
+def test_a_pod_that_never_gets_created_fails_after_the_start_timeout(api, models):
+    spec = one(models[0].url)
+    spec["template"] = {"serviceAccountName": "nobody"}
+    api.create_evaltask("never", spec)
+    started = time.monotonic()
+    status = api.wait_phase("never", ("Failed",), timeout=START_TIMEOUT + 30)
+    assert time.monotonic() - started >= START_TIMEOUT - 1
+    record = api.run("never", "m1", "alpha")
+    assert record["state"] == "Failed"
+    assert f"start timeout of {START_TIMEOUT}s" in record["message"]
+    assert status["failed"] == 1
+    wait_for(lambda: not api.jobs(), 30, "its Job to be stopped")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_probe_waits_in_the_pod_says_so_and_the_run_starts_once_the_model_answers(api):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    api.create_evaltask("late-model", one(url))
+
+    def unreachable():
+        status = api.status("late-model")
+        return condition(status, "ModelReachable").get("status") == "False" and status
+
+    status = wait_for(unreachable, 40, "ModelReachable=False while the probe waits")
+    assert "m1" in condition(status, "ModelReachable")["message"]
+    record = api.run("late-model", "m1", "alpha")
+    assert record["state"] == "Pending"
+    assert "waiting for the model service to answer" in record["message"]
+    with MockModel("m1", {"alpha": "right"}, header_value=TOKEN, port=port) as late:
+        status = api.wait_phase("late-model", ("Succeeded", "Failed"), timeout=60)
+        assert status["phase"] == "Succeeded"
+        assert late.unauthorized == 0
+    assert condition(status, "ModelReachable")["status"] == "True"
+
+
+def test_a_model_that_never_answers_fails_the_run_with_the_probes_last_error(api):
+    url = f"http://127.0.0.1:{free_port()}/v1/chat/completions"
+    spec = {**one(url), "probeTimeoutSeconds": 3}
+    api.create_evaltask("silent-model", spec)
+    api.wait_phase("silent-model", ("Failed",), timeout=60)
+    record = api.run("silent-model", "m1", "alpha")
+    assert "the model service did not answer" in record["message"]
+    assert "within 3s (probeTimeoutSeconds)" in record["message"]
+    assert "ConnectError" in record["message"]
+
+
+def test_an_evicted_pod_is_replaced_and_not_counted_as_a_failed_attempt(api, models):
+    api.create_evaltask("evicted", one(models[0].url, SLEEP=4))
+
+    def running_pod():
+        pods = [p for p in api.pods() if p.status.phase == "Running"]
+        return pods[0] if pods else None
+
+    pod = wait_for(running_pod, 30, "the run's pod to run")
+    api.core.create_namespaced_pod_eviction(
+        pod.metadata.name,
+        api.ns,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=api.ns)),
+    )
+    status = api.wait_phase("evicted", ("Succeeded", "Failed"), timeout=90)
+    assert status["phase"] == "Succeeded", api.runs("evicted")
+    [job] = api.jobs()
+    assert not job.status.failed, "the disruption is not a failure"
+    record = api.run("evicted", "m1", "alpha")
+    assert record["attempts"] == 1
+
+
+def test_a_stale_results_file_on_a_persistent_volume_is_not_taken_for_the_runs(api, models):
+    spec = one(models[0].url)
+    spec["output"] = {"persistentVolumeClaim": {"claimName": "results"}}
+    api.create_evaltask("pvc", spec)
+    api.wait_phase("pvc", ("Succeeded",))
+    # The task now exits 0 without writing: the previous metrics.json is still on the volume.
+    silent = task("alpha", 0.5)
+    silent["command"] = ["python", "-c", "print('wrote nothing')"]
+    api.patch_spec("pvc", {"tasks": [silent]})
+    status = api.wait_phase("pvc", ("Failed", "Succeeded"))
+    assert status["phase"] == "Failed"
+    assert "older than this run's pod" in api.run("pvc", "m1", "alpha")["message"]

@@ -1,0 +1,433 @@
+"""Handler tier: EvalRun records are durable, every wait is visible, refusals are reported.
+
+Each test drives whole reconcile passes against the fake API, which answers as a real API
+server does where these behaviours live (sorted map keys, late garbage collection,
+admission refusals, distinct creation times).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from eval_operator import constants, reconcile
+from tests.handler.fake_api import FakeApi
+from tests.handler.test_reconcile import NOW, job_for, metrics_of, record, run, spec
+
+
+@pytest.fixture
+def api():
+    fake = FakeApi()
+    fake.add_secret("key", {"token": "Bearer sk-very-secret"})
+    return fake
+
+
+def one_run(api, **extra):
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1",), **extra))
+    run(api)
+    return job_for(api, "m1", "t1")
+
+
+def condition(api, type_):
+    return next(c for c in api.status("et")["conditions"] if c["type"] == type_)
+
+
+# --- the record --------------------------------------------------------------------------
+
+
+def test_every_run_has_an_evalrun_owned_by_the_evaltask_and_owning_its_job(api):
+    api.add_evaltask("et", spec())
+    run(api)
+    assert len(api.evalruns) == 6
+    for evalrun in api.evalruns.values():
+        [owner] = evalrun["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"]) == ("EvalTask", "uid-et")
+        labels = evalrun["metadata"]["labels"]
+        assert labels[constants.LABEL_FINGERPRINT] == evalrun["spec"]["fingerprint"]
+    for (_, name), job in api.jobs.items():
+        [owner] = job["metadata"]["ownerReferences"]
+        evalrun = api.evalruns[("ns", name)]
+        assert (owner["kind"], owner["uid"]) == ("EvalRun", evalrun["metadata"]["uid"])
+        assert api.run_status(name)["job"] == name
+
+
+def test_a_recorded_result_survives_its_pod_and_job_being_deleted(api):
+    name = one_run(api)
+    api.succeed(name, {"accuracy": 0.8})
+    run(api)
+    for key in [k for k in api.pods]:
+        del api.pods[key]  # kubectl delete pod, or the pod garbage collector
+    run(api)
+    del api.jobs[("ns", name)]
+    run(api)
+    assert api.status("et")["runs"] == [
+        {"model": "m1", "task": "t1", "state": "Succeeded", "score": 0.8}
+    ]
+    assert api.status("et")["phase"] == "Succeeded"
+    assert metrics_of(api, "m1", "t1") == [("accuracy", 0.8)]
+    assert api.calls.count("create_job") == 1
+
+
+def test_metrics_keep_the_tasks_order_and_the_first_is_the_default_score(api):
+    name = one_run(api)
+    api.succeed(name, {"zeta": 0.25, "alpha": 0.75})
+    run(api)
+    run(api)  # read back through the API, which sorts map keys
+    assert metrics_of(api, "m1", "t1") == [("zeta", 0.25), ("alpha", 0.75)]
+    assert record(api, "m1", "t1")["score"] == 0.25
+    assert api.status("et")["leaderboard"][0]["score"] == 0.25
+
+
+def test_changing_primary_metric_rescores_without_rerunning(api):
+    name = one_run(api)
+    api.succeed(name, {"zeta": 0.25, "alpha": 0.75})
+    run(api)
+    edited = spec(models=("m1",), tasks=("t1",))
+    edited["tasks"][0]["primaryMetric"] = "alpha"
+    api.edit_spec("et", edited)
+    run(api)
+    assert record(api, "m1", "t1")["score"] == 0.75
+    assert record(api, "m1", "t1")["state"] == "Succeeded"
+    assert api.calls.count("create_job") == 1
+
+
+def test_deleting_an_evalrun_reruns_just_that_run(api):
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2")))
+    run(api)
+    api.succeed(job_for(api, "m1", "t1"), {"a": 1.0})
+    run(api)
+    api.succeed(job_for(api, "m1", "t2"), {"a": 0.5})
+    run(api)
+    t1 = job_for(api, "m1", "t1")
+    del api.evalruns[("ns", t1)]  # kubectl delete evalrun; its Job goes later
+    run(api)
+    assert api.status("et")["runs"][0]["state"] == "Pending"
+    assert ("ns", t1) not in api.jobs, "the old Job is deleted before a new one"
+    api.collect_garbage()
+    run(api)
+    assert ("ns", t1) in api.evalruns and ("ns", t1) in api.jobs
+    assert api.calls.count("create_job") == 3
+    assert record(api, "m1", "t2")["state"] == "Succeeded", "the other run is untouched"
+
+
+def test_a_job_deleted_before_its_result_was_recorded_fails_the_run(api):
+    name = one_run(api)
+    api.start(name)
+    run(api)
+    del api.jobs[("ns", name)]
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed"
+    assert "deleted before the run finished" in rec["message"]
+    assert api.calls.count("create_job") == 1
+
+
+def test_a_leftover_pod_with_the_jobs_name_is_not_the_jobs(api):
+    name = one_run(api)
+    api.succeed(name, {"a": 1.0})
+    stale = copy.deepcopy(next(iter(api.pods.values())))
+    api.pods.clear()
+    stale["metadata"]["labels"][constants.LABEL_CONTROLLER_UID] = "uid-of-an-earlier-job"
+    stale["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = "garbage"
+    api.pods[("ns", "old-pod")] = stale
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed"
+    assert "pod was gone" in rec["message"], "the job-name label alone does not match a pod"
+
+
+# --- a finished EvalTask stays finished ----------------------------------------------------
+
+
+def test_deleting_the_auth_secret_after_success_changes_nothing(api):
+    name = one_run(api)
+    api.succeed(name, {"a": 1.0})
+    run(api)
+    before = copy.deepcopy(api.status("et"))
+    del api.secrets[("ns", "key")]
+    run(api)
+    status = api.status("et")
+    assert status == before
+    assert status["phase"] == "Succeeded" and "completionTime" in status
+    assert condition(api, "SpecValid")["status"] == "True"
+
+
+def test_a_missing_secret_makes_runs_still_to_start_wait(api):
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2")))
+    run(api)
+    api.succeed(job_for(api, "m1", "t1"), {"a": 1.0})
+    del api.secrets[("ns", "key")]
+    run(api)
+    assert condition(api, "SpecValid")["status"] == "True"
+    assert api.status("et")["phase"] == "Running"
+    assert len(api.jobs) == 1
+    assert "Secret 'key' not found" in record(api, "m1", "t2")["message"]
+    api.add_secret("key", {"token": "Bearer sk-very-secret"})
+    run(api)
+    assert len(api.jobs) == 2, "it starts once the Secret is back"
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "words"),
+    [
+        (403, "Forbidden", 'jobs "x" is forbidden: exceeded quota: jobs, requested: count/jobs'),
+        (400, "BadRequest", "admission webhook denied the request: no GPUs on Sundays"),
+        (413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"),
+        (422, "Invalid", "ValidatingAdmissionPolicy 'no-latest' denied request"),
+    ],
+    ids=["a quota", "a webhook", "a size limit", "an admission policy"],
+)
+def test_a_dry_run_refusal_is_spec_invalid_with_the_servers_words(api, status, reason, words):
+    api.refuse = lambda kind, body, dry_run: (status, reason, words) if kind == "Job" else None
+    api.add_evaltask("et", spec())
+    outcome = run(api)
+    assert outcome.invalid and api.jobs == {}
+    valid = condition(api, "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "JobRejected")
+    assert words in valid["message"]
+    assert api.status("et")["phase"] == "Failed"
+    assert [e["reason"] for e in api.events] == ["JobRejected"]
+
+
+def test_a_create_refused_after_the_dry_run_fails_the_run_and_the_others_go_on(api):
+    api.refuse = lambda kind, body, dry_run: (
+        (403, "Forbidden", "exceeded quota: jobs")
+        if kind == "Job"
+        and not dry_run
+        and body["metadata"]["labels"][constants.LABEL_MODEL] == "m1"
+        else None
+    )
+    api.add_evaltask("et", spec(models=("m1", "m2"), tasks=("t1",)))
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed"
+    assert rec["message"] == "the API server refused the Job: exceeded quota: jobs"
+    assert record(api, "m2", "t1")["job"]
+    assert api.status("et")["runs"][0]["state"] == "Failed"
+
+
+# --- nothing waits silently --------------------------------------------------------------
+
+
+def at(seconds):
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+def test_a_probe_that_waits_says_so_and_a_timeout_fails_with_the_last_error(api):
+    name = one_run(api)
+    api.pending(name, probe={"running": {"startedAt": "2026-01-01T00:59:30Z"}})
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Pending"
+    assert "waiting for the model service to answer" in rec["message"]
+    assert "1800s (probeTimeoutSeconds)" in rec["message"]
+    reachable = condition(api, "ModelReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "ModelUnreachable")
+    assert "m1" in reachable["message"]
+    api.fail(name, probe_message="gave no HTTP answer within 1800s; last error: ConnectError")
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed"
+    assert "did not answer: gave no HTTP answer within 1800s" in rec["message"]
+    assert "ConnectError" in rec["message"]
+    assert condition(api, "ModelReachable")["status"] == "True"
+
+
+def test_a_probe_within_its_grace_period_is_not_called_unreachable(api):
+    name = one_run(api)
+    api.pending(name, probe={"running": {"startedAt": "2026-01-01T00:59:58Z"}})
+    outcome = run(api)
+    assert condition(api, "ModelReachable")["status"] == "True"
+    assert outcome.requeue_after == pytest.approx(3.0), "looked at again when the grace ends"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "CreateContainerConfigError"],
+)
+def test_a_pod_that_cannot_start_says_why_at_once_and_fails_after_the_start_timeout(api, reason):
+    name = one_run(api)
+    pod = api.pending(name, task={"waiting": {"reason": reason, "message": "no such image"}})
+    created = datetime.fromisoformat(
+        api.pods[("ns", pod)]["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+    )
+    config = reconcile.Config(runner_image="runner:test", start_timeout=120)
+    reconcile.reconcile(api, "ns", "et", created + timedelta(seconds=30), config)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Pending"
+    assert rec["message"] == f"task: {reason}: no such image"
+    reconcile.reconcile(api, "ns", "et", created + timedelta(seconds=121), config)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed"
+    assert rec["message"].startswith(f"task: {reason}: no such image")
+    assert "start timeout of 120s" in rec["message"]
+    assert ("ns", name) not in api.jobs, "its retries are stopped"
+
+
+def test_a_job_that_cannot_create_its_pod_says_why_and_fails_after_the_start_timeout(api):
+    name = one_run(api)
+    api.failed_creates[name] = ['pods "x" is forbidden: error looking up service account ns/runner']
+    created = datetime.fromisoformat(
+        api.jobs[("ns", name)]["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+    )
+    config = reconcile.Config(runner_image="runner:test", start_timeout=60)
+    reconcile.reconcile(api, "ns", "et", created + timedelta(seconds=10), config)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Pending"
+    assert "cannot create its pod" in rec["message"]
+    assert "service account ns/runner" in rec["message"]
+    reconcile.reconcile(api, "ns", "et", created + timedelta(seconds=61), config)
+    assert record(api, "m1", "t1")["state"] == "Failed"
+
+
+def test_editing_the_template_replaces_jobs_that_have_not_started(api):
+    s = spec(models=("m1", "m2"), tasks=("t1",))
+    api.add_evaltask("et", s)
+    run(api)
+    m1, m2 = job_for(api, "m1", "t1"), job_for(api, "m2", "t1")
+    api.start(m2)
+    api.failed_creates[m1] = ["error looking up service account ns/wrong"]
+    s2 = copy.deepcopy(s)
+    s2["template"] = {"serviceAccountName": "right"}
+    api.edit_spec("et", s2)
+    patient = reconcile.Config(runner_image="runner:test", start_timeout=86400)
+    reconcile.reconcile(api, "ns", "et", NOW, patient)
+    assert ("ns", m1) not in api.jobs, "the Job that never started is replaced"
+    assert ("ns", m2) in api.jobs, "a started Job runs on"
+    api.collect_garbage()
+    reconcile.reconcile(api, "ns", "et", NOW, patient)
+    assert api.jobs[("ns", m1)]["spec"]["template"]["spec"]["serviceAccountName"] == "right"
+
+
+# --- disruptions ------------------------------------------------------------------------
+
+
+def test_an_evicted_pod_is_not_a_failed_attempt_and_says_evicted(api):
+    name = one_run(api)
+    api.evict(name)
+    run(api)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Pending"
+    assert "evicted" in rec["message"] and "137" not in rec["message"]
+    assert rec["attempts"] == 0
+    job = api.jobs[("ns", name)]["spec"]
+    assert job["podReplacementPolicy"] == "Failed"
+    [rule] = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "Ignore"
+    assert rule["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def test_every_secret_a_task_reads_is_redacted_even_with_surrounding_white_space(api):
+    api.add_secret("hub", {"token": "  hf_abcdefgh12345\n"})
+    s = spec(models=("m1",), tasks=("t1",))
+    s["tasks"][0]["env"] = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}}
+    ]
+    api.add_evaltask("et", s)
+    run(api)
+    api.fail(job_for(api, "m1", "t1"), log="401 for token hf_abcdefgh12345 on the hub")
+    run(api)
+    everything = json.dumps([list(api.evalruns.values()), list(api.evaltasks.values()), api.events])
+    assert "hf_abcdefgh12345" not in everything
+    assert "[redacted]" in record(api, "m1", "t1")["message"]
+
+
+def literal(models):
+    s = spec(models=models, tasks=("t1",))
+    for m in s["models"]:
+        m["auth"] = {"value": f"Bearer sk-{m['name']}-inline"}
+    return s
+
+
+def test_the_owned_auth_secret_follows_the_models_and_is_not_rewritten_each_pass(api):
+    api.add_evaltask("et", literal(("m1", "m2")))
+    run(api)
+    [name] = [n for (_, n) in api.secrets if n != "key"]
+    assert sorted(api.secrets[("ns", name)]["data"]) == ["m1", "m2"]
+    run(api)
+    assert api.calls.count("patch_secret") == 0
+    api.edit_spec("et", literal(("m1",)))
+    run(api)
+    assert sorted(api.secrets[("ns", name)]["data"]) == ["m1"]
+    run(api)
+    assert api.calls.count("patch_secret") == 1
+
+
+def test_a_same_named_secret_of_someone_else_is_left_alone(api):
+    api.add_secret("et-eval-auth", {"m1": "theirs"})
+    api.add_evaltask("et", literal(("m1",)))
+    run(api)
+    assert api.calls.count("patch_secret") == 0
+    assert any(e["reason"] == "AuthSecretNotOwned" for e in api.events)
+
+
+# --- smaller points ---------------------------------------------------------------------
+
+
+def test_an_unknown_rerun_value_is_said_and_removed(api):
+    name = one_run(api)
+    api.succeed(name, {"a": 1.0})
+    run(api)
+    api.annotate("et", {constants.ANNOTATION_RERUN: "everything"})
+    run(api)
+    assert constants.ANNOTATION_RERUN not in api.evaltasks[("ns", "et")]["metadata"]["annotations"]
+    [warning] = [e for e in api.events if e["reason"] == "UnknownRerunValue"]
+    assert "'everything'" in warning["message"]
+    assert api.calls.count("create_job") == 1
+
+
+def test_events_are_posted_after_the_status_that_records_them(api):
+    name = one_run(api)
+    api.succeed(name, {"a": 1.0})
+    api.calls.clear()
+    run(api)
+    recorded = api.calls.index("patch_evalrun_status")
+    written = api.calls.index("patch_status")
+    announced = api.calls.index("post_event")
+    assert recorded < written < announced
+    assert any(e["reason"] == "RunSucceeded" for e in api.events)
+
+
+def test_a_url_the_runner_cannot_parse_is_spec_invalid_naming_the_field(api):
+    s = spec(models=("m1",), tasks=("t1",))
+    s["models"][0]["url"] = "http://exa\u200bmple.com/v1/chat/completions"
+    api.add_evaltask("et", s)
+    outcome = run(api)
+    assert outcome.invalid
+    valid = condition(api, "SpecValid")
+    assert valid["status"] == "False"
+    assert valid["message"].startswith("spec.models[0].url")
+    assert api.jobs == {}
+
+
+def test_the_job_deadline_is_the_timeout_plus_the_probe_timeout(api):
+    s = spec(models=("m1", "m2"), tasks=("t1",), probeTimeoutSeconds=300)
+    s["tasks"][0]["timeoutSeconds"] = 60
+    api.add_evaltask("et", s)
+    run(api)
+    assert {j["spec"]["activeDeadlineSeconds"] for j in api.jobs.values()} == {360}
+
+
+def test_without_timeout_seconds_the_operators_default_applies(api):
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1",), probe=False))
+    config = reconcile.Config(runner_image="runner:test", default_timeout=7200)
+    reconcile.reconcile(api, "ns", "et", NOW, config)
+    [job] = api.jobs.values()
+    assert job["spec"]["activeDeadlineSeconds"] == 7200
+
+
+def test_status_is_written_even_when_a_run_is_refused(api):
+    api.refuse = lambda kind, body, dry_run: (403, "Forbidden", "no") if kind == "EvalRun" else None
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1",)))
+    run(api)
+    assert api.status("et")["runs"] == [{"model": "m1", "task": "t1", "state": "Pending"}]
+    assert api.jobs == {}

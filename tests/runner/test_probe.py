@@ -1,0 +1,135 @@
+"""The probe (first init container): stamps the output folder, waits for the model from
+the pod's network with the run's auth header, and fails with the last error on timeout.
+Against real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from eval_runner import collect, probe, results
+
+
+class Recorder:
+    """An HTTP server that answers 405 to everything (still an answer) and keeps headers."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.headers.append(dict(self.headers))
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/v1/chat/completions"
+
+    def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env(tmp_path, url, **extra):
+    return {
+        "EVAL_OUTPUT_DIR": str(tmp_path / "out"),
+        "EVAL_INFERENCE_URL": url,
+        "EVAL_AUTHORIZATION_HEADER_KEY": "X-Api-Key",
+        "EVAL_AUTHORIZATION_HEADER_VALUE": "secret-123",
+        **extra,
+    }
+
+
+def test_the_probe_stamps_and_passes_once_the_model_answers_with_the_auth_header(tmp_path):
+    with Recorder() as model:
+        code = probe.probe(env(tmp_path, model.url), tmp_path / "termination")
+    assert code == 0
+    assert (tmp_path / "out" / results.STARTED_MARKER).exists()
+    assert model.headers and model.headers[0]["X-Api-Key"] == "secret-123"
+
+
+def test_the_probe_gives_up_after_its_timeout_with_the_last_error(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1/chat/completions"  # nothing listens
+    began = time.monotonic()
+    code = probe.probe(env(tmp_path, url, EVAL_PROBE_TIMEOUT_SECONDS="1"), tmp_path / "term")
+    assert code == 1
+    assert time.monotonic() - began < 5
+    message = (tmp_path / "term").read_text()
+    assert "gave no HTTP answer within 1s (probeTimeoutSeconds)" in message
+    assert "ConnectError" in message
+    assert "secret-123" not in message
+
+
+def test_the_probe_waits_for_a_model_that_comes_up_late(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    result: list[int] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            probe.probe(env(tmp_path, url, EVAL_PROBE_TIMEOUT_SECONDS="20"), tmp_path / "t")
+        )
+    )
+    worker.start()
+    time.sleep(0.8)
+    late = Recorder()
+    late.server.server_close()
+    late.server = ThreadingHTTPServer(("127.0.0.1", port), late.server.RequestHandlerClass)
+    late.thread = threading.Thread(target=late.server.serve_forever, daemon=True)
+    with late:
+        worker.join(timeout=15)
+    assert result == [0]
+    assert late.headers
+
+
+def test_probe_false_stamps_without_any_request(tmp_path):
+    with Recorder() as model:
+        code = probe.probe(env(tmp_path, model.url, EVAL_PROBE="false"), tmp_path / "t")
+    assert code == 0 and model.headers == []
+    assert (tmp_path / "out" / results.STARTED_MARKER).exists()
+
+
+def test_a_results_file_older_than_the_runs_pod_is_not_this_runs_result(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"metrics": [{"name": "acc", "value": 0.9}]}')
+    old = time.time() - 3600
+    os.utime(out / "metrics.json", (old, old))  # left by the previous run on the volume
+    probe.stamp(out)
+    assert collect.collect(out, tmp_path / "term") == 1
+    message = (tmp_path / "term").read_text()
+    assert "older than this run's pod" in message
+    (out / "metrics.json").write_text('{"metrics": [{"name": "acc", "value": 0.5}]}')
+    assert collect.collect(out, tmp_path / "term") == 0
+
+
+def test_the_collector_refuses_more_metrics_than_a_record_holds(tmp_path):
+    items = ",".join(f'{{"name": "m{i}", "value": 1}}' for i in range(results.MAX_METRICS + 1))
+    (tmp_path / "metrics.json").write_text(f'{{"metrics": [{items}]}}')
+    assert collect.collect(tmp_path, tmp_path / "term") == 1
+    assert "401 metrics; a run records at most 400" in (tmp_path / "term").read_text()
+    long = "n" * (results.MAX_NAME_LENGTH + 1)
+    (tmp_path / "metrics.json").write_text(f'{{"metrics": [{{"name": "{long}", "value": 1}}]}}')
+    assert collect.collect(tmp_path, tmp_path / "term") == 1
+    assert "at most 100 allowed" in (tmp_path / "term").read_text()
