@@ -77,9 +77,19 @@ def get_evaltask(cluster: LocalCluster) -> dict[str, Any]:
     return doc
 
 
-def print_results(status: dict[str, Any]) -> None:
-    """The runner's metrics per run: the task's primary score, samples, errors, latency."""
+def get_evalruns(cluster: LocalCluster) -> list[dict[str, Any]]:
+    """The demo's EvalRuns, model-major in task order as the EvalTask lists its runs."""
+    out = cluster.kubectl(
+        "get", "evalruns", "-n", DEMO_NAMESPACE, "-l", "evaloperator.io/evaltask=demo", "-o", "json"
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def print_results(status: dict[str, Any], evalruns: list[dict[str, Any]]) -> None:
+    """Each run's record (its EvalRun): the score, samples, errors, latency."""
     primary = {t["name"]: t.get("primaryMetric", "") for t in demo_tasks()}
+    records = {(r["spec"]["model"], r["spec"]["task"]): r.get("status") or {} for r in evalruns}
     print(f"\nphase={status.get('phase')} progress={status.get('progress')}\n")
     header = (
         f"{'MODEL':<13}{'TASK':<17}{'STATE':<11}{'METRIC':<17}{'SCORE':>6}"
@@ -88,7 +98,8 @@ def print_results(status: dict[str, Any]) -> None:
     print(header)
     print("-" * len(header))
     for run in status.get("runs", []):
-        m = run.get("metrics", {})
+        record = records.get((run["model"], run["task"]), {})
+        m = {x["name"]: x["value"] for x in record.get("metrics") or []}
         metric = primary.get(run["task"], "")
 
         def cell(key: str, fmt: str, m: dict[str, float] = m) -> str:
@@ -100,8 +111,8 @@ def print_results(status: dict[str, Any]) -> None:
             f"{cell('latency_p95_seconds', '.3f'):>8}"
         )
         if run["state"] == "Failed":
-            print(f"    {run.get('message', '')}")
-    print("\nleaderboard (weighted mean of each task's primary metric)")
+            print(f"    {record.get('message', '')}")
+    print("\nleaderboard (weighted mean of each task's score)")
     for entry in status.get("leaderboard", []):
         print(
             f"  #{entry['rank']} {entry['model']:<13} {entry['score']:.3f} over "
@@ -156,7 +167,9 @@ def demo(timeout: float) -> int:
                 print("the demo did not finish in time", file=sys.stderr)
                 print(cluster.operator_log.read_text()[-3000:], file=sys.stderr)
                 return 1
-            print_results(status)
+            print_results(status, get_evalruns(cluster))
+            print("\n$ kubectl get evalruns -n demo")
+            print(cluster.kubectl("get", "evalruns", "-n", DEMO_NAMESPACE).stdout, end="")
             print(f"\ndemo finished in {time.monotonic() - started:.1f}s; stopping everything")
             return 0 if status.get("phase") == "Succeeded" else 1
     finally:

@@ -8,7 +8,8 @@ counters. Label values are bounded:
   removes it;
 - `metric` is capped at MAX_METRICS_PER_RUN names per run (the first ones, in the order
   metrics.json gives them), so one run adds at most that many `run_metric` series.
-So the series count is about: EvalTasks x (1 + 5 states) + runs x (metrics per run, <= 50).
+So the series count is about: EvalTasks x (1 + 5 states) + runs x (1 score + metrics per
+run, <= 50).
 """
 
 from __future__ import annotations
@@ -57,9 +58,17 @@ RUN_METRIC: Final = Gauge(
     ["namespace", "evaltask", "model", "task", "metric"],
 )
 
+RUN_SCORE: Final = Gauge(
+    "eval_operator_run_score",
+    "The score of a run (its primaryMetric, or its first metric), once it has one.",
+    ["namespace", "evaltask", "model", "task"],
+)
+
 _lock = threading.Lock()
-# (namespace, evaltask) -> the RUN_METRIC label sets we exported, to remove stale ones.
+# (namespace, evaltask) -> the RUN_METRIC / RUN_SCORE label sets we exported, to remove
+# stale ones.
 _run_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+_score_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
 
 def record_status(
@@ -76,7 +85,12 @@ def record_status(
     completed = int(status.get("completed") or 0)
     runs = status.get("runs") or []
     series: set[tuple[str, ...]] = set()
+    scores: set[tuple[str, ...]] = set()
     for model, task, record in results:
+        if record.score is not None:
+            scored = (namespace, evaltask, str(model), str(task))
+            scores.add(scored)
+            RUN_SCORE.labels(*scored).set(float(record.score))
         for name, value in list(record.metrics)[:MAX_METRICS_PER_RUN]:
             labels = (namespace, evaltask, str(model), str(task), str(name))
             series.add(labels)
@@ -85,6 +99,9 @@ def record_status(
         for stale in _run_series.get((namespace, evaltask), set()) - series:
             RUN_METRIC.remove(*stale)
         _run_series[(namespace, evaltask)] = series
+        for stale in _score_series.get((namespace, evaltask), set()) - scores:
+            RUN_SCORE.remove(*stale)
+        _score_series[(namespace, evaltask)] = scores
     PROGRESS_RATIO.labels(namespace, evaltask).set(completed / total if total else 0.0)
     for state in STATES:
         count = sum(1 for r in runs if r.get("state") == state)
@@ -96,6 +113,8 @@ def forget(namespace: str, evaltask: str) -> None:
     with _lock:
         for labels in _run_series.pop((namespace, evaltask), set()):
             RUN_METRIC.remove(*labels)
+        for labels in _score_series.pop((namespace, evaltask), set()):
+            RUN_SCORE.remove(*labels)
     for gauge, extra in ((PROGRESS_RATIO, [()]), (RUNS, [(s,) for s in STATES])):
         for suffix in extra:
             # KeyError: never exported, e.g. deleted before its first pass.

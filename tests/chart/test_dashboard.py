@@ -22,6 +22,7 @@ METRICS = {
     "eval_operator_evaltask_runs": ("gauge", {"namespace", "evaltask", "state"}),
     "eval_operator_run_duration_seconds": ("histogram", {"task"}),
     "eval_operator_run_metric": ("gauge", {"namespace", "evaltask", "model", "task", "metric"}),
+    "eval_operator_run_score": ("gauge", {"namespace", "evaltask", "model", "task"}),
     "eval_operator_reconcile_total": ("counter", {"result"}),
     "eval_operator_reconcile_duration_seconds": ("histogram", {"result"}),
     "eval_operator_jobs_created_total": ("counter", set()),

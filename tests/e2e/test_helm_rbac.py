@@ -248,7 +248,10 @@ def chart(
 ) -> Iterator[Chart]:
     cluster.stop_operator()
     values_dir = tmp_path_factory.mktemp("values")
-    crashing = {r: Release(cluster, f"crash-{r}", watch=[f"crash-{r}"]) for r in ("jobs", "pods")}
+    crashing = {
+        r: Release(cluster, f"crash-{r}", watch=[f"crash-{r}"])
+        for r in ("jobs", "pods", "evalruns")
+    }
     all_namespaces = Release(cluster, "rbac")
     scoped = Release(cluster, "scoped", watch=["scoped-a"])
     model = MockModel("m", {"alpha": "right"}, header_value=TOKEN).__enter__()
@@ -259,7 +262,7 @@ def chart(
         for resource, release in crashing.items():
             release.install(values_dir)
             [namespace] = release.watch
-            group = "batch" if resource == "jobs" else ""
+            group = {"jobs": "batch", "pods": "", "evalruns": "evaloperator.io"}[resource]
             release.set_rules(
                 without(release.rules("role", namespace), group, resource, "watch"),
                 "role",
@@ -352,6 +355,28 @@ def rotate(api: Api, url: str) -> None:
     api.patch_spec("rotate", {"models": spec["models"]})
 
 
+def rerun(api: Api, url: str) -> None:
+    """A finished run, then `evaloperator.io/rerun=all`: the operator removes the annotation
+    (a patch of the EvalTask) and runs it again."""
+    api.create_evaltask("rerun", one_run(url))
+    api.wait_phase("rerun", ("Succeeded",), timeout=30)
+    api.custom.patch_namespaced_custom_object(
+        "evaloperator.io",
+        "v1alpha1",
+        api.ns,
+        "evaltasks",
+        "rerun",
+        {"metadata": {"annotations": {"evaloperator.io/rerun": "all"}}},
+    )
+
+
+def no_service_account(api: Api, url: str) -> None:
+    """A run whose pod cannot be created: the Job controller says why in an event."""
+    spec = one_run(url)
+    spec["template"] = {"serviceAccountName": "nobody"}
+    api.create_evaltask("no-sa", spec)
+
+
 def run_state(api: Api, name: str) -> str:
     runs = api.status(name).get("runs") or [{}]
     return str(runs[0].get("state", ""))
@@ -421,6 +446,28 @@ def rotate_works(api: Api) -> None:
     assert owned_secret_value(api, "rotate") == ROTATED
 
 
+def rerun_works(api: Api) -> None:
+    wait_for(lambda: "evaloperator.io/rerun" not in annotations(api, "rerun"), 30, "the rerun")
+    api.wait_phase("rerun", ("Succeeded",), timeout=30)
+    assert api.run("rerun", "m1", "alpha")["attempts"] == 1
+
+
+def annotations(api: Api, name: str) -> dict[str, str]:
+    return dict(api.evaltask(name)["metadata"].get("annotations") or {})
+
+
+def says_why_its_pod_is_missing(api: Api) -> None:
+    wait_for(
+        lambda: 'serviceaccount "nobody" not found' in run_message(api, "no-sa"),
+        30,
+        "the run to say why",
+    )
+
+
+def run_message(api: Api, name: str) -> str:
+    return " ".join(str(r.get("message", "")) for r in api.runs(name))
+
+
 def stays_without_status(name: str) -> Callable[[Api], None]:
     def check(api: Api) -> None:
         deadline = time.monotonic() + QUIET_SECONDS
@@ -450,6 +497,77 @@ def not_rerun(api: Api) -> None:
     assert not generation_observed(api, "edit")
 
 
+def not_rerun_on_request(api: Api) -> None:
+    time.sleep(QUIET_SECONDS)
+    assert annotations(api, "rerun").get("evaloperator.io/rerun") == "all"
+    assert len(api.runs("rerun")) == 1 and api.run("rerun", "m1", "alpha")["state"] == "Succeeded"
+    assert len(jobs_of(api, "rerun")) == 1, "nothing was deleted for the rerun"
+
+
+def without_the_reason(api: Api) -> None:
+    wait_for(lambda: api.runs("no-sa"), 30, "the run's EvalRun")
+    time.sleep(QUIET_SECONDS)
+    assert "not found" not in run_message(api, "no-sa")
+    assert api.run("no-sa", "m1", "alpha")["state"] == "Pending"
+
+
+def runs_wait_for_their_records(api: Api) -> None:
+    """Status is written, but no EvalRun can be made, so no run starts; the status says why."""
+    wait_for(lambda: generation_observed(api, "basic"), 30, "the status")
+    time.sleep(QUIET_SECONDS)
+    status = api.status("basic")
+    assert [r["state"] for r in status["runs"]] == ["Pending", "Pending"]
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert "refused its EvalRun" in progressing["message"]
+    assert api.jobs() == []
+
+
+def job_rejected(words: str) -> Callable[[Api], None]:
+    """The dry-run is refused: SpecValid=False with the API server's words, nothing runs."""
+
+    def check(api: Api) -> None:
+        status = api.wait_phase("basic", ("Failed",), timeout=30)
+        valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+        assert valid["reason"] == "JobRejected"
+        assert words in valid["message"]
+        assert api.jobs() == []
+
+    return check
+
+
+def no_sa_fixed(api: Api, url: str) -> None:
+    """A run whose pod cannot be created, then a fix of spec.template: its Job is replaced."""
+    no_service_account(api, url)
+    says_why_its_pod_is_missing(api)
+    api.core.create_namespaced_service_account(
+        api.ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="runner"))
+    )
+    api.patch_spec("no-sa", {"template": {"serviceAccountName": "runner"}})
+
+
+def no_sa_fixed_works(api: Api) -> None:
+    api.wait_phase("no-sa", ("Succeeded",), timeout=30)
+
+
+def not_replaced(api: Api) -> None:
+    time.sleep(QUIET_SECONDS)
+    assert api.run("no-sa", "m1", "alpha")["state"] == "Pending"
+    [job] = jobs_of(api, "no-sa")
+    assert job.spec.template.spec.service_account_name == "nobody", "the Job was not replaced"
+    assert not generation_observed(api, "no-sa")
+
+
+def literal_auth_refused(api: Api) -> None:
+    """The model with a literal auth value has no Secret to read; the other one runs."""
+    wait_for(
+        lambda: api.runs("basic") and api.run("basic", "m1", "alpha")["state"] == "Succeeded",
+        30,
+        "m1's run",
+    )
+    assert "AuthSecretRefused" in operator_events(api, "basic")
+    assert api.run("basic", "m2", "alpha")["state"] != "Succeeded"
+
+
 def not_rotated(api: Api) -> None:
     assert owned_secret_value(api, "rotate") == TOKEN, "new runs would use the old value"
     assert not generation_observed(api, "rotate")
@@ -465,6 +583,9 @@ BASIC = Scenario(basic, basic_works)
 SUSPEND = Scenario(suspend, suspend_works)
 EDIT = Scenario(edit, edit_works)
 ROTATE = Scenario(rotate, rotate_works)
+RERUN = Scenario(rerun, rerun_works)
+NO_SA = Scenario(no_service_account, says_why_its_pod_is_missing)
+NO_SA_FIXED = Scenario(no_sa_fixed, no_sa_fixed_works)
 
 
 @dataclass(frozen=True)
@@ -476,6 +597,8 @@ class Drop:
     broken: Callable[[Api], None]
     # kopf's own list and watch requests span all namespaces; the operator's are namespaced.
     cluster_scope: bool = False
+    # What the operator logs, when it is not RBAC's own words (an admission plugin's).
+    log: str | None = None
 
 
 NO_STATUS = stays_without_status("basic")
@@ -489,19 +612,56 @@ DROPS = {
     "watch evaltasks: kopf watches them": Drop(
         "evaloperator.io", "evaltasks", "watch", BASIC, NO_STATUS, True
     ),
-    "patch evaltasks: kopf's finalizer": Drop(
-        "evaloperator.io", "evaltasks", "patch", BASIC, NO_STATUS
+    "patch evaltasks: a rerun request is taken": Drop(
+        "evaloperator.io", "evaltasks", "patch", RERUN, not_rerun_on_request
     ),
     "patch evaltasks/status: the status": Drop(
         "evaloperator.io", "evaltasks/status", "patch", BASIC, NO_STATUS
     ),
+    "update evaltasks/finalizers: EvalRuns owned with blockOwnerDeletion": Drop(
+        "evaloperator.io",
+        "evaltasks/finalizers",
+        "update",
+        BASIC,
+        runs_wait_for_their_records,
+        log="cannot set blockOwnerDeletion",
+    ),
+    "list evalruns: a pass reads the records": Drop(
+        "evaloperator.io", "evalruns", "list", BASIC, NO_STATUS, True
+    ),
+    "create evalruns: one record per run": Drop(
+        "evaloperator.io", "evalruns", "create", BASIC, runs_wait_for_their_records
+    ),
+    "delete evalruns: an edit replaces a record": Drop(
+        "evaloperator.io", "evalruns", "delete", EDIT, not_rerun
+    ),
+    "patch evalruns/status: the records": Drop(
+        "evaloperator.io", "evalruns/status", "patch", BASIC, NO_STATUS
+    ),
+    "update evalruns/finalizers: Jobs owned with blockOwnerDeletion": Drop(
+        "evaloperator.io",
+        "evalruns/finalizers",
+        "update",
+        BASIC,
+        job_rejected("blockOwnerDeletion"),
+        log="cannot set blockOwnerDeletion",
+    ),
     "list jobs: a pass observes its Jobs": Drop("batch", "jobs", "list", BASIC, NO_STATUS, True),
-    "create jobs: runs and the dry run": Drop("batch", "jobs", "create", BASIC, NO_STATUS),
+    "create jobs: runs and the dry run": Drop(
+        "batch", "jobs", "create", BASIC, job_rejected('cannot create resource "jobs"')
+    ),
     "patch jobs: spec.suspend": Drop("batch", "jobs", "patch", SUSPEND, not_suspended),
-    "delete jobs: an edit replaces a run": Drop("batch", "jobs", "delete", EDIT, not_rerun),
+    "delete jobs: a template fix replaces a Job that never started": Drop(
+        "batch", "jobs", "delete", NO_SA_FIXED, not_replaced
+    ),
     "list pods: a pass reads the results": Drop("", "pods", "list", BASIC, NO_STATUS, True),
+    "list events: why a pod cannot be created": Drop(
+        "", "events", "list", NO_SA, without_the_reason
+    ),
     "get secrets: auth secretRef checked": Drop("", "secrets", "get", BASIC, NO_STATUS),
-    "create secrets: a literal auth value": Drop("", "secrets", "create", BASIC, NO_STATUS),
+    "create secrets: a literal auth value": Drop(
+        "", "secrets", "create", BASIC, literal_auth_refused
+    ),
     "patch secrets: a new literal value": Drop("", "secrets", "patch", ROTATE, not_rotated),
     "get configmaps: configMapKeyRef checked": Drop("", "configmaps", "get", BASIC, NO_STATUS),
     "create events.k8s.io events: events": Drop(
@@ -509,7 +669,11 @@ DROPS = {
     ),
 }
 # Proven by the tests below the table rather than in it.
-WATCHES = {("batch", "jobs"): "jobs", ("", "pods"): "pods"}
+WATCHES = {
+    ("batch", "jobs"): "jobs",
+    ("", "pods"): "pods",
+    ("evaloperator.io", "evalruns"): "evalruns",
+}
 CRD_VERBS = ("list", "watch")
 
 
@@ -575,7 +739,7 @@ def test_every_verb_of_the_clusterrole_is_proven_below(chart):
 
 
 def test_with_every_rule_each_scenario_works(chart):
-    for scenario in (BASIC, SUSPEND, EDIT, ROTATE):
+    for scenario in (BASIC, SUSPEND, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED):
         api = chart.namespace()
         scenario.act(api, chart.model.url)
         scenario.works(api)
@@ -592,7 +756,9 @@ def test_without_the_verb_the_operator_fails_visibly(chart, drop):
             chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, None))
         api = chart.namespace()
         drop.scenario.act(api, chart.model.url)
-        if not drop.cluster_scope:
+        if drop.log:
+            chart.all.wait_log(re.escape(drop.log))
+        elif not drop.cluster_scope:
             chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, api.ns))
         drop.broken(api)
     finally:
@@ -659,6 +825,9 @@ def test_the_crd_rule_serves_a_crd_created_after_the_operator_started(chart, ver
     finally:
         operator.set_rules(chart.full_rules)
         apply_chart_crd(chart.cluster)
+        # A namespaced operator does not follow CRDs (it scans nothing cluster-wide): its
+        # watch of the deleted CRD ended it, and only a start after the CRD is back serves.
+        chart.scoped.restart()
 
 
 def test_namespaced_mode_serves_only_its_namespaces_with_no_cluster_wide_access(chart):
@@ -710,7 +879,10 @@ def test_namespaced_mode_serves_only_its_namespaces_with_no_cluster_wide_access(
 
         basic(other, chart.model.url)
         basic(mine, chart.model.url)
-        basic_works(mine)
+        try:
+            basic_works(mine)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{mine.runs('basic')}\n{scoped.log()[-3000:]}") from None
         stays_without_status("basic")(other)
         assert other.jobs() == []
         # Given its namespaces, the operator lists none, so nothing at all was refused.

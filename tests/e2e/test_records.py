@@ -206,3 +206,21 @@ def test_a_stale_results_file_on_a_persistent_volume_is_not_taken_for_the_runs(a
     status = api.wait_phase("pvc", ("Failed", "Succeeded"))
     assert status["phase"] == "Failed"
     assert "older than this run's pod" in api.run("pvc", "m1", "alpha")["message"]
+
+
+def test_an_image_that_cannot_be_pulled_says_so_then_fails_after_the_start_timeout(api, models):
+    spec = one(models[0].url)
+    spec["tasks"][0].pop("command")
+    spec["tasks"][0]["image"] = "registry.example.com/evals/does-not-exist"
+
+    def says_why():
+        runs = api.runs("no-image")
+        return runs and "ErrImagePull" in runs[0].get("message", "") and runs[0]
+
+    api.create_evaltask("no-image", spec)
+    record = wait_for(says_why, 30, "the run to say its image cannot be pulled")
+    assert record["state"] == "Pending"
+    assert record["message"].startswith("task: ErrImagePull")
+    api.wait_phase("no-image", ("Failed",), timeout=START_TIMEOUT + 30)
+    record = api.run("no-image", "m1", "alpha")
+    assert f"could not start within the start timeout of {START_TIMEOUT}s" in record["message"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -431,3 +432,18 @@ def test_status_is_written_even_when_a_run_is_refused(api):
     run(api)
     assert api.status("et")["runs"] == [{"model": "m1", "task": "t1", "state": "Pending"}]
     assert api.jobs == {}
+
+
+def test_nothing_logs_a_spec_or_a_secret_at_any_level(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    api.add_evaltask("et", literal(("m1",)))
+    run(api)
+    api.fail(job_for(api, "m1", "t1"), log="auth Bearer sk-m1-inline rejected")
+    run(api)
+    bad = literal(("m1",))
+    bad["tasks"][0]["env"] = [{"name": "EVAL_TASK_NAME", "value": "x"}]
+    api.edit_spec("et", bad)
+    run(api)
+    assert caplog.records, "the passes logged something"
+    assert "sk-m1-inline" not in caplog.text
+    assert "run t1" not in caplog.text, "no spec (a task's args) in the log"

@@ -55,3 +55,38 @@ def test_invalid_keeps_field_causes():
     error = kube.error_from_status(422, INVALID)
     assert error.causes == [{"field": "spec.template.spec.volumes[1]", "message": "Required value"}]
     assert error.message == "Job is invalid"
+
+
+class RecordingClient:
+    """Stands in for kubernetes.client.ApiClient: records how each call is made."""
+
+    def __init__(self):
+        self.timeouts = []
+
+    def param_serialize(self, method, resource_path, **_):
+        return method, resource_path, {}, None, None
+
+    def call_api(self, method, url, headers, body, post, _request_timeout=None):
+        self.timeouts.append(_request_timeout)
+
+        class Response:
+            status = 200
+
+            def read(self):
+                return b'{"items": [], "metadata": {"uid": "u"}}'
+
+        return Response()
+
+
+def test_every_api_call_has_a_timeout():
+    recording = RecordingClient()
+    api = kube.KubeApi(recording)
+    api.get_evaltask("ns", "et")
+    api.list_evalruns("ns", "a=b")
+    api.list_jobs("ns", "a=b")
+    api.list_pods("ns", "a=b")
+    api.create_failures("ns", "uid")
+    api.create_evalrun({"metadata": {"namespace": "ns"}})
+    api.patch_evalrun_status("ns", "r", {})
+    assert recording.timeouts == [kube.REQUEST_TIMEOUT] * 7
+    assert all(t is not None and t[0] > 0 and t[1] > 0 for t in recording.timeouts)

@@ -75,3 +75,18 @@ def test_metrics_per_run_are_capped():
     mine = [s for s in exported.samples if s.labels["evaltask"] == "wide"]
     assert len(mine) == metrics.MAX_METRICS_PER_RUN
     metrics.forget("ns", "wide")
+
+
+def test_each_scored_run_exports_its_score_and_loses_it_with_its_run():
+    scored = (
+        "m1",
+        "t1",
+        records.Record(state="Succeeded", metrics=(("acc", 0.7),), score=0.7),
+    )
+    record_status("ns", "scored", [scored, run("m1", "t2", "Pending")])
+    labels = {"namespace": "ns", "evaltask": "scored", "model": "m1"}
+    assert value("eval_operator_run_score", task="t1", **labels) == 0.7
+    assert value("eval_operator_run_score", task="t2", **labels) is None
+    record_status("ns", "scored", [run("m1", "t2", "Pending")])
+    assert value("eval_operator_run_score", task="t1", **labels) is None
+    metrics.forget("ns", "scored")
