@@ -174,11 +174,15 @@ def test_a_model_that_never_answers_fails_the_run_with_the_probes_last_error(api
 
 
 def test_an_evicted_pod_is_replaced_and_not_counted_as_a_failed_attempt(api, models):
-    api.create_evaltask("evicted", one(models[0].url, SLEEP=4))
+    api.create_evaltask("evicted", one(models[0].url, SLEEP=8))
 
     def running_pod():
-        pods = [p for p in api.pods() if p.status.phase == "Running"]
-        return pods[0] if pods else None
+        # The task is an init container: the pod's phase is Pending while it runs.
+        for pod in api.pods():
+            for status in pod.status.init_container_statuses or []:
+                if status.name == "task" and status.state.running:
+                    return pod
+        return None
 
     pod = wait_for(running_pod, 30, "the run's pod to run")
     api.core.create_namespaced_pod_eviction(
