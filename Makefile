@@ -16,10 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## deps: system packages the tests use: Debian's prometheus (root, as on CI)
+## deps: system packages the tests use (root, as on CI): Debian's prometheus; containerd,
+## runc and the CNI plugins for the real node; mmdebstrap and buildah for its images
+DEB_PACKAGES := prometheus containerd runc containernetworking-plugins mmdebstrap buildah
 deps:
-	@command -v prometheus >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing \
+		>/dev/null; fi
 
 ## test: lint, type-check and run every test tier
 test: install deps lint typecheck

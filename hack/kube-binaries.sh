@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Provides pinned etcd, kube-apiserver, kube-controller-manager, kubectl and
-# helm binaries for end-to-end tests, built from Go modules and cached outside
+# Provides pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kubectl and helm binaries for end-to-end tests, built from Go modules and cached outside
 # the work tree. Progress goes to stderr; the last stdout line is the bin folder:
 #   BIN=$(hack/kube-binaries.sh | tail -1)
 set -euo pipefail
@@ -122,7 +122,7 @@ flock 9
 
 [[ -n $(have etcd) ]] || build_etcd
 kube_missing=()
-for name in kube-apiserver kube-controller-manager kubectl; do
+for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
     [[ -n $(have "$name") ]] || kube_missing+=("$name")
 done
 ((${#kube_missing[@]} == 0)) || build_kube "${kube_missing[@]}"
@@ -133,7 +133,7 @@ if [[ -n $ASSETS ]]; then
     # One folder holding the assets' binaries plus the cached kubectl/helm.
     out_dir=$CACHE_ROOT/kubebuilder-assets-$(cksum <<<"$ASSETS" | cut -d' ' -f1)/bin
     mkdir -p "$out_dir"
-    for name in etcd kube-apiserver kube-controller-manager kubectl helm; do
+    for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl helm; do
         ln -sfn "$(have "$name")" "$out_dir/$name"
     done
 fi

@@ -17,8 +17,10 @@ from typing import Final
 
 import yaml
 
+from localkube import images as images_mod
 from localkube.controlplane import ControlPlane, free_port
 from localkube.node import LocalNode
+from localkube.realnode import RealNode
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 RUNNER_IMAGE: Final = "eval-operator/runner:dev"
@@ -44,13 +46,24 @@ class LocalCluster:
         bin_dir: Path | None = None,
         images: dict[str, list[str]] | None = None,
         operator_args: tuple[str, ...] = (),
+        real_node: bool = False,
+        controller_args: tuple[str, ...] = (),
     ) -> None:
+        """`real_node`: kubelet and containerd run the pods, from our real images (built
+        and cached by localkube.images); otherwise the local node runs them as processes."""
         self.state_dir = state_dir
         self.operator_args = operator_args
+        self.real_node = real_node
         self.images = {**IMAGES, **(images or {})}
         self.bin_dir = bin_dir or binaries()
-        self.control_plane = ControlPlane(self.bin_dir, state_dir / "controlplane")
+        self.control_plane = ControlPlane(
+            self.bin_dir,
+            state_dir / "controlplane",
+            real_node=real_node,
+            controller_args=controller_args,
+        )
         self.node: LocalNode | None = None
+        self.kubelet: RealNode | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.operator_log = state_dir / "operator.log"
         self.metrics_port = 0
@@ -69,8 +82,13 @@ class LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.control_plane.start()
-            self.node = LocalNode(self.kubeconfig, self.state_dir / "node", images=self.images)
-            self.node.start()
+            if self.real_node:
+                built = images_mod.default().all()
+                self.kubelet = RealNode(self.bin_dir, self.kubeconfig, self.state_dir / "kubelet")
+                self.kubelet.start(built)
+            else:
+                self.node = LocalNode(self.kubeconfig, self.state_dir / "node", images=self.images)
+                self.node.start()
             self.install_crd()
             if operator:
                 self.start_operator()
@@ -197,6 +215,9 @@ class LocalCluster:
         if self.node is not None:
             self.node.stop()
             self.node = None
+        if self.kubelet is not None:
+            self.kubelet.stop()
+            self.kubelet = None
         self.control_plane.stop()
 
 

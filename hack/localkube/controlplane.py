@@ -41,6 +41,13 @@ CONTROLLERS = (
     # Real clusters count quota usage; without it a ResourceQuota admits nothing.
     "resourcequota-controller",
 )
+# With a real node: nodes' health and taints, the pod garbage collector, and the
+# kube-root-ca.crt ConfigMap that service-account token volumes mount.
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "pod-garbage-collector-controller",
+    "root-ca-certificate-publisher-controller",
+)
 # On top of the API server's default plugins (ResourceQuota, LimitRanger, ServiceAccount,
 # ... are on by default): real clusters also enforce who may block an owner's deletion.
 ADMISSION_PLUGINS = ("OwnerReferencesPermissionEnforcement",)
@@ -133,8 +140,13 @@ class ControlPlane:
         *,
         ready_timeout: float = 60.0,
         stop_timeout: float = 10.0,
+        real_node: bool = False,
+        controller_args: tuple[str, ...] = (),
     ) -> None:
+        """`real_node`: also run kube-scheduler and the controllers a kubelet needs."""
         self.bin_dir = Path(bin_dir)
+        self.real_node = real_node
+        self.controller_args = controller_args
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="localkube-"))
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -225,6 +237,8 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
             f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+            # kubelet's Hostname address does not resolve here; its InternalIP does.
+            "--kubelet-preferred-address-types=InternalIP",
         )
         self._wait_ready("kube-apiserver", f"{self.server}/readyz", token=self.token)
 
@@ -259,15 +273,30 @@ class ControlPlane:
         self._spawn(
             "kube-controller-manager",
             f"--kubeconfig={self.kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.real_node else ()))}",
             f"--service-account-private-key-file={self.data_dir / 'service-account.key'}",
             f"--root-ca-file={self.ca_file}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",  # the default 10257 would clash between instances
             f"--cert-dir={self.data_dir / 'controller-manager-certs'}",
+            *self.controller_args,
         )
         self._wait_ready("kube-controller-manager", f"https://127.0.0.1:{port}/healthz")
+        if self.real_node:
+            self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        port = free_port()
+        self._spawn(
+            "kube-scheduler",
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.data_dir / 'scheduler-certs'}",
+        )
+        self._wait_ready("kube-scheduler", f"https://127.0.0.1:{port}/healthz")
 
     def _spawn(self, name: str, *args: str) -> None:
         with self.log_path(name).open("ab") as log:

@@ -39,9 +39,12 @@ class MockModel:
         header_value: str | None = None,
         port: int = 0,
         backlog: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         """`backlog`: the listen queue; the standard library's 5 resets connections when
-        more clients than that connect at once (the runner opens MAX_CONCURRENCY)."""
+        more clients than that connect at once (the runner opens MAX_CONCURRENCY).
+        `host`: where it listens; pods on the real node reach the host at its node address."""
+        self.host = host
         self.name = name
         self.answers = dict(answers)
         self.accuracy = accuracy
@@ -50,12 +53,12 @@ class MockModel:
         self.requests = 0
         self.unauthorized = 0
         self.lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), self._handler(), backlog)
+        self._server = _Server((host, port), self._handler(), backlog)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/v1/chat/completions"
+        return f"http://{self.host}:{self._server.server_port}/v1/chat/completions"
 
     def __enter__(self) -> MockModel:
         self._thread.start()

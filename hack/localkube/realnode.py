@@ -1,0 +1,356 @@
+"""A real node on this machine: containerd and kubelet, running our real images.
+
+containerd (Debian's, with runc) keeps its root, state and socket under our folder;
+kubelet (built with the other binaries) registers the node `localnode` and runs pods
+through containerd's CRI plugin. Pods get addresses from the CNI bridge plugin
+(`evalbr0`, POD_SUBNET) without touching iptables. The node's address is NODE_IP, put on
+the loopback interface so that it is this machine's own and reaches nothing outside; pods
+reach services on the host there (model services of tests and the demo listen on it).
+
+kubelet changes some kernel settings at every start (vm.overcommit_memory, kernel.panic,
+kernel.panic_on_oops): they are saved first and restored on stop, as is the address. Stop
+always kills every container, unmounts what containerd and kubelet mounted below our
+folder, and removes the bridge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Final
+
+from localkube.controlplane import ControlPlaneError, _die_with_parent, free_port
+
+NODE_NAME: Final = "localnode"
+NODE_IP: Final = "198.51.100.10"
+POD_SUBNET: Final = "198.18.0.0/24"
+POD_GATEWAY: Final = "198.18.0.1"
+BRIDGE: Final = "evalbr0"
+SYSCTLS: Final = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+CNI_BIN: Final = "/usr/lib/cni"
+
+
+def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise ControlPlaneError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+    return result
+
+
+class RealNode:
+    def __init__(self, bin_dir: Path, kubeconfig: Path, state_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.kubeconfig = kubeconfig
+        self.dir = state_dir
+        self.socket = self.dir / "containerd" / "containerd.sock"
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._saved: dict[str, str] = {}
+        self._address_added = False
+        self.kubelet_port = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self, images: dict[str, Path], ready_timeout: float = 90.0) -> RealNode:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._save_sysctls()
+            self._add_address()
+            self._start_containerd()
+            for archive in images.values():
+                self.ctr("images", "import", "--no-unpack=false", str(archive))
+            self._write_cni()
+            self._start_kubelet()
+            self._wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __enter__(self) -> RealNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._terminate("kubelet")
+        if "containerd" in self._procs and self._procs["containerd"].poll() is None:
+            self._kill_containers()
+        self._terminate("containerd")
+        self._unmount_below(self.dir)
+        _sh("ip", "link", "del", BRIDGE, check=False)
+        if self._address_added:
+            _sh("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
+            self._address_added = False
+        self._restore_sysctls()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- host settings ---------------------------------------------------------------------
+    def _save_sysctls(self) -> None:
+        for key in SYSCTLS:
+            self._saved[key] = (Path("/proc/sys") / key).read_text().strip()
+
+    def _restore_sysctls(self) -> None:
+        for key, value in self._saved.items():
+            with contextlib.suppress(OSError):  # nothing more can be done here
+                (Path("/proc/sys") / key).write_text(value)
+        self._saved.clear()
+
+    def _add_address(self) -> None:
+        shown = _sh("ip", "-4", "addr", "show", "dev", "lo").stdout
+        if f"{NODE_IP}/32" not in shown:
+            _sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+            self._address_added = True
+
+    # --- containerd -----------------------------------------------------------------------
+    def _start_containerd(self) -> None:
+        root = self.dir / "containerd"
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / "config.toml"
+        config.write_text(
+            f"""version = 2
+root = "{root / "root"}"
+state = "{root / "state"}"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{self.socket}"
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+[debug]
+  address = "{root / "debug.sock"}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  # This machine lacks CAP_SYS_RESOURCE: runc cannot lower the sandbox's oom_score_adj.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "{self.dir / "cni" / "conf"}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+"""
+        )
+        self._spawn("containerd", ["containerd", "--config", str(config)])
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            self._check_alive("containerd")
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"containerd did not start:\n{self._tail('containerd')}")
+            time.sleep(0.1)
+
+    def ctr(self, *args: str) -> str:
+        return _sh("ctr", "--address", str(self.socket), "-n", "k8s.io", *args).stdout
+
+    def _kill_containers(self) -> None:
+        for line in self.ctr("tasks", "list", "-q").split():
+            _sh(
+                "ctr",
+                "--address",
+                str(self.socket),
+                "-n",
+                "k8s.io",
+                "tasks",
+                "kill",
+                "-s",
+                "SIGKILL",
+                line,
+                check=False,
+            )
+        deadline = time.monotonic() + 10
+        while self.ctr("tasks", "list", "-q").split() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    # --- CNI and kubelet ------------------------------------------------------------------
+    def _write_cni(self) -> None:
+        conf = self.dir / "cni" / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "10-eval.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "evalnet",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": str(self.dir / "cni" / "ipam"),
+                                "ranges": [[{"subnet": POD_SUBNET, "gateway": POD_GATEWAY}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                            },
+                        },
+                        {"type": "loopback"},
+                    ],
+                },
+                indent=2,
+            )
+        )
+
+    def _start_kubelet(self) -> None:
+        root = self.dir / "kubelet"
+        root.mkdir(parents=True, exist_ok=True)
+        self.kubelet_port = free_port()
+        config = root / "config.json"  # JSON is YAML
+        config.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                    "kind": "KubeletConfiguration",
+                    "cgroupDriver": "cgroupfs",
+                    "failCgroupV1": False,
+                    "failSwapOn": False,
+                    "containerRuntimeEndpoint": f"unix://{self.socket}",
+                    "address": NODE_IP,
+                    "port": self.kubelet_port,
+                    "healthzBindAddress": "127.0.0.1",
+                    "healthzPort": free_port(),
+                    "readOnlyPort": 0,
+                    "makeIPTablesUtilChains": False,
+                    # Local images have no registry to come back from: never collect them.
+                    "imageGCHighThresholdPercent": 100,
+                    "imageGCLowThresholdPercent": 99,
+                    "evictionHard": {
+                        "memory.available": "100Mi",
+                        "nodefs.available": "1%",
+                        "imagefs.available": "1%",
+                        "nodefs.inodesFree": "1%",
+                    },
+                    # Only the API server (on this machine) talks to it, for logs and exec.
+                    "authentication": {
+                        "anonymous": {"enabled": True},
+                        "webhook": {"enabled": False},
+                    },
+                    "authorization": {"mode": "AlwaysAllow"},
+                    "serializeImagePulls": False,
+                    "resolvConf": "",
+                }
+            )
+        )
+        self._spawn(
+            "kubelet",
+            [
+                str(self.bin_dir / "kubelet"),
+                f"--config={config}",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                f"--root-dir={root / 'root'}",
+                f"--cert-dir={root / 'pki'}",
+                "--v=1",
+            ],
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        kubectl = str(self.bin_dir / "kubectl")
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive("containerd")
+            self._check_alive("kubelet")
+            result = subprocess.run(
+                [
+                    kubectl,
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "get",
+                    "node",
+                    NODE_NAME,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            last = result.stdout.strip() or result.stderr.strip()
+            if last == "True":
+                return
+            time.sleep(0.5)
+        raise ControlPlaneError(
+            f"node not Ready after {timeout:.0f}s ({last}):\n{self._tail('kubelet')}"
+        )
+
+    # --- processes and mounts ---------------------------------------------------------------
+    def log_path(self, name: str) -> Path:
+        return self.dir.parent / f"{name}.log"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with self.log_path(name).open("ab") as log:
+            self._procs[name] = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    def _check_alive(self, name: str) -> None:
+        proc = self._procs.get(name)
+        if proc is not None and proc.poll() is not None:
+            raise ControlPlaneError(f"{name} exited with {proc.returncode}:\n{self._tail(name)}")
+
+    def _tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_path(name)
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
+
+    def _terminate(self, name: str) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    @staticmethod
+    def _unmount_below(folder: Path) -> None:
+        prefix = str(folder.resolve())
+        for _ in range(3):
+            mounts = [
+                line.split()[1].encode().decode("unicode_escape")
+                for line in Path("/proc/mounts").read_text().splitlines()
+            ]
+            mine = sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True)
+            if not mine:
+                return
+            for mount in mine:
+                subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def pod_address_of_host() -> str:
+    """Where pods reach a service that the host runs (it listens on this address)."""
+    return NODE_IP
+
+
+def environment_ok() -> str | None:
+    """None when this machine can run the real node, else what is missing."""
+    if os.geteuid() != 0:
+        return "the real node needs root"
+    for tool in ("containerd", "runc", "ctr", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (`make deps` installs it)"
+    if not Path(CNI_BIN, "bridge").exists():
+        return "the CNI plugins are not installed (`make deps`: containernetworking-plugins)"
+    return None

@@ -1,0 +1,168 @@
+"""End to end on a real node: kubelet and containerd run our real images.
+
+The control plane here also runs kube-scheduler, and kubelet runs every pod in containers
+of images built from our Dockerfiles (the runner image is every Job's probe and collector)
+or from our Debian base (the tasks' scripts). What only a real node can say is asked of
+it: an image that is not there, a container over its memory limit, an eviction, and the
+pod garbage collector removing finished pods.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+
+from localkube import images, realnode
+from localkube.cluster import LocalCluster
+from localkube.mockmodel import MockModel
+from tests.e2e.support import TOKEN, Api, model, task, wait_for
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        realnode.environment_ok() is not None, reason=str(realnode.environment_ok())
+    ),
+]
+START_TIMEOUT = 30
+BASE = images.BASE_IMAGE.split(":")
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    missing = realnode.environment_ok()
+    assert missing is None, f"the real node cannot run here: {missing}"
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("real"),
+        real_node=True,
+        operator_args=("--start-timeout", str(START_TIMEOUT)),
+        # Finished pods are collected at once, as busy clusters do.
+        controller_args=("--terminated-pod-gc-threshold=1",),
+    )
+    with cluster:
+        yield cluster
+        log = cluster.operator_log.read_text() if cluster.operator_log.exists() else ""
+        assert "Traceback" not in log, log[-5000:]
+
+
+@pytest.fixture
+def api(real_cluster: LocalCluster) -> Iterator[Api]:
+    api_client = config.new_client_from_config(config_file=str(real_cluster.kubeconfig))
+    namespace = f"real-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    wait_for(
+        lambda: any(
+            s.metadata.name == "default"
+            for s in core.list_namespaced_service_account(namespace).items
+        ),
+        30,
+        "the default service account",
+    )
+    the_api = Api(api_client, namespace)
+    the_api.secret("model-key", {"token": TOKEN})
+    yield the_api
+    core.delete_namespace(namespace)
+    api_client.close()
+
+
+@pytest.fixture
+def mock() -> Iterator[MockModel]:
+    """A model service on the host, where pods reach it (the node's address)."""
+    with MockModel(
+        "m1",
+        {t: "right" for t in ("alpha", "beta", "gamma")},
+        header_value=TOKEN,
+        host=realnode.pod_address_of_host(),
+    ) as server:
+        yield server
+
+
+def on_base(name: str, score: float, **env: str | float) -> dict:
+    """A task whose script runs on our Debian base image."""
+    spec = task(name, score, **env)
+    spec["image"], spec["version"] = BASE
+    return spec
+
+
+def test_an_evaltask_runs_in_containers_of_our_images(real_cluster, api, mock):
+    api.create_evaltask(
+        "real", {"models": [model("m1", mock.url)], "tasks": [on_base("alpha", 0.75)]}
+    )
+    status = api.wait_phase("real", ("Succeeded", "Failed"), timeout=120)
+    assert status["phase"] == "Succeeded", api.runs("real")
+    record = api.run("real", "m1", "alpha")
+    assert record["metrics"]["score"] == 0.75 and record["metrics"]["answered"] == 1.0
+    assert mock.unauthorized == 0
+    [pod] = [p for p in api.pods()] or [None]
+    statuses = {s.name: s for s in (pod.status.init_container_statuses or [])}
+    assert statuses["probe"].image.endswith("eval-operator/runner:dev")
+    assert statuses["task"].image.endswith("eval-operator/base:bookworm")
+    assert pod.status.container_statuses[0].image.endswith("eval-operator/runner:dev")
+    logs = real_cluster.kubectl("logs", "-n", api.ns, f"job/{record['job']}").stdout
+    assert "answer: right" in logs, "kubectl logs shows the task's own output"
+
+
+def test_an_image_that_is_not_on_the_node_fails_with_the_kubelets_reason(api, mock):
+    missing = on_base("alpha", 0.5)
+    missing["image"], missing["version"] = "registry.invalid/evals/missing", "v1"
+    api.create_evaltask("no-image", {"models": [model("m1", mock.url)], "tasks": [missing]})
+
+    def says_why():
+        runs = api.runs("no-image")
+        message = runs[0].get("message", "") if runs else ""
+        return ("ErrImagePull" in message or "ImagePullBackOff" in message) and message
+
+    wait_for(says_why, 60, "the kubelet's reason in the run's message")
+    api.wait_phase("no-image", ("Failed",), timeout=START_TIMEOUT + 60)
+    message = api.run("no-image", "m1", "alpha")["message"]
+    assert f"start timeout of {START_TIMEOUT}s" in message
+
+
+def test_a_task_over_its_memory_limit_fails_saying_oomkilled(api, mock):
+    hungry = on_base("alpha", 0.5)
+    hungry["command"] = ["python", "-c", "x = bytearray(512 * 1024 * 1024); print(len(x))"]
+    hungry["resources"] = {"limits": {"memory": "64Mi"}}
+    api.create_evaltask("oom", {"models": [model("m1", mock.url)], "tasks": [hungry]})
+    api.wait_phase("oom", ("Failed",), timeout=120)
+    message = api.run("oom", "m1", "alpha")["message"]
+    assert "exited with code 137 (OOMKilled)" in message
+
+
+def test_an_evicted_pod_is_not_a_failed_attempt(api, mock):
+    api.create_evaltask(
+        "evicted", {"models": [model("m1", mock.url)], "tasks": [on_base("alpha", 0.5, SLEEP=15)]}
+    )
+
+    def task_running():
+        for pod in api.pods():
+            for s in pod.status.init_container_statuses or []:
+                if s.name == "task" and s.state.running:
+                    return pod
+        return None
+
+    pod = wait_for(task_running, 90, "the task container to run")
+    api.core.create_namespaced_pod_eviction(
+        pod.metadata.name,
+        api.ns,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=api.ns)),
+    )
+    status = api.wait_phase("evicted", ("Succeeded", "Failed"), timeout=180)
+    assert status["phase"] == "Succeeded", api.runs("evicted")
+    assert api.run("evicted", "m1", "alpha")["attempts"] == 1
+    [job] = api.jobs()
+    assert not job.status.failed
+
+
+def test_results_stay_when_the_pod_garbage_collector_removes_finished_pods(api, mock):
+    tasks = [on_base(t, s) for t, s in (("alpha", 0.1), ("beta", 0.2), ("gamma", 0.3))]
+    api.create_evaltask("collected", {"models": [model("m1", mock.url)], "tasks": tasks})
+    status = api.wait_phase("collected", ("Succeeded", "Failed"), timeout=180)
+    assert status["phase"] == "Succeeded", api.runs("collected")
+    # --terminated-pod-gc-threshold=1: the collector keeps at most one finished pod.
+    wait_for(lambda: len(api.pods()) <= 1, 60, "the pod garbage collector")
+    scores = {r["task"]: r["metrics"]["score"] for r in api.runs("collected")}
+    assert scores == {"alpha": 0.1, "beta": 0.2, "gamma": 0.3}
+    assert [r["state"] for r in api.status("collected")["runs"]] == ["Succeeded"] * 3
