@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install deps binaries test test-unit lint typecheck crds up down demo clean
+.PHONY: install deps binaries images test test-unit lint typecheck crds up down demo clean
 
 # The local cluster's Python helpers live in hack/localkube (not shipped).
 export PYTHONPATH := $(CURDIR)/hack
@@ -25,8 +25,8 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing \
 		>/dev/null; fi
 
-## test: lint, type-check and run every test tier
-test: install deps lint typecheck
+## test: lint, type-check and run every test tier (building, or reusing, binaries and images first)
+test: install deps lint typecheck binaries images
 	$(PY) -m pytest
 
 ## test-unit: the fast tiers only (pure tables and handler level)
@@ -46,12 +46,17 @@ crds: install
 	$(PY) -m eval_operator.crd evalrun > crds/evalrun.yaml
 	cp crds/evaltask.yaml crds/evalrun.yaml charts/eval-operator/crds/
 
+## images: build or reuse the real node's images (base, pause, runner, operator)
+images: install
+	$(PY) -m localkube.images
+
 ## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
 binaries:
 	hack/kube-binaries.sh
 
-## up: a local control plane + node + operator in the background; prints the KUBECONFIG line
-up: install binaries
+## up: a local control plane + real node (kubelet, containerd) + operator in the background;
+## prints the images on the node, where pods reach the host, and the KUBECONFIG line
+up: install deps binaries images
 	@if [ -f .local/up.pid ] && kill -0 $$(cat .local/up.pid) 2>/dev/null; then \
 		echo "already up: export KUBECONFIG=$(CURDIR)/.local/kubeconfig"; exit 0; fi
 	@mkdir -p .local && rm -f .local/ready
@@ -61,7 +66,8 @@ up: install binaries
 		if ! kill -0 $$(cat .local/up.pid) 2>/dev/null; then cat .local/up.log; exit 1; fi; \
 		sleep 0.5; done
 	@test -f .local/ready || { echo "not ready after 120s; see .local/up.log"; exit 1; }
-	@echo "up: control plane, local node and operator are running (logs: .local/)"
+	@echo "up: control plane, kubelet, containerd and operator are running (logs: .local/)"
+	@sed -n '/^images on the node/,/^pods reach/p' .local/up.log
 	@echo "export KUBECONFIG=$(CURDIR)/.local/kubeconfig"
 
 ## down: stop everything `make up` started and remove its data
@@ -74,7 +80,7 @@ down:
 	@echo "down"
 
 ## demo: everything up, two mock model services, examples/demo.yaml, a results table, all down
-demo: install binaries
+demo: install deps binaries images
 	$(PY) -m localkube demo
 
 clean:

@@ -1,9 +1,13 @@
 """`python -m localkube up|demo`: a local cluster with the operator, for people.
 
-up    start the control plane, the local node and the operator, write the kubeconfig to
-      <state>/kubeconfig, and keep running until SIGTERM/SIGINT (`make down` sends it).
-demo  bring everything up in a temporary folder, start two mock model services, apply
-      examples/demo.yaml, show progress, print the results, and stop everything.
+Both run the real node: kubelet and containerd run the pods, from our own images (built
+and cached on first use).
+
+up    start the control plane, the node and the operator, write the kubeconfig to
+      <state>/kubeconfig, say which images the node has and where pods reach the host, and
+      keep running until SIGTERM/SIGINT (`make down` sends it).
+demo  bring everything up in a temporary folder, start two mock model services on the
+      host, apply examples/demo.yaml, show progress, print the results, stop everything.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from eval_runner import config, samples
+from localkube import realnode
 from localkube.cluster import ROOT, LocalCluster, load_documents
 from localkube.mockmodel import MockModel
 
@@ -38,10 +43,24 @@ def up(state: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    cluster = LocalCluster(state / "cluster")
+    cluster = LocalCluster(state / "cluster", real_node=True)
     try:
         cluster.start()
         shutil.copy(cluster.kubeconfig, state / "kubeconfig")
+        assert cluster.kubelet is not None
+        print("images on the node (use them in an EvalTask):", flush=True)
+        for name in cluster.kubelet.image_names():
+            print(f"  {name}", flush=True)
+        print(
+            "  (eval-operator/runner: the runner and collector; eval-operator/operator: the "
+            "operator; eval-operator/base: Debian with bash and python3, for scripts)",
+            flush=True,
+        )
+        print(
+            f"pods reach services on this machine at {realnode.pod_address_of_host()} "
+            "(listen there for model services)",
+            flush=True,
+        )
         (state / "ready").write_text("ok\n")
         print(f"export KUBECONFIG={(state / 'kubeconfig').resolve()}", flush=True)
         while not stop:
@@ -123,14 +142,24 @@ def print_results(status: dict[str, Any], evalruns: list[dict[str, Any]]) -> Non
 def demo(timeout: float) -> int:
     answers = answer_key()
     state = Path(tempfile.mkdtemp(prefix="eval-operator-demo-"))
-    models = [
-        MockModel(name, answers, accuracy, header_value="Bearer demo-token", port=port, backlog=64)
-        for name, (accuracy, port) in DEMO_MODELS.items()
-    ]
+    models: list[MockModel] = []
     started = time.monotonic()
     try:
-        print("starting the local control plane, node and operator ...", flush=True)
-        with LocalCluster(state) as cluster:
+        print("starting the local control plane, kubelet, containerd and operator ...", flush=True)
+        with LocalCluster(state, real_node=True) as cluster:
+            # Listening on the node's address, which exists once the node runs.
+            models += [
+                MockModel(
+                    name,
+                    answers,
+                    accuracy,
+                    header_value="Bearer demo-token",
+                    port=port,
+                    backlog=64,
+                    host=realnode.pod_address_of_host(),
+                )
+                for name, (accuracy, port) in DEMO_MODELS.items()
+            ]
             for model in models:
                 model.__enter__()
             print(

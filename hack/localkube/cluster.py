@@ -24,6 +24,9 @@ from localkube.realnode import RealNode
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 RUNNER_IMAGE: Final = "eval-operator/runner:dev"
+APP_VERSION: Final = str(
+    yaml.safe_load((ROOT / "charts" / "eval-operator" / "Chart.yaml").read_text())["appVersion"]
+)
 # Our own images and the local entry points the node runs for them.
 IMAGES: Final = {
     "eval-operator/runner": [sys.executable, "-m", "eval_runner"],
@@ -86,6 +89,9 @@ class LocalCluster:
                 built = images_mod.default().all()
                 self.kubelet = RealNode(self.bin_dir, self.kubeconfig, self.state_dir / "kubelet")
                 self.kubelet.start(built)
+                # Also under the chart's appVersion, the tag examples and the chart use.
+                for image in (images_mod.RUNNER_IMAGE, images_mod.OPERATOR_IMAGE):
+                    self.kubelet.tag(image, image.rsplit(":", 1)[0] + ":" + APP_VERSION)
             else:
                 self.node = LocalNode(self.kubeconfig, self.state_dir / "node", images=self.images)
                 self.node.start()

@@ -46,7 +46,7 @@ class RealNode:
     def __init__(self, bin_dir: Path, kubeconfig: Path, state_dir: Path) -> None:
         self.bin_dir = bin_dir
         self.kubeconfig = kubeconfig
-        self.dir = state_dir
+        self.dir = state_dir.resolve()  # containerd takes only absolute paths
         self.socket = self.dir / "containerd" / "containerd.sock"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._saved: dict[str, str] = {}
@@ -149,6 +149,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"containerd did not start:\n{self._tail('containerd')}")
             time.sleep(0.1)
+
+    def tag(self, image: str, *aliases: str) -> None:
+        """Give a loaded image more names (as the tags a chart or an example uses)."""
+        source = _qualified(image)
+        for alias in aliases:
+            self.ctr("images", "tag", "--force", source, _qualified(alias))
+
+    def image_names(self) -> list[str]:
+        """The images the node has, by name (as an EvalTask may name them)."""
+        names = []
+        for line in self.ctr("images", "list", "-q").split():
+            if not line.startswith("sha256:"):
+                names.append(line.removeprefix("docker.io/library/").removeprefix("docker.io/"))
+        return sorted(names)
 
     def ctr(self, *args: str) -> str:
         return _sh("ctr", "--address", str(self.socket), "-n", "k8s.io", *args).stdout
@@ -337,6 +351,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 return
             for mount in mine:
                 subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def _qualified(image: str) -> str:
+    """containerd's full name of an image reference ("eval-operator/runner:dev" ->
+    "docker.io/eval-operator/runner:dev"), as kubelet resolves it."""
+    first = image.split("/", 1)[0]
+    if "/" not in image:
+        return f"docker.io/library/{image}"
+    if "." in first or ":" in first or first == "localhost":
+        return image
+    return f"docker.io/{image}"
 
 
 def pod_address_of_host() -> str:
