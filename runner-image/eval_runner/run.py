@@ -40,6 +40,7 @@ from eval_runner import (
     summary,
     transport,
 )
+from eval_runner import progress as progress_mod
 from eval_runner.client import ModelClient
 from eval_runner.config import Config
 from eval_runner.errors import ConfigError, RunnerError
@@ -90,6 +91,18 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
     output.mkdir(parents=True, exist_ok=True)
     # A result left by an earlier run must not be collected if this one fails.
     (output / results.FILE_NAME).unlink(missing_ok=True)
+    # A kill between an atomic write's temporary file and its rename leaves the former.
+    store.remove_stale_temporaries(
+        output,
+        (
+            results.FILE_NAME,
+            REPORT,
+            PREDICTIONS,
+            REVIEWS,
+            progress_mod.FILE_NAME,
+            resume.FILE_NAME,
+        ),
+    )
 
     earlier = resume.take_up(config, rows, mode, out)
     pending = earlier.pending

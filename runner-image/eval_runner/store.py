@@ -54,6 +54,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[str]:
+    """Remove what write_atomic leaves of the files `names` when the process is killed
+    between writing a temporary file and renaming it (`.<name>.<random>.tmp`)."""
+    removed = []
+    for name in names:
+        for temp in folder.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+                removed.append(temp.name)
+    return sorted(removed)
+
+
 def write_json(path: Path, doc: Any) -> None:
     text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     write_atomic(path, text.encode("utf-8"))

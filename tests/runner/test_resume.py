@@ -136,3 +136,18 @@ def test_a_kill_at_any_moment_leaves_no_corrupt_file_and_the_rerun_finishes(tmp_
         "resume.json",
         "reviews.jsonl",
     ], "no temporary files are left behind"
+
+
+def test_temporary_files_a_kill_left_are_removed_on_the_next_run(tmp_path):
+    """A kill between write_atomic's temporary file and its rename leaves the former."""
+    answers = questions(5)
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / ".progress.json.abc123.tmp").write_text("{")
+    (output / ".metrics.json.def456.tmp").write_text("{")
+    (output / ".eval-run-started").write_text("")  # the probe's mark is not ours to remove
+    with FlakyModel(lambda key, attempt: Reply(answers[key])) as model:
+        env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 5), output)
+        run_with(env)
+    left = sorted(p.name for p in output.iterdir() if p.name.startswith("."))
+    assert left == [".eval-run-started"]
