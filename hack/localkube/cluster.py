@@ -18,6 +18,7 @@ from typing import Final
 import yaml
 
 from localkube import images as images_mod
+from localkube import realnode
 from localkube.controlplane import ControlPlane, free_port
 from localkube.node import LocalNode
 from localkube.realnode import RealNode
@@ -51,12 +52,14 @@ class LocalCluster:
         operator_args: tuple[str, ...] = (),
         real_node: bool = False,
         controller_args: tuple[str, ...] = (),
+        network: realnode.Network = realnode.FIRST,
     ) -> None:
         """`real_node`: kubelet and containerd run the pods, from our real images (built
         and cached by localkube.images); otherwise the local node runs them as processes."""
         self.state_dir = state_dir
         self.operator_args = operator_args
         self.real_node = real_node
+        self.network = network
         self.images = {**IMAGES, **(images or {})}
         self.bin_dir = bin_dir or binaries()
         self.control_plane = ControlPlane(
@@ -64,7 +67,10 @@ class LocalCluster:
             state_dir / "controlplane",
             real_node=real_node,
             controller_args=controller_args,
+            # With a real node, pods reach the API server at the node's address.
+            address=network.node_ip if real_node else "127.0.0.1",
         )
+        self._address_added = False
         self.node: LocalNode | None = None
         self.kubelet: RealNode | None = None
         self.operator: subprocess.Popen[bytes] | None = None
@@ -84,10 +90,14 @@ class LocalCluster:
     def start(self, operator: bool = True) -> LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.real_node:
+                self._address_added = realnode.add_node_address(self.network.node_ip)
             self.control_plane.start()
             if self.real_node:
                 built = images_mod.default().all()
-                self.kubelet = RealNode(self.bin_dir, self.kubeconfig, self.state_dir / "kubelet")
+                self.kubelet = RealNode(
+                    self.bin_dir, self.kubeconfig, self.state_dir / "kubelet", self.network
+                )
                 self.kubelet.start(built)
                 # Also under the chart's appVersion, the tag examples and the chart use.
                 for image in (images_mod.RUNNER_IMAGE, images_mod.OPERATOR_IMAGE):
@@ -225,6 +235,9 @@ class LocalCluster:
             self.kubelet.stop()
             self.kubelet = None
         self.control_plane.stop()
+        if self._address_added:
+            realnode.remove_node_address(self.network.node_ip)
+            self._address_added = False
 
 
 def load_documents(path: Path) -> list[dict[str, object]]:

@@ -47,6 +47,7 @@ NODE_CONTROLLERS = (
     "node-lifecycle-controller",
     "pod-garbage-collector-controller",
     "root-ca-certificate-publisher-controller",
+    "persistentvolume-binder-controller",
 )
 # On top of the API server's default plugins (ResourceQuota, LimitRanger, ServiceAccount,
 # ... are on by default): real clusters also enforce who may block an owner's deletion.
@@ -142,8 +143,12 @@ class ControlPlane:
         stop_timeout: float = 10.0,
         real_node: bool = False,
         controller_args: tuple[str, ...] = (),
+        address: str = "127.0.0.1",
     ) -> None:
-        """`real_node`: also run kube-scheduler and the controllers a kubelet needs."""
+        """`real_node`: also run kube-scheduler and the controllers a kubelet needs.
+        `address`: where the API server listens (pods of a real node reach it there; the
+        address must exist before start)."""
+        self.address = address
         self.bin_dir = Path(bin_dir)
         self.real_node = real_node
         self.controller_args = controller_args
@@ -218,13 +223,13 @@ class ControlPlane:
         sa_key = self.data_dir / "service-account.key"
         _write_rsa_key(sa_key)
         port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.address}:{port}"
         self._spawn(
             "kube-apiserver",
             f"--etcd-servers={etcd_url}",
             f"--secure-port={port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             # Endpoints may not hold loopback addresses, so the `kubernetes`
             # Service endpoints cannot be maintained; don't try (log noise).
             "--endpoint-reconciler-type=none",

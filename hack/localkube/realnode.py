@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -42,8 +43,26 @@ def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+@dataclass(frozen=True)
+class Network:
+    """One node's names and addresses: a second node on the same machine takes others."""
+
+    name: str = NODE_NAME
+    node_ip: str = NODE_IP
+    subnet: str = POD_SUBNET
+    gateway: str = POD_GATEWAY
+    bridge: str = BRIDGE
+
+
+FIRST: Final = Network()
+SECOND: Final = Network("localnode-2", "198.51.100.11", "198.18.1.0/24", "198.18.1.1", "evalbr1")
+
+
 class RealNode:
-    def __init__(self, bin_dir: Path, kubeconfig: Path, state_dir: Path) -> None:
+    def __init__(
+        self, bin_dir: Path, kubeconfig: Path, state_dir: Path, network: Network = FIRST
+    ) -> None:
+        self.net = network
         self.bin_dir = bin_dir
         self.kubeconfig = kubeconfig
         self.dir = state_dir.resolve()  # containerd takes only absolute paths
@@ -63,6 +82,7 @@ class RealNode:
             for archive in images.values():
                 self.ctr("images", "import", "--no-unpack=false", str(archive))
             self._write_cni()
+            self._make_cgroups()
             self._start_kubelet()
             self._wait_ready(ready_timeout)
         except BaseException:
@@ -82,9 +102,10 @@ class RealNode:
             self._kill_containers()
         self._terminate("containerd")
         self._unmount_below(self.dir)
-        _sh("ip", "link", "del", BRIDGE, check=False)
+        self._remove_cgroups()
+        _sh("ip", "link", "del", self.net.bridge, check=False)
         if self._address_added:
-            _sh("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
+            remove_node_address(self.net.node_ip)
             self._address_added = False
         self._restore_sysctls()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -101,10 +122,29 @@ class RealNode:
         self._saved.clear()
 
     def _add_address(self) -> None:
-        shown = _sh("ip", "-4", "addr", "show", "dev", "lo").stdout
-        if f"{NODE_IP}/32" not in shown:
-            _sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
-            self._address_added = True
+        self._address_added = add_node_address(self.net.node_ip)
+
+    # --- cgroups: the node's pods live below /<node name> in every hierarchy -------------
+    def _cgroup_dirs(self) -> list[Path]:
+        root = Path("/sys/fs/cgroup")
+        return [d / self.net.name for d in sorted(root.iterdir()) if d.is_dir()]
+
+    def _make_cgroups(self) -> None:
+        for folder in self._cgroup_dirs():
+            with contextlib.suppress(OSError):  # a hierarchy that takes none (read-only)
+                folder.mkdir(exist_ok=True)
+
+    def _remove_cgroups(self) -> None:
+        for folder in self._cgroup_dirs():
+            if not folder.exists():
+                continue
+            # Children first: a cgroup folder goes only when empty of cgroups and tasks.
+            for child in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     # --- containerd -----------------------------------------------------------------------
     def _start_containerd(self) -> None:
@@ -198,14 +238,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     "plugins": [
                         {
                             "type": "bridge",
-                            "bridge": BRIDGE,
+                            "bridge": self.net.bridge,
                             "isGateway": True,
                             "ipMasq": False,
                             "hairpinMode": True,
                             "ipam": {
                                 "type": "host-local",
                                 "dataDir": str(self.dir / "cni" / "ipam"),
-                                "ranges": [[{"subnet": POD_SUBNET, "gateway": POD_GATEWAY}]],
+                                "ranges": [
+                                    [{"subnet": self.net.subnet, "gateway": self.net.gateway}]
+                                ],
                                 "routes": [{"dst": "0.0.0.0/0"}],
                             },
                         },
@@ -230,7 +272,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     "failCgroupV1": False,
                     "failSwapOn": False,
                     "containerRuntimeEndpoint": f"unix://{self.socket}",
-                    "address": NODE_IP,
+                    "address": self.net.node_ip,
+                    # Pods' cgroups under a root of this node's own: two nodes never meet.
+                    "cgroupRoot": f"/{self.net.name}",
                     "port": self.kubelet_port,
                     "healthzBindAddress": "127.0.0.1",
                     "healthzPort": free_port(),
@@ -262,8 +306,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 str(self.bin_dir / "kubelet"),
                 f"--config={config}",
                 f"--kubeconfig={self.kubeconfig}",
-                f"--hostname-override={NODE_NAME}",
-                f"--node-ip={NODE_IP}",
+                f"--hostname-override={self.net.name}",
+                f"--node-ip={self.net.node_ip}",
                 f"--root-dir={root / 'root'}",
                 f"--cert-dir={root / 'pki'}",
                 "--v=1",
@@ -284,7 +328,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     str(self.kubeconfig),
                     "get",
                     "node",
-                    NODE_NAME,
+                    self.net.name,
                     "-o",
                     "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                 ],
@@ -351,6 +395,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 return
             for mount in mine:
                 subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def add_node_address(address: str = NODE_IP) -> bool:
+    """Put a node's address on the loopback interface; True when this call added it."""
+    shown = _sh("ip", "-4", "addr", "show", "dev", "lo").stdout
+    if f"{address}/32" in shown:
+        return False
+    _sh("ip", "addr", "add", f"{address}/32", "dev", "lo")
+    return True
+
+
+def remove_node_address(address: str = NODE_IP) -> None:
+    _sh("ip", "addr", "del", f"{address}/32", "dev", "lo", check=False)
 
 
 def _qualified(image: str) -> str:

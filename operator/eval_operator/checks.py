@@ -119,15 +119,18 @@ def spec_field_for(job_field: str, model_index: int, task_index: int) -> str:
     pod = "spec.template.spec."
     if job_field.startswith(pod):
         rest = job_field[len(pod) :]
-        match = re.match(r"volumes\[(\d+)\]", rest) or re.match(
-            r"initContainers\[0\]\.volumeMounts\[(\d+)\]", rest
-        )
-        if match and int(match.group(1)) >= 1:
-            return f"spec.tasks[{task_index}].mounts[{int(match.group(1)) - 1}]"
+        # The pod's volumes start with the output and the run folder; the task's
+        # (initContainers[1]) mounts with the output: then come the task's own mounts.
+        volume = re.match(r"volumes\[(\d+)\]", rest)
+        if volume and int(volume.group(1)) >= 2:
+            return f"spec.tasks[{task_index}].mounts[{int(volume.group(1)) - 2}]"
+        mount = re.match(r"initContainers\[1\]\.volumeMounts\[(\d+)\]", rest)
+        if mount and int(mount.group(1)) >= 1:
+            return f"spec.tasks[{task_index}].mounts[{int(mount.group(1)) - 1}]"
         for key, target in _POD_TEMPLATE_FIELDS.items():
             if rest.startswith(key):
                 return f"spec.template.{target}"
-        match = re.match(r"initContainers\[0\]\.(image|resources|command|args|env)", rest)
+        match = re.match(r"initContainers\[1\]\.(image|resources|command|args|env)", rest)
         if match:
             if match.group(1) == "env":
                 return f"spec.tasks[{task_index}].env (or spec.models[{model_index}])"

@@ -50,6 +50,9 @@ PROBE_CONTAINER: Final = "probe"
 TASK_CONTAINER: Final = "task"
 COLLECTOR_CONTAINER: Final = "collector"
 OUTPUT_VOLUME: Final = "eval-output"
+# The pod's own folder, shared by the probe and the collector only (the start mark).
+RUN_VOLUME: Final = "eval-run"
+RUN_DIR: Final = "/var/run/eval-run"
 
 # Labels and annotations on what the operator creates.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"

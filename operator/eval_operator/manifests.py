@@ -154,8 +154,9 @@ def build_job(
                 "name": "EVAL_PROBE_TIMEOUT_SECONDS",
                 "value": str(evalspec.probe_timeout_seconds),
             },
+            {"name": "EVAL_RUN_DIR", "value": constants.RUN_DIR},
         ],
-        "volumeMounts": [_output_mount(owner, evalspec, model.name, task.name, read_only=False)],
+        "volumeMounts": [{"name": constants.RUN_VOLUME, "mountPath": constants.RUN_DIR}],
         "resources": PROBE_RESOURCES,
         "terminationMessagePolicy": "File",
     }
@@ -163,8 +164,14 @@ def build_job(
         "name": constants.COLLECTOR_CONTAINER,
         "image": runner_image,
         "command": ["python", "-m", "eval_runner", "collect"],
-        "env": [{"name": constants.ENV_OUTPUT_DIR, "value": evalspec.output.mount_path}],
-        "volumeMounts": [_output_mount(owner, evalspec, model.name, task.name, read_only=True)],
+        "env": [
+            {"name": constants.ENV_OUTPUT_DIR, "value": evalspec.output.mount_path},
+            {"name": "EVAL_RUN_DIR", "value": constants.RUN_DIR},
+        ],
+        "volumeMounts": [
+            _output_mount(owner, evalspec, model.name, task.name, read_only=True),
+            {"name": constants.RUN_VOLUME, "mountPath": constants.RUN_DIR, "readOnly": True},
+        ],
         "resources": COLLECTOR_RESOURCES,
         "terminationMessagePolicy": "File",
     }
@@ -174,6 +181,7 @@ def build_job(
         "containers": [collector],
         "volumes": [
             _output_volume(evalspec),
+            {"name": constants.RUN_VOLUME, "emptyDir": {}},
             *({"name": m.name, **m.source.as_volume()} for m in task.mounts),
         ],
     }

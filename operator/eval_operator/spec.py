@@ -546,17 +546,17 @@ def parse_spec(raw: Any) -> EvalTaskSpec:
 
 
 def check_mounts(spec: EvalTaskSpec) -> list[SpecProblem]:
-    """Cross-field rules of mounts: the output volume's name and path are taken."""
+    """Cross-field rules of mounts: the operator's volume names and the output path are taken."""
     problems = []
     for ti, task in enumerate(spec.tasks):
         for mi, mount in enumerate(task.mounts):
             where = f"spec.tasks[{ti}].mounts[{mi}]"
-            if mount.name == constants.OUTPUT_VOLUME:
+            if mount.name in (constants.OUTPUT_VOLUME, constants.RUN_VOLUME):
                 problems.append(
                     SpecProblem(
                         f"{where}.name",
                         "ReservedMountName",
-                        f"{constants.OUTPUT_VOLUME!r} is the output volume's name",
+                        f"{mount.name!r} is the name of a volume the operator adds",
                     )
                 )
             if mount.mount_path.rstrip("/") == spec.output.mount_path.rstrip("/"):

@@ -19,9 +19,9 @@ DEFAULT_OUTPUT_DIR: Final = "/opt/ml/output"
 DEFAULT_TERMINATION_PATH: Final = "/dev/termination-log"
 
 
-def collect(output_dir: Path, termination_path: Path) -> int:
+def collect(output_dir: Path, termination_path: Path, run_dir: Path | None = None) -> int:
     try:
-        metrics = results.read_file(output_dir)
+        metrics = results.read_file(output_dir, run_dir)
         message = results.encode(metrics)
     except results.MetricsError as e:
         reason = str(e)
@@ -56,4 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where Kubernetes reads the termination message",
     )
     args = parser.parse_args(argv)
-    return collect(Path(args.output_dir), Path(args.termination_path))
+    run_dir = os.environ.get(results.RUN_DIR_ENV)
+    return collect(
+        Path(args.output_dir), Path(args.termination_path), Path(run_dir) if run_dir else None
+    )

@@ -1,10 +1,11 @@
 """The probe: the first init container of every evaluation pod.
 
-It stamps the output folder (so the collector can tell this run's results from an earlier
-run's files on a persistent volume) and, unless EVAL_PROBE is "false", waits until the
-model service answers: from the pod's own network, with the run's auth header, backing
-off, at most EVAL_PROBE_TIMEOUT_SECONDS. On timeout it exits 1 with the last error as its
-termination message, which becomes the run's message.
+It marks when the pod started, in the pod's own folder EVAL_RUN_DIR (so the collector can
+tell this run's results from an earlier run's files on a persistent volume) and, unless
+EVAL_PROBE is "false", waits until the model service answers: from the pod's own network,
+with the run's auth header, backing off, at most EVAL_PROBE_TIMEOUT_SECONDS. On timeout
+it exits 1 with the last error as its termination message, which becomes the run's
+message.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ DEFAULT_TIMEOUT_SECONDS: Final = 1800.0
 TERMINATION_PATH: Final = Path("/dev/termination-log")
 
 
-def stamp(output_dir: Path) -> None:
+def stamp(run_dir: Path) -> None:
     """Mark when this run's pod started: results older than the mark are not this run's."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    marker = output_dir / results.STARTED_MARKER
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / results.STARTED_MARKER
     marker.write_text(f"{os.environ.get('HOSTNAME', '')}\n")
 
 
@@ -44,11 +45,11 @@ async def _wait(endpoint: Endpoint, limit: float) -> float:
 
 
 def probe(env: dict[str, str], termination_path: Path = TERMINATION_PATH) -> int:
-    output_dir = Path(env.get("EVAL_OUTPUT_DIR", "/opt/ml/output"))
+    run_dir = Path(env.get(results.RUN_DIR_ENV) or env.get("EVAL_OUTPUT_DIR", "/opt/ml/output"))
     try:
-        stamp(output_dir)
+        stamp(run_dir)
     except OSError as e:
-        return _fail(termination_path, f"probe: cannot write to {output_dir}: {e.strerror}")
+        return _fail(termination_path, f"probe: cannot write to {run_dir}: {e.strerror}")
     if env.get("EVAL_PROBE", "true").lower() == "false":
         return 0
     url = env.get("EVAL_INFERENCE_URL", "")

@@ -22,9 +22,12 @@ from typing import Any, Final
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 PREFIX: Final = "evalm1:"
 FILE_NAME: Final = "metrics.json"
-# Written by the probe when the run's pod starts; a results file older than it is left
-# over from an earlier run (a persistent output volume) and is not this run's result.
-STARTED_MARKER: Final = ".eval-run-started"
+# Written by the probe when the run's pod starts, into a folder of the pod's own (an
+# emptyDir, EVAL_RUN_DIR): a results file older than it is left over from an earlier run
+# (a persistent output volume) and is not this run's result. The pod's own folder, so the
+# mark never depends on who may write to the output volume.
+STARTED_MARKER: Final = "started"
+RUN_DIR_ENV: Final = "EVAL_RUN_DIR"
 # What one EvalRun record holds at most (it stays far below etcd's object size limit).
 MAX_METRICS: Final = 400
 MAX_NAME_LENGTH: Final = 100
@@ -91,9 +94,10 @@ def _finite(value: Any, where: str) -> float:
     return number
 
 
-def read_file(output_dir: Path) -> dict[str, float]:
+def read_file(output_dir: Path, run_dir: Path | None = None) -> dict[str, float]:
+    """Read and validate metrics.json; `run_dir` holds the probe's start mark, if any."""
     path = output_dir / FILE_NAME
-    marker = output_dir / STARTED_MARKER
+    marker = (run_dir or output_dir) / STARTED_MARKER
     try:
         started = marker.stat().st_mtime_ns
     except OSError:

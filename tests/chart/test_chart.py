@@ -352,3 +352,11 @@ def test_helm_installs_both_crds_from_crds(helm):
     for which in ("evaltask", "evalrun"):
         assert yaml.safe_load((ROOT / "crds" / f"{which}.yaml").read_text()) in crds
     assert find(helm.template(), "CustomResourceDefinition") == [], "crds/ is not templated"
+
+
+def test_extra_env_reaches_the_operators_container(helm):
+    docs = helm.template(
+        "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=p:3128"
+    )
+    assert container(docs)["env"] == [{"name": "HTTPS_PROXY", "value": "p:3128"}]
+    assert "env" not in container(helm.template()), "none by default"

@@ -1,31 +1,34 @@
-"""One local cluster per test session: control plane, local node, CRD and operator.
+"""One local cluster per test session: control plane, a real node (kubelet and containerd
+running our images), the CRDs and the operator.
 
-Each test makes its own namespace. The cluster always stops and removes its data, also
+Each test makes its own namespace. Model services listen where the node's pods reach this
+machine (realnode.NODE_IP). The cluster always stops and removes its data, also
 when a test fails or the run is interrupted.
 """
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
 
+from localkube import realnode
 from localkube.cluster import LocalCluster
 from localkube.controlplane import ControlPlane
 from localkube.mockmodel import MockModel
-from tests.e2e.support import ECHO, ECHO_IMAGE, START_TIMEOUT, TASKS, TOKEN, Api, wait_for
+from tests.e2e.support import START_TIMEOUT, TASKS, TOKEN, Api, wait_for
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    images = {ECHO_IMAGE: [sys.executable, "-c", ECHO]}
+    missing = realnode.environment_ok()
+    assert missing is None, f"the real node cannot run here: {missing}"
     # A short start timeout, so that runs whose pod cannot start fail within a test.
     operator_args = ("--start-timeout", str(START_TIMEOUT))
     with LocalCluster(
-        tmp_path_factory.mktemp("cluster"), images=images, operator_args=operator_args
+        tmp_path_factory.mktemp("cluster"), operator_args=operator_args, real_node=True
     ) as the_cluster:
         yield the_cluster
         log = the_cluster.operator_log
@@ -67,10 +70,11 @@ def _has_default_sa(core, namespace):
 
 
 @pytest.fixture
-def models() -> Iterator[list[MockModel]]:
+def models(cluster: LocalCluster) -> Iterator[list[MockModel]]:
     """Three model services that answer every task name right and check the token."""
     answers = {t: "right" for t in TASKS}
-    servers = [MockModel(f"m{i}", answers, header_value=TOKEN) for i in range(1, 4)]
+    host = realnode.pod_address_of_host()
+    servers = [MockModel(f"m{i}", answers, header_value=TOKEN, host=host) for i in range(1, 4)]
     for server in servers:
         server.__enter__()
     yield servers

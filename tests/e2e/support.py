@@ -14,9 +14,8 @@ TOKEN = "Bearer e2e-token-123"
 TASKS = ("alpha", "beta", "gamma", "delta")
 # The session operator's --start-timeout (seconds).
 START_TIMEOUT = 15
-# An image the node tests run: it writes its arguments as its termination message.
-ECHO_IMAGE = "example.com/tools/echo"
-ECHO = "import sys; open('/dev/termination-log', 'w').write(' '.join(sys.argv[1:]))"
+# The node's Debian base image (bash and python3): tasks' scripts run on it.
+BASE_IMAGE, BASE_VERSION = "eval-operator/base", "bookworm"
 T = TypeVar("T")
 
 
@@ -157,13 +156,13 @@ TASK_SCRIPT = textwrap.dedent("""
 
 
 def task(name: str, score: float, **env: str | float) -> dict[str, Any]:
-    """A task that runs TASK_SCRIPT with `python -c` (the local node runs it directly)."""
+    """A task that runs TASK_SCRIPT with `python -c` on the node's Debian base image."""
     variables = [{"name": "SCORE", "value": str(score)}]
     variables += [{"name": k, "value": str(v)} for k, v in env.items()]
     return {
         "name": name,
-        "image": "python",
-        "version": "3.11-slim",
+        "image": BASE_IMAGE,
+        "version": BASE_VERSION,
         "command": ["python", "-c", TASK_SCRIPT],
         "env": variables,
         "timeoutSeconds": 120,

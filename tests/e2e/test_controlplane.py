@@ -1,8 +1,8 @@
 """Smoke test: the local control plane runs real controllers.
 
-The session's local node ignores pods of another scheduler, so the test plays
-scheduler and kubelet itself for this one: it binds the Job's
-pod to a Node object and reports the container as finished.
+The scheduler and the node leave alone pods of another scheduler, so the test plays
+scheduler and kubelet itself for this one: it binds the Job's pod to a Node object of its
+own and reports the container as finished.
 """
 
 from __future__ import annotations

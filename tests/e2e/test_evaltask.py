@@ -1,7 +1,8 @@
 """End to end: the operator as a process against the real control plane and local node.
 
 Every assertion reads the API. Each test has its own namespace and its own model services
-(real HTTP servers on 127.0.0.1 that check the injected auth header).
+(real HTTP servers on the host, where the node's pods reach it, that check the injected
+auth header).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.support import TASKS, model, task, wait_for
+from tests.e2e.support import BASE_IMAGE, BASE_VERSION, TASKS, model, task, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -305,8 +306,9 @@ def test_the_bfcl_style_example(api, models):
             "tasks": [
                 {
                     "name": "bfcl-v4-simple-python",
-                    "image": "registry.example.com/evals/bfcl",
-                    "version": "v1",
+                    # The product documents' image carries bash and python; so does ours.
+                    "image": BASE_IMAGE,
+                    "version": BASE_VERSION,
                     "command": ["bash", "-c"],
                     "args": [
                         "mkdir -p $EVAL_OUTPUT_DIR/work && cd $EVAL_OUTPUT_DIR/work && "

@@ -16,8 +16,11 @@ Verbs whose absence only shows later are proven beside the rest, in releases of 
 - list and watch on CRDs: kopf follows CRDs to serve EvalTasks whose CRD appears after the
   operator started (a CRD applied with the operator, or re-created).
 
-The session's own operator (cluster-admin, all namespaces) is stopped for this module, so
-only the chart's operators act; it is started again at the end.
+This module still runs on a cluster of its own with the lighter local node (the operator's
+pod is `python -m eval_operator` as a local process, sharing the host's network, so it
+reaches the API server on 127.0.0.1): on the real node, a pod reaches the API server only
+through its Service, which needs kube-proxy. Its own operator (cluster-admin, all
+namespaces) is stopped for this module, so only the chart's operators act.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from localkube.cluster import ROOT, LocalCluster
 from localkube.controlplane import free_port
@@ -54,6 +57,23 @@ QUIET_SECONDS = 3.0
 # kopf retries a refused watch 9 times (1+1+2+3+5+8+13+21 s) before it gives up; the
 # margin covers a slow pod start on a loaded machine.
 GIVE_UP_SECONDS = 180.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """This module's own cluster, on the local node (see the module's docstring)."""
+    with LocalCluster(tmp_path_factory.mktemp("helm")) as the_cluster:
+        yield the_cluster
+        log = the_cluster.operator_log
+        text = log.read_text() if log.exists() else ""
+        assert "Traceback" not in text, text[-5000:]
+
+
+@pytest.fixture(scope="module")
+def api_client(cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    yield api
+    api.close()
 
 
 class Release:

@@ -1,4 +1,7 @@
-"""End to end on a real node: kubelet and containerd run our real images.
+"""End to end on a real node of its own: kubelet and containerd run our real images.
+
+This module's cluster is a second one beside the session's (another node name, address,
+bridge and cgroup root), because its controller manager collects finished pods at once.
 
 The control plane here also runs kube-scheduler, and kubelet runs every pod in containers
 of images built from our Dockerfiles (the runner image is every Job's probe and collector)
@@ -40,6 +43,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
         operator_args=("--start-timeout", str(START_TIMEOUT)),
         # Finished pods are collected at once, as busy clusters do.
         controller_args=("--terminated-pod-gc-threshold=1",),
+        network=realnode.SECOND,
     )
     with cluster:
         yield cluster
@@ -75,7 +79,7 @@ def mock() -> Iterator[MockModel]:
         "m1",
         {t: "right" for t in ("alpha", "beta", "gamma")},
         header_value=TOKEN,
-        host=realnode.pod_address_of_host(),
+        host=realnode.SECOND.node_ip,
     ) as server:
         yield server
 

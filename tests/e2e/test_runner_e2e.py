@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client
 
 from eval_runner import config, samples
+from localkube import realnode
 from localkube.mockmodel import MockModel
 from tests.e2e.support import Api, model, wait_for
 
@@ -57,7 +58,9 @@ def runner_task(name: str, dataset: str, scorers: str, primary: str) -> dict:
 def test_the_runner_image_scores_a_model_through_the_operator(api):
     rows = samples.load("builtin:arithmetic", config.Fields())
     answers = {s.query: s.answers[0] for s in rows if s.query}
-    with MockModel("m1", answers, accuracy=0.6, header_value=TOKEN, backlog=64) as mock:
+    with MockModel(
+        "m1", answers, accuracy=0.6, header_value=TOKEN, backlog=64, host=realnode.NODE_IP
+    ) as mock:
         right = sum(mock.answer(s.query or "") == s.answers[0] for s in rows)
         api.create_evaltask(
             "runner",

@@ -278,8 +278,8 @@ def test_a_job_the_server_rejects_fails_the_spec_with_the_field(api):
     ]
     api.add_evaltask("et", s)
     api.reject = lambda job: (
-        [{"field": "spec.template.spec.volumes[1].hostPath.path", "message": "Required value"}]
-        if len(job["spec"]["template"]["spec"]["volumes"]) > 1
+        [{"field": "spec.template.spec.volumes[2].hostPath.path", "message": "Required value"}]
+        if len(job["spec"]["template"]["spec"]["volumes"]) > 2
         else []
     )
     run(api)

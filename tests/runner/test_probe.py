@@ -58,6 +58,7 @@ def env(tmp_path, url, **extra):
         "EVAL_INFERENCE_URL": url,
         "EVAL_AUTHORIZATION_HEADER_KEY": "X-Api-Key",
         "EVAL_AUTHORIZATION_HEADER_VALUE": "secret-123",
+        "EVAL_RUN_DIR": str(tmp_path / "run"),
         **extra,
     }
 
@@ -66,7 +67,7 @@ def test_the_probe_stamps_and_passes_once_the_model_answers_with_the_auth_header
     with Recorder() as model:
         code = probe.probe(env(tmp_path, model.url), tmp_path / "termination")
     assert code == 0
-    assert (tmp_path / "out" / results.STARTED_MARKER).exists()
+    assert (tmp_path / "run" / results.STARTED_MARKER).exists()
     assert model.headers and model.headers[0]["X-Api-Key"] == "secret-123"
 
 
@@ -107,7 +108,7 @@ def test_probe_false_stamps_without_any_request(tmp_path):
     with Recorder() as model:
         code = probe.probe(env(tmp_path, model.url, EVAL_PROBE="false"), tmp_path / "t")
     assert code == 0 and model.headers == []
-    assert (tmp_path / "out" / results.STARTED_MARKER).exists()
+    assert (tmp_path / "run" / results.STARTED_MARKER).exists()
 
 
 def test_a_results_file_older_than_the_runs_pod_is_not_this_runs_result(tmp_path):
@@ -116,12 +117,13 @@ def test_a_results_file_older_than_the_runs_pod_is_not_this_runs_result(tmp_path
     (out / "metrics.json").write_text('{"metrics": [{"name": "acc", "value": 0.9}]}')
     old = time.time() - 3600
     os.utime(out / "metrics.json", (old, old))  # left by the previous run on the volume
-    probe.stamp(out)
-    assert collect.collect(out, tmp_path / "term") == 1
+    run_dir = tmp_path / "run"  # the pod's own folder: fresh in every pod
+    probe.stamp(run_dir)
+    assert collect.collect(out, tmp_path / "term", run_dir) == 1
     message = (tmp_path / "term").read_text()
     assert "older than this run's pod" in message
     (out / "metrics.json").write_text('{"metrics": [{"name": "acc", "value": 0.5}]}')
-    assert collect.collect(out, tmp_path / "term") == 0
+    assert collect.collect(out, tmp_path / "term", run_dir) == 0
 
 
 def test_the_collector_refuses_more_metrics_than_a_record_holds(tmp_path):

@@ -145,9 +145,9 @@ def test_temporary_files_a_kill_left_are_removed_on_the_next_run(tmp_path):
     output.mkdir()
     (output / ".progress.json.abc123.tmp").write_text("{")
     (output / ".metrics.json.def456.tmp").write_text("{")
-    (output / ".eval-run-started").write_text("")  # the probe's mark is not ours to remove
+    (output / ".notes.abc.tmp").write_text("")  # not the runner's: left alone
     with FlakyModel(lambda key, attempt: Reply(answers[key])) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 5), output)
         run_with(env)
     left = sorted(p.name for p in output.iterdir() if p.name.startswith("."))
-    assert left == [".eval-run-started"]
+    assert left == [".notes.abc.tmp"]

@@ -10,12 +10,12 @@ from eval_operator import checks
 @pytest.mark.parametrize(
     ("job_field", "spec_field"),
     [
-        ("spec.template.spec.volumes[2].hostPath.path", "spec.tasks[3].mounts[1]"),
-        ("spec.template.spec.initContainers[0].volumeMounts[1].name", "spec.tasks[3].mounts[0]"),
-        ("spec.template.spec.initContainers[0].image", "spec.tasks[3].version"),
-        ("spec.template.spec.initContainers[0].resources.requests[cpu]", "spec.tasks[3].resources"),
+        ("spec.template.spec.volumes[3].hostPath.path", "spec.tasks[3].mounts[1]"),
+        ("spec.template.spec.initContainers[1].volumeMounts[1].name", "spec.tasks[3].mounts[0]"),
+        ("spec.template.spec.initContainers[1].image", "spec.tasks[3].version"),
+        ("spec.template.spec.initContainers[1].resources.requests[cpu]", "spec.tasks[3].resources"),
         (
-            "spec.template.spec.initContainers[0].env[7].valueFrom",
+            "spec.template.spec.initContainers[1].env[7].valueFrom",
             "spec.tasks[3].env (or spec.models[1])",
         ),
         ("spec.template.spec.tolerations[0].effect", "spec.template.tolerations"),

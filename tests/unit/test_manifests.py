@@ -146,6 +146,7 @@ def test_volumes_emptydir_output_and_user_mounts():
     pod = build()["spec"]["template"]["spec"]
     assert pod["volumes"] == [
         {"name": "eval-output", "emptyDir": {}},
+        {"name": "eval-run", "emptyDir": {}},
         {"name": "data", "persistentVolumeClaim": {"claimName": "sets"}},
     ]
     assert pod["initContainers"][1]["volumeMounts"] == [
@@ -153,10 +154,11 @@ def test_volumes_emptydir_output_and_user_mounts():
         {"name": "data", "mountPath": "/data", "subPath": "bfcl", "readOnly": True},
     ]
     assert pod["initContainers"][0]["volumeMounts"] == [
-        {"name": "eval-output", "mountPath": "/opt/ml/output"}
-    ], "the probe sees the output folder only, never the task's mounts"
+        {"name": "eval-run", "mountPath": "/var/run/eval-run"}
+    ], "the probe marks the start in the pod's own folder, never touching the task's mounts"
     assert pod["containers"][0]["volumeMounts"] == [
-        {"name": "eval-output", "mountPath": "/opt/ml/output", "readOnly": True}
+        {"name": "eval-output", "mountPath": "/opt/ml/output", "readOnly": True},
+        {"name": "eval-run", "mountPath": "/var/run/eval-run", "readOnly": True},
     ]
 
 
@@ -168,7 +170,7 @@ def test_a_pvc_output_gets_a_subpath_per_run():
         "name": "eval-output",
         "persistentVolumeClaim": {"claimName": "out"},
     }
-    for container in (*pod["initContainers"], pod["containers"][0]):
+    for container in (pod["initContainers"][1], pod["containers"][0]):
         assert container["volumeMounts"][0]["subPath"] == "bfcl/ds/simple"
         assert container["volumeMounts"][0]["mountPath"] == "/results"
 
