@@ -123,11 +123,11 @@ def desired_runs(evalspec: spec.EvalTaskSpec, evaltask: str) -> list[DesiredRun]
     return runs
 
 
-def unfinished(evalspec: spec.EvalTaskSpec, observed: Observed) -> int:
+def unfinished(desired: Sequence[DesiredRun], observed: Observed) -> int:
     """How many desired runs have no final record yet (the ones references still guard)."""
     runs = records.by_name(observed.runs)
     count = 0
-    for run in desired_runs(evalspec, observed.name):
+    for run in desired:
         found = runs.get(run.name)
         if found is None or not records.from_status(found.get("status")).final:
             count += 1
@@ -144,15 +144,17 @@ def plan(
     reusable: Mapping[RunKey, Mapping[str, Any]] | None = None,
     blocked: str = "",
     start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS,
+    desired: Sequence[DesiredRun] | None = None,
 ) -> Plan:
     """The runs' records and this pass's actions.
 
     `reusable`: Succeeded EvalRuns of other EvalTasks by run key (spec.reuse). `blocked`:
     why runs that are still to start must wait (a referenced Secret is gone, say).
+    `desired`: desired_runs(evalspec, ...), when the caller has it already.
     """
     result = Plan()
     reusable = reusable or {}
-    desired = desired_runs(evalspec, observed.name)
+    desired = list(desired) if desired is not None else desired_runs(evalspec, observed.name)
     wanted = {r.name for r in desired}
     runs = records.by_name(observed.runs)
     jobs = records.by_name(observed.jobs)

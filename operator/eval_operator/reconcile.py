@@ -111,7 +111,9 @@ def reconcile(
     blocked = ""
     try:
         evalspec = spec.parse_spec(body.get("spec"))
-        if plan.unfinished(evalspec, observed):
+        # Fingerprints hash the whole spec per run: computed once per pass.
+        desired = plan.desired_runs(evalspec, name)
+        if plan.unfinished(desired, observed):
             # References and the dry-run guard only runs still to start: a finished
             # EvalTask stays finished when a Secret it used is deleted later.
             problems = checks.check_references(api, namespace, evalspec, secrets)
@@ -141,8 +143,8 @@ def reconcile(
     literal = manifests.literal_auth_values(evalspec)
     secrets += literal.values()
     _ensure_auth_secret(api, owner, literal, announce)
-    reusable = _reusable(api, namespace, uid, evalspec, observed) if evalspec.reuse else {}
-    the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout)
+    reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
+    the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout, desired)
     _act(api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce)
 
     new_status = status_mod.summarize(
@@ -278,13 +280,13 @@ def _reusable(
     api: kube.Api,
     namespace: str,
     uid: str,
-    evalspec: spec.EvalTaskSpec,
+    desired: list[plan.DesiredRun],
     observed: plan.Observed,
 ) -> dict[plan.RunKey, Mapping[str, Any]]:
     """Succeeded EvalRuns of other EvalTasks, found by fingerprint label, for runs that have
     no record yet."""
     have = {str(r["metadata"]["name"]) for r in observed.runs}
-    needed = {r.key for r in plan.desired_runs(evalspec, observed.name) if r.name not in have}
+    needed = {r.key for r in desired if r.name not in have}
     fingerprints = sorted({fp for _, _, fp in needed})
     found: dict[plan.RunKey, Mapping[str, Any]] = {}
     for i in range(0, len(fingerprints), _REUSE_CHUNK):
