@@ -8,7 +8,6 @@ when a test fails or the run is interrupted.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from localkube import realnode
 from localkube.cluster import LocalCluster
 from localkube.controlplane import ControlPlane
 from localkube.mockmodel import MockModel
-from tests.e2e.support import START_TIMEOUT, TASKS, TOKEN, Api, wait_for
+from tests.e2e.support import START_TIMEOUT, TASKS, TOKEN, Api, namespace
 
 
 @pytest.fixture(scope="session")
@@ -52,21 +51,8 @@ def api_client(cluster: LocalCluster) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def api(cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[Api]:
     """A namespace of its own, with the Secret `model-key` holding TOKEN."""
-    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    wait_for(lambda: _has_default_sa(core, namespace), 30, "the default service account")
-    the_api = Api(api_client, namespace)
-    the_api.secret("model-key", {"token": TOKEN})
-    yield the_api
-    core.delete_namespace(namespace)
-
-
-def _has_default_sa(core, namespace):
-    return any(
-        sa.metadata.name == "default"
-        for sa in core.list_namespaced_service_account(namespace).items
-    )
+    with namespace(api_client, TOKEN) as the_api:
+        yield the_api
 
 
 @pytest.fixture

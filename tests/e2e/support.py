@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -29,6 +31,28 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def namespace(api_client: client.ApiClient, token: str, prefix: str = "e2e") -> Iterator[Api]:
+    """A namespace of its own (ready for pods: its default service account exists), with
+    the Secret `model-key` holding `token`; deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        ),
+        30,
+        "the default service account",
+    )
+    the_api = Api(api_client, name)
+    the_api.secret("model-key", {"token": token})
+    try:
+        yield the_api
+    finally:
+        core.delete_namespace(name)
 
 
 class Api:

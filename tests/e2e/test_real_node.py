@@ -12,7 +12,6 @@ pod garbage collector removing finished pods.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +20,7 @@ from kubernetes import client, config
 from localkube import images, realnode
 from localkube.cluster import LocalCluster
 from localkube.mockmodel import MockModel
-from tests.e2e.support import TOKEN, Api, model, task, wait_for
+from tests.e2e.support import TOKEN, Api, model, namespace, task, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -54,21 +53,8 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
 @pytest.fixture
 def api(real_cluster: LocalCluster) -> Iterator[Api]:
     api_client = config.new_client_from_config(config_file=str(real_cluster.kubeconfig))
-    namespace = f"real-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    wait_for(
-        lambda: any(
-            s.metadata.name == "default"
-            for s in core.list_namespaced_service_account(namespace).items
-        ),
-        30,
-        "the default service account",
-    )
-    the_api = Api(api_client, namespace)
-    the_api.secret("model-key", {"token": TOKEN})
-    yield the_api
-    core.delete_namespace(namespace)
+    with namespace(api_client, TOKEN, prefix="real") as the_api:
+        yield the_api
     api_client.close()
 
 

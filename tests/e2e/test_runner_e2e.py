@@ -7,15 +7,12 @@ scores follow from the builtin dataset and the mock's deterministic answer rule.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from kubernetes import client
 
 from eval_runner import config, samples
 from localkube import realnode
 from localkube.mockmodel import MockModel
-from tests.e2e.support import Api, model, wait_for
+from tests.e2e.support import model, namespace
 
 pytestmark = pytest.mark.e2e
 TOKEN = "Bearer e2e-runner-token"
@@ -23,21 +20,8 @@ TOKEN = "Bearer e2e-runner-token"
 
 @pytest.fixture
 def api(cluster, api_client):
-    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    wait_for(
-        lambda: any(
-            sa.metadata.name == "default"
-            for sa in core.list_namespaced_service_account(namespace).items
-        ),
-        30,
-        "the default service account",
-    )
-    the_api = Api(api_client, namespace)
-    the_api.secret("model-key", {"token": TOKEN})
-    yield the_api
-    core.delete_namespace(namespace)
+    with namespace(api_client, TOKEN) as the_api:
+        yield the_api
 
 
 def runner_task(name: str, dataset: str, scorers: str, primary: str) -> dict:
