@@ -119,7 +119,8 @@ class Api:
             status = dict(item.get("status") or {})
             status["metricsList"] = status.get("metrics") or []
             status["metrics"] = {m["name"]: m["value"] for m in status["metricsList"]}
-            out.append({**item["spec"], **status, "name": item["metadata"]["name"]})
+            meta = item["metadata"]
+            out.append({**item["spec"], **status, "name": meta["name"], "uid": meta["uid"]})
         return out
 
     def run(self, evaltask: str, model_name: str, task_name: str) -> dict[str, Any]:

@@ -380,6 +380,7 @@ def rerun(api: Api, url: str) -> None:
     (a patch of the EvalTask) and runs it again."""
     api.create_evaltask("rerun", one_run(url))
     api.wait_phase("rerun", ("Succeeded",), timeout=30)
+    RERUN_BEFORE[api.ns] = api.run("rerun", "m1", "alpha")["uid"]
     api.custom.patch_namespaced_custom_object(
         "evaloperator.io",
         "v1alpha1",
@@ -466,9 +467,22 @@ def rotate_works(api: Api) -> None:
     assert owned_secret_value(api, "rotate") == ROTATED
 
 
+# Namespace -> the uid of the EvalRun before the rerun was asked for.
+RERUN_BEFORE: dict[str, str] = {}
+
+
 def rerun_works(api: Api) -> None:
     wait_for(lambda: "evaloperator.io/rerun" not in annotations(api, "rerun"), 30, "the rerun")
-    api.wait_phase("rerun", ("Succeeded",), timeout=30)
+
+    def ran_again() -> bool:
+        runs = api.runs("rerun")
+        return bool(
+            len(runs) == 1
+            and runs[0]["uid"] != RERUN_BEFORE[api.ns]
+            and runs[0]["state"] == "Succeeded"
+        )
+
+    wait_for(ran_again, 30, "a new record of the run, Succeeded")
     assert api.run("rerun", "m1", "alpha")["attempts"] == 1
 
 
