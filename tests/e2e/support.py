@@ -131,6 +131,26 @@ class Api:
         assert len(found) == 1, f"{len(found)} EvalRuns for {evaltask} {model_name}/{task_name}"
         return found[0]
 
+    def evict_running_task(self, timeout: float) -> None:
+        """Wait until a pod's task container runs, then evict that pod (Eviction API)."""
+
+        def running() -> client.V1Pod | None:
+            # The task is an init container: the pod's phase is Pending while it runs.
+            for pod in self.pods():
+                for status in pod.status.init_container_statuses or []:
+                    if status.name == "task" and status.state.running:
+                        return pod
+            return None
+
+        pod = wait_for(running, timeout, "the task container to run")
+        self.core.create_namespaced_pod_eviction(
+            pod.metadata.name,
+            self.ns,
+            client.V1Eviction(
+                metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=self.ns)
+            ),
+        )
+
     def jobs(self) -> list[client.V1Job]:
         return list(self.batch.list_namespaced_job(self.ns).items)
 

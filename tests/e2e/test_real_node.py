@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
 from localkube import images, realnode
 from localkube.cluster import LocalCluster
@@ -127,19 +127,7 @@ def test_an_evicted_pod_is_not_a_failed_attempt(api, mock):
         "evicted", {"models": [model("m1", mock.url)], "tasks": [on_base("alpha", 0.5, SLEEP=15)]}
     )
 
-    def task_running():
-        for pod in api.pods():
-            for s in pod.status.init_container_statuses or []:
-                if s.name == "task" and s.state.running:
-                    return pod
-        return None
-
-    pod = wait_for(task_running, 90, "the task container to run")
-    api.core.create_namespaced_pod_eviction(
-        pod.metadata.name,
-        api.ns,
-        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=api.ns)),
-    )
+    api.evict_running_task(timeout=90)
     status = api.wait_phase("evicted", ("Succeeded", "Failed"), timeout=180)
     assert status["phase"] == "Succeeded", api.runs("evicted")
     assert api.run("evicted", "m1", "alpha")["attempts"] == 1

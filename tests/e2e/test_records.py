@@ -179,20 +179,7 @@ def test_a_model_that_never_answers_fails_the_run_with_the_probes_last_error(api
 def test_an_evicted_pod_is_replaced_and_not_counted_as_a_failed_attempt(api, models):
     api.create_evaltask("evicted", one(models[0].url, SLEEP=8))
 
-    def running_pod():
-        # The task is an init container: the pod's phase is Pending while it runs.
-        for pod in api.pods():
-            for status in pod.status.init_container_statuses or []:
-                if status.name == "task" and status.state.running:
-                    return pod
-        return None
-
-    pod = wait_for(running_pod, 30, "the run's pod to run")
-    api.core.create_namespaced_pod_eviction(
-        pod.metadata.name,
-        api.ns,
-        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=api.ns)),
-    )
+    api.evict_running_task(timeout=30)
     status = api.wait_phase("evicted", ("Succeeded", "Failed"), timeout=90)
     assert status["phase"] == "Succeeded", api.runs("evicted")
     [job] = api.jobs()
