@@ -35,9 +35,17 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 @contextlib.contextmanager
 def namespace(api_client: client.ApiClient, token: str, prefix: str = "e2e") -> Iterator[Api]:
-    """A namespace of its own (ready for pods: its default service account exists), with
-    the Secret `model-key` holding `token`; deleted afterwards."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    """A namespace of its own (see create_namespace); deleted afterwards."""
+    the_api = create_namespace(api_client, f"{prefix}-{uuid.uuid4().hex[:8]}", token)
+    try:
+        yield the_api
+    finally:
+        the_api.core.delete_namespace(the_api.ns)
+
+
+def create_namespace(api_client: client.ApiClient, name: str, token: str) -> Api:
+    """A namespace ready for pods (its default service account exists), with the Secret
+    `model-key` holding `token`."""
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     wait_for(
@@ -49,10 +57,7 @@ def namespace(api_client: client.ApiClient, token: str, prefix: str = "e2e") -> 
     )
     the_api = Api(api_client, name)
     the_api.secret("model-key", {"token": token})
-    try:
-        yield the_api
-    finally:
-        core.delete_namespace(name)
+    return the_api
 
 
 class Api:
@@ -105,8 +110,9 @@ class Api:
         return wait_for(done, timeout, f"EvalTask {name} to reach {phases}")
 
     def runs(self, evaltask: str) -> list[dict[str, Any]]:
-        """The EvalTask's EvalRuns as records: spec and status, with `metrics` as a dict
-        (name -> value) for reading and `metricsList` as the API keeps them, in order."""
+        """The EvalTask's EvalRuns as records: spec and status (`state` None while a new
+        EvalRun has no status yet), with `metrics` as a dict (name -> value) for reading and
+        `metricsList` as the API keeps them, in order."""
         items = self.custom.list_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -117,6 +123,8 @@ class Api:
         out = []
         for item in items:
             status = dict(item.get("status") or {})
+            # A new EvalRun has no status until the operator's next write: state None.
+            status.setdefault("state", None)
             status["metricsList"] = status.get("metrics") or []
             status["metrics"] = {m["name"]: m["value"] for m in status["metricsList"]}
             meta = item["metadata"]
