@@ -43,7 +43,7 @@ def up(state: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    cluster = LocalCluster(state / "cluster", real_node=True)
+    cluster = LocalCluster(state / "cluster")
     try:
         cluster.start()
         shutil.copy(cluster.kubeconfig, state / "kubeconfig")
@@ -146,7 +146,7 @@ def demo(timeout: float) -> int:
     started = time.monotonic()
     try:
         print("starting the local control plane, kubelet, containerd and operator ...", flush=True)
-        with LocalCluster(state, real_node=True) as cluster:
+        with LocalCluster(state) as cluster:
             # Listening on the node's address, which exists once the node runs.
             models += [
                 MockModel(

@@ -1,4 +1,4 @@
-"""A whole local cluster: control plane, local node, the EvalTask CRD and the operator.
+"""A whole local cluster: control plane, a real node, the CRDs and the operator.
 
 One object for everything `make up`, `make demo` and the end-to-end tests need. The
 operator runs as its own process, as it would in a cluster, against the admin
@@ -20,19 +20,12 @@ import yaml
 from localkube import images as images_mod
 from localkube import realnode
 from localkube.controlplane import ControlPlane, free_port
-from localkube.node import LocalNode
 from localkube.realnode import RealNode
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-RUNNER_IMAGE: Final = "eval-operator/runner:dev"
 APP_VERSION: Final = str(
     yaml.safe_load((ROOT / "charts" / "eval-operator" / "Chart.yaml").read_text())["appVersion"]
 )
-# Our own images and the local entry points the node runs for them.
-IMAGES: Final = {
-    "eval-operator/runner": [sys.executable, "-m", "eval_runner"],
-    "eval-operator/operator": [sys.executable, "-m", "eval_operator"],
-}
 
 
 def binaries() -> Path:
@@ -48,30 +41,26 @@ class LocalCluster:
         self,
         state_dir: Path,
         bin_dir: Path | None = None,
-        images: dict[str, list[str]] | None = None,
         operator_args: tuple[str, ...] = (),
-        real_node: bool = False,
         controller_args: tuple[str, ...] = (),
         network: realnode.Network = realnode.FIRST,
     ) -> None:
-        """`real_node`: kubelet and containerd run the pods, from our real images (built
-        and cached by localkube.images); otherwise the local node runs them as processes."""
+        """kubelet and containerd run the pods, from our real images (built and cached by
+        localkube.images); `network` names the node and its addresses (a second cluster
+        on this machine takes realnode.SECOND)."""
         self.state_dir = state_dir
         self.operator_args = operator_args
-        self.real_node = real_node
         self.network = network
-        self.images = {**IMAGES, **(images or {})}
         self.bin_dir = bin_dir or binaries()
         self.control_plane = ControlPlane(
             self.bin_dir,
             state_dir / "controlplane",
-            real_node=real_node,
+            real_node=True,
             controller_args=controller_args,
-            # With a real node, pods reach the API server at the node's address.
-            address=network.node_ip if real_node else "127.0.0.1",
+            # Pods reach the API server at the node's address.
+            address=network.node_ip,
         )
         self._address_added = False
-        self.node: LocalNode | None = None
         self.kubelet: RealNode | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.operator_log = state_dir / "operator.log"
@@ -90,21 +79,16 @@ class LocalCluster:
     def start(self, operator: bool = True) -> LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if self.real_node:
-                self._address_added = realnode.add_node_address(self.network.node_ip)
+            self._address_added = realnode.add_node_address(self.network.node_ip)
             self.control_plane.start()
-            if self.real_node:
-                built = images_mod.default().all()
-                self.kubelet = RealNode(
-                    self.bin_dir, self.kubeconfig, self.state_dir / "kubelet", self.network
-                )
-                self.kubelet.start(built)
-                # Also under the chart's appVersion, the tag examples and the chart use.
-                for image in (images_mod.RUNNER_IMAGE, images_mod.OPERATOR_IMAGE):
-                    self.kubelet.tag(image, image.rsplit(":", 1)[0] + ":" + APP_VERSION)
-            else:
-                self.node = LocalNode(self.kubeconfig, self.state_dir / "node", images=self.images)
-                self.node.start()
+            built = images_mod.default().all()
+            self.kubelet = RealNode(
+                self.bin_dir, self.kubeconfig, self.state_dir / "kubelet", self.network
+            )
+            self.kubelet.start(built)
+            # Also under the chart's appVersion, the tag examples and the chart use.
+            for image in (images_mod.RUNNER_IMAGE, images_mod.OPERATOR_IMAGE):
+                self.kubelet.tag(image, image.rsplit(":", 1)[0] + ":" + APP_VERSION)
             self.install_crd()
             if operator:
                 self.start_operator()
@@ -181,7 +165,7 @@ class LocalCluster:
                 "-m",
                 "eval_operator",
                 "--runner-image",
-                RUNNER_IMAGE,
+                images_mod.RUNNER_IMAGE,
                 "--metrics-port",
                 str(self.metrics_port),
                 "--metrics-host",
@@ -228,9 +212,6 @@ class LocalCluster:
 
     def stop(self) -> None:
         self.stop_operator()
-        if self.node is not None:
-            self.node.stop()
-            self.node = None
         if self.kubelet is not None:
             self.kubelet.stop()
             self.kubelet = None

@@ -1,4 +1,4 @@
-"""Container images for the local node, built without a registry and cached by content.
+"""Container images for the real node, built without a registry and cached by content.
 
 - base: a Debian bookworm minbase root file system with python3, pip and bash, made by
   mmdebstrap from the Debian mirror apt uses. Our Dockerfiles build FROM it in tests, and

@@ -27,7 +27,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # A short start timeout, so that runs whose pod cannot start fail within a test.
     operator_args = ("--start-timeout", str(START_TIMEOUT))
     with LocalCluster(
-        tmp_path_factory.mktemp("cluster"), operator_args=operator_args, real_node=True
+        tmp_path_factory.mktemp("cluster"), operator_args=operator_args
     ) as the_cluster:
         yield the_cluster
         log = the_cluster.operator_log

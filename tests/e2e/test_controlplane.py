@@ -62,7 +62,7 @@ def test_job_controller_runs_a_job_to_completion(
                     spec=client.V1PodSpec(
                         containers=[container],
                         restart_policy="Never",
-                        # Not ours to schedule: the session's local node leaves it alone.
+                        # No scheduler binds it: the pod stays unscheduled, never run.
                         scheduler_name="manual",
                     )
                 ),

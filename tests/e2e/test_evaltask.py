@@ -1,4 +1,4 @@
-"""End to end: the operator as a process against the real control plane and local node.
+"""End to end: the operator as a process against the real control plane and node.
 
 Every assertion reads the API. Each test has its own namespace and its own model services
 (real HTTP servers on the host, where the node's pods reach it, that check the injected

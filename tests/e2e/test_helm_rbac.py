@@ -16,11 +16,13 @@ Verbs whose absence only shows later are proven beside the rest, in releases of 
 - list and watch on CRDs: kopf follows CRDs to serve EvalTasks whose CRD appears after the
   operator started (a CRD applied with the operator, or re-created).
 
-This module still runs on a cluster of its own with the lighter local node (the operator's
-pod is `python -m eval_operator` as a local process, sharing the host's network, so it
-reaches the API server on 127.0.0.1): on the real node, a pod reaches the API server only
-through its Service, which needs kube-proxy. Its own operator (cluster-admin, all
-namespaces) is stopped for this module, so only the chart's operators act.
+This module runs on a cluster of its own (the second local network: its own control plane,
+kubelet and containerd), so that deleting and re-creating the CRD or a ClusterRole that
+serves every namespace touches no other module's work. The operator runs from the image
+built from operator/Dockerfile under its ServiceAccount. The local cluster has no kube-proxy,
+so the `kubernetes` Service does not route: each release is given the API server's address
+with `extraEnv` (KUBERNETES_SERVICE_HOST/PORT), as on any cluster without a Service proxy.
+The operator's /healthz and /metrics are reached at its pod's address.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import copy
 import json
 import re
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,10 +43,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from localkube import realnode
 from localkube.cluster import ROOT, LocalCluster
 from localkube.controlplane import free_port
 from localkube.mockmodel import MockModel
-from tests.e2e.support import Api, task, wait_for
+from tests.e2e.support import Api, create_namespace, task, wait_for
 
 pytestmark = pytest.mark.e2e
 CHART = ROOT / "charts" / "eval-operator"
@@ -61,12 +65,14 @@ GIVE_UP_SECONDS = 180.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """This module's own cluster, on the local node (see the module's docstring)."""
-    with LocalCluster(tmp_path_factory.mktemp("helm")) as the_cluster:
-        yield the_cluster
-        log = the_cluster.operator_log
-        text = log.read_text() if log.exists() else ""
-        assert "Traceback" not in text, text[-5000:]
+    """This module's own cluster, with no operator but the chart's (see the docstring)."""
+    missing = realnode.environment_ok()
+    assert missing is None, f"the real node cannot run here: {missing}"
+    the_cluster = LocalCluster(tmp_path_factory.mktemp("helm"), network=realnode.SECOND)
+    try:
+        yield the_cluster.start(operator=False)
+    finally:
+        the_cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +95,27 @@ class Release:
         self.account = f"system:serviceaccount:{self.namespace}:{self.fullname}"
         self.selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=operator"
         self.pod = ""
+        self.pod_ip = ""
         self.notes = ""
 
     def install(self, values_dir: Path, wait: bool = False) -> None:
         for namespace in (self.namespace, *self.watch):
             self.cluster.kubectl("create", "namespace", namespace)
         values = values_dir / f"{self.name}.json"  # JSON is YAML
+        api_server = urllib.parse.urlsplit(self.cluster.control_plane.server)
         values.write_text(
-            json.dumps({"metrics": {"port": self.port}, "watchNamespaces": self.watch})
+            json.dumps(
+                {
+                    "metrics": {"port": self.port},
+                    "watchNamespaces": self.watch,
+                    "extraEnv": [
+                        {"name": "KUBERNETES_SERVICE_HOST", "value": api_server.hostname},
+                        {"name": "KUBERNETES_SERVICE_PORT", "value": str(api_server.port)},
+                    ],
+                }
+            )
         )
-        wait_args = ["--wait", "--timeout", "60s"] if wait else []
+        wait_args = ["--wait", "--timeout", "120s"] if wait else []
         out = self.cluster.helm(
             "install", self.name, str(CHART), "-n", self.namespace, "-f", str(values), *wait_args
         )
@@ -115,7 +132,8 @@ class Release:
         self.cluster.kubectl(
             "scale", "-n", self.namespace, f"deploy/{self.fullname}", "--replicas=0"
         )
-        wait_for(lambda: not self.pods(), 30, f"the pods of {self.name} to go")
+        # Within the pod's termination grace period (30 s), and then some.
+        wait_for(lambda: not self.pods(), 60, f"the pods of {self.name} to go")
 
     def start(self) -> None:
         self.cluster.kubectl(
@@ -124,9 +142,11 @@ class Release:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        """Until its one pod runs and serves /healthz (on the host: the node's pods share it)."""
-        self.pod = wait_for(self._running_pod, 30, f"a running pod of {self.name}")
-        wait_for(self._healthy, 30, f"{self.name}'s /healthz")
+        """Until its one pod runs and serves /healthz at the pod's address."""
+        self.pod = wait_for(self._running_pod, 60, f"a running pod of {self.name}")
+        [pod] = [p for p in self.pods() if p["metadata"]["name"] == self.pod]
+        self.pod_ip = pod["status"]["podIP"]
+        wait_for(self._healthy, 60, f"{self.name}'s /healthz")
 
     def restart(self) -> None:
         self.stop()
@@ -142,10 +162,15 @@ class Release:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    @property
+    def url(self) -> str:
+        """Where the operator's pod serves /healthz and /metrics."""
+        return f"http://{self.pod_ip}:{self.port}"
 
     def log(self) -> str:
         pod = self.pod or self._running_pod() or ""
@@ -217,12 +242,10 @@ class Chart:
     crashing: dict[str, Release]  # resource -> a namespaced release without watch on it
     full_rules: list[dict[str, Any]]
     model: MockModel
-    namespaces: list[str]
 
     def namespace(self) -> Api:
         """A fresh namespace for one scenario, with the Secret and ConfigMap it references."""
         name = f"rbac-{uuid.uuid4().hex[:8]}"
-        self.namespaces.append(name)
         return make_namespace(self.api_client, name)
 
 
@@ -247,17 +270,7 @@ def apply_chart_crd(cluster: LocalCluster) -> None:
 
 
 def make_namespace(api_client: client.ApiClient, name: str) -> Api:
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for(
-        lambda: any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
-        ),
-        30,
-        "the default service account",
-    )
-    api = Api(api_client, name)
-    api.secret("model-key", {"token": TOKEN})
+    api = create_namespace(api_client, name, TOKEN)
     api.configmap("eval-config", {"dataset": "rbac"})
     return api
 
@@ -266,7 +279,6 @@ def make_namespace(api_client: client.ApiClient, name: str) -> Api:
 def chart(
     cluster: LocalCluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chart]:
-    cluster.stop_operator()
     values_dir = tmp_path_factory.mktemp("values")
     crashing = {
         r: Release(cluster, f"crash-{r}", watch=[f"crash-{r}"])
@@ -274,9 +286,8 @@ def chart(
     }
     all_namespaces = Release(cluster, "rbac")
     scoped = Release(cluster, "scoped", watch=["scoped-a"])
-    model = MockModel("m", {"alpha": "right"}, header_value=TOKEN).__enter__()
-    releases = [*crashing.values(), scoped, all_namespaces]
-    namespaces = ["scoped-b"]
+    model = MockModel("m", {"alpha": "right"}, header_value=TOKEN, host=host(cluster))
+    model.__enter__()
     try:
         # The slow proofs first, so their clocks start early.
         for resource, release in crashing.items():
@@ -300,18 +311,15 @@ def chart(
             crashing,
             all_namespaces.rules(),
             model,
-            namespaces,
         )
     finally:
+        # The cluster goes with the module, and what runs on it.
         model.__exit__()
-        for release in releases:
-            cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", check=False)
-        # The session's operator removes kopf's finalizers of what the tests leave behind.
-        cluster.start_operator()
-        for release in releases:
-            namespaces += [release.namespace, *release.watch]
-        for name in namespaces:
-            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def host(cluster: LocalCluster) -> str:
+    """Where this cluster's pods reach model services on this machine."""
+    return cluster.network.node_ip
 
 
 # --- what the operator is asked to do --------------------------------------------------------
@@ -716,8 +724,9 @@ CRD_VERBS = ("list", "watch")
 
 def test_the_charts_operator_completes_a_multi_run_evaltask_with_only_the_charts_permissions(chart):
     api = chart.namespace()
+    answers = {"alpha": "right", "beta": "right"}
     models = [
-        MockModel(f"m{i}", {"alpha": "right", "beta": "right"}, header_value=TOKEN).__enter__()
+        MockModel(f"m{i}", answers, header_value=TOKEN, host=host(chart.cluster)).__enter__()
         for i in (1, 2)
     ]
     try:
@@ -752,9 +761,7 @@ def test_the_charts_operator_completes_a_multi_run_evaltask_with_only_the_charts
     )
     assert "kubectl apply -n scoped-a -f examples/bfcl.yaml" in chart.scoped.notes
     assert chart.all.refusals() == []
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{chart.all.port}/metrics", timeout=5
-    ) as response:
+    with urllib.request.urlopen(f"{chart.all.url}/metrics", timeout=5) as response:
         assert "eval_operator_reconcile_total" in response.read().decode()
 
 

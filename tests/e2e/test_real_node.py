@@ -38,7 +38,6 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     assert missing is None, f"the real node cannot run here: {missing}"
     cluster = LocalCluster(
         tmp_path_factory.mktemp("real"),
-        real_node=True,
         operator_args=("--start-timeout", str(START_TIMEOUT)),
         # Finished pods are collected at once, as busy clusters do.
         controller_args=("--terminated-pod-gc-threshold=1",),

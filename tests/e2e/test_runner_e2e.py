@@ -1,7 +1,7 @@
 """End to end: the runner image as an EvalTask's task, against a mock model service.
 
-The local node maps `eval-operator/runner` to `python -m eval_runner`, so the task gives
-no command, only `args: ["run"]`, exactly as it would with the real image. The expected
+The image's entry point is `python -m eval_runner`, so the task gives no command, only
+`args: ["run"]`, as a user would. The expected
 scores follow from the builtin dataset and the mock's deterministic answer rule.
 """
 
