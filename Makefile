@@ -11,7 +11,9 @@ export PYTHONPATH := $(CURDIR)/hack
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# setuptools tells of every editable install that it is one (its InformationOnly
+	@# notice, pages of it): the filter keeps the install quiet, other warnings still show.
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
