@@ -82,9 +82,7 @@ class LocalCluster:
             self._address_added = realnode.add_node_address(self.network.node_ip)
             self.control_plane.start()
             built = images_mod.default().all()
-            self.kubelet = RealNode(
-                self.bin_dir, self.kubeconfig, self.state_dir / "kubelet", self.network
-            )
+            self.kubelet = RealNode(self.bin_dir, self.kubeconfig, self.state_dir, self.network)
             self.kubelet.start(built)
             # Also under the chart's appVersion, the tag examples and the chart use.
             for image in (images_mod.RUNNER_IMAGE, images_mod.OPERATOR_IMAGE):

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +61,17 @@ SECOND: Final = Network("localnode-2", "198.51.100.11", "198.18.1.0/24", "198.18
 
 class RealNode:
     def __init__(
-        self, bin_dir: Path, kubeconfig: Path, state_dir: Path, network: Network = FIRST
+        self, bin_dir: Path, kubeconfig: Path, log_dir: Path, network: Network = FIRST
     ) -> None:
         self.net = network
         self.bin_dir = bin_dir
         self.kubeconfig = kubeconfig
-        self.dir = state_dir.resolve()  # containerd takes only absolute paths
-        self.socket = self.dir / "containerd" / "containerd.sock"
+        self.logs = log_dir.resolve()
+        # containerd's and kubelet's own files (roots, state, sockets, CNI) go to a short
+        # folder of the node's, as a unix socket's path may not exceed 104 bytes, which a
+        # deep state folder (a test's tmp_path) does. Their logs go to `log_dir`.
+        self.dir = Path(tempfile.mkdtemp(prefix="evalnode-"))
+        self.socket = self.dir / "containerd.sock"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._saved: dict[str, str] = {}
         self._address_added = False
@@ -163,7 +168,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [ttrpc]
   address = "{self.socket}.ttrpc"
 [debug]
-  address = "{root / "debug.sock"}"
+  address = "{self.dir / "debug.sock"}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.k8s.io/pause:3.10"
   # This machine lacks CAP_SYS_RESOURCE: runc cannot lower the sandbox's oom_score_adj.
@@ -345,7 +350,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     # --- processes and mounts ---------------------------------------------------------------
     def log_path(self, name: str) -> Path:
-        return self.dir.parent / f"{name}.log"
+        return self.logs / f"{name}.log"
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with self.log_path(name).open("ab") as log:
