@@ -106,16 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Our own status and events only: kopf's per-handler events would be noise.
-        settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
-        # Every API call of kopf's has a deadline too: a hung connection cannot wedge it.
-        settings.watching.client_timeout = 330
-        settings.networking.request_timeout = 60
-        if namespaces:
-            # Fixed namespaces need no namespace listing, which a namespaced install is not
-            # allowed: without this, kopf retries it for about a minute before serving.
-            settings.scanning.disabled = True
+        handlers.configure(settings, namespaces)
         if args.metrics_port:
             await server.start(args.metrics_host, args.metrics_port)
 

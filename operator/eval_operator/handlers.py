@@ -162,18 +162,41 @@ async def _child_event(body: kopf.Body, namespace: str | None, index: kopf.Index
 
 
 _MANAGED: Final = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+# What the operator makes and watches, as (group, version, plural).
+EVALRUNS: Final = (constants.GROUP, constants.VERSION, constants.RUN_PLURAL)
+JOBS: Final = ("batch", "v1", "jobs")
+PODS: Final = ("", "v1", "pods")
 
 
-@kopf.on.event(constants.GROUP, constants.VERSION, constants.RUN_PLURAL, labels=_MANAGED)
+def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
+    """kopf's settings for this operator."""
+    # Our own status and events only: kopf's per-handler events would be noise.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    # Every API call of kopf's has a deadline too: a hung connection cannot wedge it.
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    if namespaces:
+        # Fixed namespaces need no namespace listing, which a namespaced install is not
+        # allowed: without this, kopf retries it for about a minute before serving.
+        settings.scanning.disabled = True
+    # The API server sends only our own EvalRuns, Jobs and pods: kopf neither receives nor
+    # lists the cluster's other Jobs and pods (the handlers' `labels` filter only locally).
+    selector = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+    for resource in (EVALRUNS, JOBS, PODS):
+        settings.watching.label_selectors[resource] = selector
+
+
+@kopf.on.event(*EVALRUNS, labels=_MANAGED)
 async def evalrun_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=_MANAGED)
+@kopf.on.event(*JOBS, labels=_MANAGED)
 async def job_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
-@kopf.on.event("", "v1", "pods", labels=_MANAGED)
+@kopf.on.event(*PODS, labels=_MANAGED)
 async def pod_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     await _child_event(body, namespace, kwargs["evaltasks_by_uid"])

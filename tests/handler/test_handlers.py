@@ -131,3 +131,20 @@ def test_jobs_created_are_counted():
     before = metrics.JOBS_CREATED_TOTAL._value.get()
     asyncio.run(reconciler.trigger("ns", "et"))
     assert metrics.JOBS_CREATED_TOTAL._value.get() == before + 2
+
+
+def test_kopf_asks_the_api_server_for_our_own_jobs_pods_and_evalruns_only():
+    import kopf
+
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings, [])
+    ours = ["app.kubernetes.io/managed-by=eval-operator"]
+    for group, version, plural in (handlers.JOBS, handlers.PODS, handlers.EVALRUNS):
+        resource = kopf.Resource(group, version, plural)
+        assert settings.watching.label_selectors.collect(resource) == ours, plural
+    # EvalTasks are the users': they carry no label of ours, and every one is served.
+    evaltasks = kopf.Resource("evaloperator.io", "v1alpha1", "evaltasks")
+    assert settings.watching.label_selectors.collect(evaltasks) == []
+    assert settings.scanning.disabled is False
+    handlers.configure(settings, ["team-a"])
+    assert settings.scanning.disabled is True
