@@ -1,5 +1,7 @@
-"""kopf wiring: every event about an EvalTask or one of its EvalRuns, Jobs or pods runs
-the same reconcile, serialized per EvalTask.
+"""kopf wiring: every event that may change what an EvalTask should say (the EvalTask's
+own, its Jobs' and pods', an EvalRun's deletion) runs the same reconcile, serialized per
+EvalTask. Events of the operator's own writes (EvalRun creates and status writes, Job
+creates, EvalTask status writes) are no news and run nothing.
 
 Handlers only react: they name the EvalTask and ask for a pass. Passes for one EvalTask
 never overlap (an asyncio lock each), and a burst of events while a pass runs collapses
@@ -188,13 +190,24 @@ def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
 
 
 @kopf.on.event(*EVALRUNS, labels=_MANAGED)
-async def evalrun_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+async def evalrun_event(
+    type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
+) -> None:
+    # Only the operator writes EvalRuns: its own creates and status writes are no news (a
+    # pass for each would only read what it just wrote). A deletion is: a user reruns that
+    # run by deleting its record.
+    if type == "DELETED":
+        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
 @kopf.on.event(*JOBS, labels=_MANAGED)
-async def job_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+async def job_event(
+    type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
+) -> None:
+    # The operator created the Job: its creation is no news; what the Job controller, a
+    # user or the garbage collector does to it is.
+    if type != "ADDED":
+        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
 @kopf.on.event(*PODS, labels=_MANAGED)

@@ -148,3 +148,33 @@ def test_kopf_asks_the_api_server_for_our_own_jobs_pods_and_evalruns_only():
     assert settings.scanning.disabled is False
     handlers.configure(settings, ["team-a"])
     assert settings.scanning.disabled is True
+
+
+def test_only_child_events_that_carry_news_run_a_pass():
+    """The operator's own EvalRun writes and Job creates run no pass; what others do does."""
+    api = SlowApi()
+    uid = api.add_evaltask("sweep", spec())["metadata"]["uid"]
+    handlers.RECONCILER = handlers.Reconciler(lambda: api, CONFIG, clock=CLOCK)
+    index = {uid: ["sweep"]}
+    body = {"metadata": {"labels": {"evaloperator.io/evaltask-uid": uid}}}
+    cases = [
+        (handlers.evalrun_event, "ADDED", 0),
+        (handlers.evalrun_event, "MODIFIED", 0),
+        (handlers.evalrun_event, None, 0),  # kopf's initial listing: the EvalTask's covers it
+        (handlers.evalrun_event, "DELETED", 1),
+        (handlers.job_event, "ADDED", 0),
+        (handlers.job_event, "MODIFIED", 1),
+        (handlers.job_event, "DELETED", 1),
+        (handlers.pod_event, "ADDED", 1),
+        (handlers.pod_event, "MODIFIED", 1),
+    ]
+    try:
+        for handler, kind, passes in cases:
+            before = api.passes
+            kwargs = {"evaltasks_by_uid": index}
+            if handler is not handlers.pod_event:
+                kwargs["type"] = kind
+            asyncio.run(handler(body=body, namespace="ns", **kwargs))
+            assert api.passes - before == passes, (handler.__name__, kind)
+    finally:
+        handlers.RECONCILER = None
