@@ -63,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="port of /metrics, /healthz and /readyz; 0 disables (env EVAL_OPERATOR_METRICS_PORT)",
     )
     parser.add_argument("--metrics-host", default=env("EVAL_OPERATOR_METRICS_HOST", "0.0.0.0"))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("EVAL_OPERATOR_WORKERS", str(constants.DEFAULT_WORKERS))),
+        help="reconcile passes of different EvalTasks run at once (default 16; "
+        "env EVAL_OPERATOR_WORKERS)",
+    )
     args = parser.parse_args(argv)
     if args.namespaces is None and env("EVAL_OPERATOR_NAMESPACES"):
         args.namespaces = [
@@ -71,14 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _api_client() -> Any:
+def _api_client(connections: int) -> Any:
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    # One connection per worker: a full pool would open and drop connections per request.
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval_operator import handlers, kube, reconcile, server
 
     namespaces: list[str] = args.namespaces or []
-    api_client = _api_client()
+    api_client = _api_client(args.workers)
     handlers.RECONCILER = handlers.Reconciler(
         lambda: kube.KubeApi(api_client),
         reconcile.Config(
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             default_timeout=args.default_timeout,
             start_timeout=args.start_timeout,
         ),
+        workers=args.workers,
     )
 
     @kopf.on.startup()

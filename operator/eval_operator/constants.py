@@ -69,3 +69,5 @@ ANNOTATION_RERUN: Final = f"{GROUP}/rerun"
 ANNOTATION_DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
 RERUN_FAILED: Final = "failed"
 RERUN_ALL: Final = "all"
+# Reconcile passes of different EvalTasks that may run at once (--workers).
+DEFAULT_WORKERS: Final = 16

@@ -20,13 +20,14 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
 
-from eval_operator import constants, kube, metrics, reconcile
+from eval_operator import constants, jobstate, kube, metrics, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,12 @@ class Reconciler:
         api_factory: Callable[[], kube.Api],
         config: reconcile.Config,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        workers: int = constants.DEFAULT_WORKERS,
     ) -> None:
+        """`workers`: passes of different EvalTasks that may run at once (threads: a pass
+        mostly waits for the API server)."""
         self._api_factory = api_factory
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pass")
         self._config = config
         self._clock = clock
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -61,7 +66,8 @@ class Reconciler:
             timer = self._timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
-            delay = await asyncio.to_thread(self._pass, namespace, name)
+            loop = asyncio.get_running_loop()
+            delay = await loop.run_in_executor(self._executor, self._pass, namespace, name)
             if delay is not None:
                 self._schedule(key, delay)
 
@@ -200,16 +206,41 @@ async def evalrun_event(
         await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
+class News:
+    """The last digest of each Job and pod seen (by uid): an event that changes nothing a
+    pass reads runs no pass."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}  # hashes: a digest may hold a 4 KiB message
+
+    def check(self, type_: str | None, body: Mapping[str, Any], digest: tuple[Any, ...]) -> bool:
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        if type_ == "DELETED":
+            self._seen.pop(uid, None)
+            return True
+        if self._seen.get(uid) == hash(digest):
+            return False
+        self._seen[uid] = hash(digest)
+        return True
+
+
+NEWS: Final = News()
+
+
 @kopf.on.event(*JOBS, labels=_MANAGED)
 async def job_event(
     type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
 ) -> None:
     # The operator created the Job: its creation is no news; what the Job controller, a
-    # user or the garbage collector does to it is.
-    if type != "ADDED":
+    # user or the garbage collector does to it may be.
+    news = NEWS.check(type, body, jobstate.job_digest(body))
+    if news and type != "ADDED":
         await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
 
 
 @kopf.on.event(*PODS, labels=_MANAGED)
-async def pod_event(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+async def pod_event(
+    type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
+) -> None:
+    if NEWS.check(type, body, jobstate.pod_digest(body)):
+        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])

@@ -335,3 +335,40 @@ def _probe_env(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def is_finished(job: Mapping[str, Any]) -> bool:
     return bool({"Complete", "Failed"} & set(_true_conditions(job)))
+
+
+def _conditions_digest(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    conditions = obj.get("status", {}).get("conditions") or []
+    return tuple((c.get("type"), c.get("status"), c.get("reason")) for c in conditions)
+
+
+def job_digest(job: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a Job a pass reads: an event that leaves it unchanged (the Job controller's
+    bookkeeping of pod finalizers, say) is no news."""
+    status = job.get("status") or {}
+    return (
+        _conditions_digest(job),
+        *(status.get(k) for k in ("active", "ready", "succeeded", "failed", "startTime")),
+        (job.get("spec") or {}).get("suspend"),
+        bool(job.get("metadata", {}).get("deletionTimestamp")),
+    )
+
+
+def pod_digest(pod: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a pod a pass reads: its phase, conditions, and each container's state (with
+    why it waits or how it ended)."""
+    status = pod.get("status") or {}
+    containers = []
+    for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = c.get("state") or {}
+        detail = state.get("waiting") or state.get("terminated") or {}
+        containers.append(
+            (c.get("name"), tuple(state), detail.get("reason"), detail.get("message"))
+        )
+    return (
+        status.get("phase"),
+        status.get("reason"),
+        _conditions_digest(pod),
+        tuple(containers),
+        bool(pod.get("metadata", {}).get("deletionTimestamp")),
+    )

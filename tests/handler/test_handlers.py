@@ -68,6 +68,22 @@ def test_different_evaltasks_do_not_wait_for_each_other():
     assert len(api.jobs) == 3
 
 
+def test_workers_bound_how_many_passes_run_at_once():
+    for workers, expected in ((2, 2), (8, 6)):
+        api = SlowApi()
+        api.add_secret("key", {"token": "t"})
+        names = [f"et-{i}" for i in range(6)]
+        for name in names:
+            api.add_evaltask(name, spec(models=("m1",), tasks=("t1",)))
+        reconciler = handlers.Reconciler(lambda api=api: api, CONFIG, CLOCK, workers=workers)
+
+        async def all_of_them(reconciler=reconciler, names=names):
+            await asyncio.gather(*(reconciler.trigger("ns", n) for n in names))
+
+        asyncio.run(all_of_them())
+        assert api.max_inflight == expected, workers
+
+
 class FlakyApi(FakeApi):
     """Refuses the first `failures` Job lists, as during an etcd leader change."""
 
@@ -167,14 +183,53 @@ def test_only_child_events_that_carry_news_run_a_pass():
         (handlers.job_event, "DELETED", 1),
         (handlers.pod_event, "ADDED", 1),
         (handlers.pod_event, "MODIFIED", 1),
+        (handlers.pod_event, "DELETED", 1),
     ]
     try:
-        for handler, kind, passes in cases:
+        for i, (handler, kind, passes) in enumerate(cases):
             before = api.passes
-            kwargs = {"evaltasks_by_uid": index}
-            if handler is not handlers.pod_event:
-                kwargs["type"] = kind
-            asyncio.run(handler(body=body, namespace="ns", **kwargs))
+            one = {"metadata": {**body["metadata"], "uid": f"child-{i}"}}  # each one new
+            asyncio.run(handler(type=kind, body=one, namespace="ns", evaltasks_by_uid=index))
             assert api.passes - before == passes, (handler.__name__, kind)
+    finally:
+        handlers.RECONCILER = None
+
+
+def test_a_job_or_pod_event_that_changes_nothing_a_pass_reads_runs_no_pass():
+    api = SlowApi()
+    uid = api.add_evaltask("sweep", spec())["metadata"]["uid"]
+    handlers.RECONCILER = handlers.Reconciler(lambda: api, CONFIG, clock=CLOCK)
+    index = {uid: ["sweep"]}
+    labels = {"evaloperator.io/evaltask-uid": uid}
+    job = {"metadata": {"uid": "job-1", "labels": labels}, "status": {"active": 1}}
+    running = {"name": "task", "state": {"running": {"startedAt": "t0"}}}
+    pod = {
+        "metadata": {"uid": "pod-1", "labels": labels},
+        "status": {"phase": "Pending", "initContainerStatuses": [running]},
+    }
+
+    def passes(handler, kind, body):
+        before = api.passes
+        asyncio.run(handler(type=kind, body=body, namespace="ns", evaltasks_by_uid=index))
+        return api.passes - before
+
+    try:
+        assert passes(handlers.job_event, "MODIFIED", job) == 1
+        # The Job controller removes a pod's finalizer, counts it: nothing a pass reads.
+        bookkeeping = {**job, "metadata": {**job["metadata"], "resourceVersion": "2"}}
+        assert passes(handlers.job_event, "MODIFIED", bookkeeping) == 0
+        done = {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete"}]}}
+        assert passes(handlers.job_event, "MODIFIED", done) == 1
+        assert passes(handlers.pod_event, "MODIFIED", pod) == 1
+        assert passes(handlers.pod_event, "MODIFIED", pod) == 0
+        ended = {"name": "task", "state": {"terminated": {"exitCode": 0, "message": "ok"}}}
+        finished = {**pod, "status": {"phase": "Pending", "initContainerStatuses": [ended]}}
+        assert passes(handlers.pod_event, "MODIFIED", finished) == 1
+        waiting = {"name": "task", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+        backoff = {**pod, "status": {"phase": "Pending", "initContainerStatuses": [waiting]}}
+        assert passes(handlers.pod_event, "MODIFIED", backoff) == 1
+        assert passes(handlers.pod_event, "DELETED", backoff) == 1
+        # Gone and forgotten: the same state again (a new pod object) is news.
+        assert passes(handlers.pod_event, "MODIFIED", backoff) == 1
     finally:
         handlers.RECONCILER = None
