@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install deps binaries images test test-unit lint typecheck crds up down demo clean
+.PHONY: install deps binaries images test test-unit lint typecheck crds up down demo clean bench-scale
 
 # The local cluster's Python helpers live in hack/localkube (not shipped).
 export PYTHONPATH := $(CURDIR)/hack
@@ -87,3 +87,8 @@ demo: install deps binaries images
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
+
+## bench-scale: the operator at thousands of runs on a real control plane and a simulated
+## node (benchmarks/operator_scale.py; ARGS="--scenario a --evaltasks 20" for a short one)
+bench-scale: install binaries
+	PYTHONPATH=$(CURDIR)/hack:$(CURDIR)/benchmarks $(PY) benchmarks/operator_scale.py $(ARGS)

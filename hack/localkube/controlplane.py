@@ -143,12 +143,15 @@ class ControlPlane:
         stop_timeout: float = 10.0,
         real_node: bool = False,
         controller_args: tuple[str, ...] = (),
+        apiserver_args: tuple[str, ...] = (),
         address: str = "127.0.0.1",
     ) -> None:
         """`real_node`: also run kube-scheduler and the controllers a kubelet needs.
-        `address`: where the API server listens (pods of a real node reach it there; the
-        address must exist before start)."""
+        `controller_args`, `apiserver_args`: more flags of kube-controller-manager and
+        kube-apiserver. `address`: where the API server listens (pods of a real node reach
+        it there; the address must exist before start)."""
         self.address = address
+        self.apiserver_args = apiserver_args
         self.bin_dir = Path(bin_dir)
         self.real_node = real_node
         self.controller_args = controller_args
@@ -244,6 +247,7 @@ class ControlPlane:
             f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
             # kubelet's Hostname address does not resolve here; its InternalIP does.
             "--kubelet-preferred-address-types=InternalIP",
+            *self.apiserver_args,
         )
         self._wait_ready("kube-apiserver", f"{self.server}/readyz", token=self.token)
 

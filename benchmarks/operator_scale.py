@@ -1,0 +1,467 @@
+"""How the operator scales: thousands of runs against a real control plane.
+
+A real etcd, kube-apiserver and kube-controller-manager (its Job controller tuned so that
+it is not the bottleneck: raised --kube-api-qps, --kube-api-burst, --concurrent-job-syncs),
+no kubelet: pods are bound and completed at once by a simulated node
+(benchmarks/hollow_node.py, as kubemark's hollow nodes), each with a collector termination
+message holding a few metrics. The operator runs as its own process, as in a cluster.
+
+Scenario A: many EvalTasks applied at once (default 200 x 3 models x 4 tasks = 2,400 runs).
+Scenario B: one EvalTask at the largest matrix the CRD admits (32 x 32 = 1,024 runs), 20
+metrics per run. Each scenario gets a fresh control plane and operator. Prints
+`name=value` lines, prefixed by the scenario:
+
+    runs                    runs in the scenario
+    first_jobs_s            apply to every chain's first Job created
+    status_lag_p50_s/_p95_s a Job's completion to its EvalRun and its EvalTask's status
+                            both showing it
+    next_job_lag_p95_s      a Job's completion to the next Job of its chain created
+    done_s                  apply to every EvalTask Succeeded
+    peak_rss_mb, cpu_s      the operator process's
+    api_requests_per_run    the operator's API requests (the apiserver's audit log, by
+                            user agent), and _<verb> for each verb
+    raw_create_rate         bare Jobs per second from one client (A only)
+    create_rate_ratio       the operator's first-Job creation rate / raw_create_rate (A)
+    evaltask_bytes_max      the largest EvalTask seen, in bytes
+    pass_seconds_p95        a reconcile pass (the operator's histogram)
+    settle_s                the last EvalTask Succeeded to the operator sending nothing for
+                            10 s (it works through the events of the last runs)
+    idle_requests_per_min   the operator's requests in the minute after that
+
+    make bench-scale        (or: PYTHONPATH=hack .venv/bin/python benchmarks/operator_scale.py
+                             [--scenario a|b|both] [--evaltasks 200] [--matrix 32])
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from hollow_node import HollowNode, client
+
+from localkube.cluster import ROOT, binaries
+from localkube.controlplane import ControlPlane, free_port
+
+GROUP = "evaloperator.io"
+VERSION = "v1alpha1"
+AGENT = "eval-bench/harness"
+TUNED_CONTROLLER_ARGS = (
+    "--kube-api-qps=1000",
+    "--kube-api-burst=2000",
+    "--concurrent-job-syncs=50",
+    "--concurrent-gc-syncs=50",
+)
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+"""
+OURS = ("eval-bench", "kube-", "kubectl")  # user agents that are not the operator's
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+class Watcher(threading.Thread):
+    """Lists then watches one resource across namespaces, calling `on(type, obj, t)`."""
+
+    def __init__(self, api: httpx.Client, path: str, on: Callable[[str, dict, float], None]):
+        super().__init__(daemon=True)
+        self.api, self.path, self.on = api, path, on
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the control plane stopped: done
+            self._run()
+
+    def _run(self) -> None:
+        listed = self.api.get(self.path).json()
+        now = time.monotonic()
+        for item in listed["items"]:
+            self.on("ADDED", item, now)
+        params = {"watch": "true", "resourceVersion": listed["metadata"]["resourceVersion"]}
+        with self.api.stream("GET", self.path, params=params) as stream:
+            self.ready.set()
+            for line in stream.iter_lines():
+                event = json.loads(line)
+                self.on(event["type"], event["object"], time.monotonic())
+
+
+class Observed:
+    """What the watches saw, with when."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.job_added: dict[str, float] = {}  # job uid -> time
+        self.job_done: dict[str, float] = {}
+        self.job_run: dict[str, tuple[str, str, str, str]] = {}  # uid -> ns, et, model, task
+        self.run_done: dict[tuple[str, str, str, str], float] = {}  # EvalRun Succeeded
+        self.entry_done: dict[tuple[str, str, str, str], float] = {}  # EvalTask entry
+        self.evaltask_done: dict[tuple[str, str], float] = {}
+        self.evaltask_bytes_max = 0
+
+    def on_job(self, kind: str, job: dict, t: float) -> None:
+        meta = job["metadata"]
+        labels = meta.get("labels") or {}
+        uid = meta["uid"]
+        with self.lock:
+            self.job_added.setdefault(uid, t)
+            self.job_run[uid] = (
+                meta["namespace"],
+                labels.get(f"{GROUP}/evaltask", ""),
+                labels.get(f"{GROUP}/model", ""),
+                labels.get(f"{GROUP}/task", ""),
+            )
+            conditions = (job.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Complete" and c["status"] == "True" for c in conditions):
+                self.job_done.setdefault(uid, t)
+
+    def on_evalrun(self, kind: str, run: dict, t: float) -> None:
+        if (run.get("status") or {}).get("state") != "Succeeded":
+            return
+        meta, spec = run["metadata"], run["spec"]
+        labels = meta.get("labels") or {}
+        key = (meta["namespace"], labels.get(f"{GROUP}/evaltask", ""), spec["model"], spec["task"])
+        with self.lock:
+            self.run_done.setdefault(key, t)
+
+    def on_evaltask(self, kind: str, task: dict, t: float) -> None:
+        meta = task["metadata"]
+        status = task.get("status") or {}
+        with self.lock:
+            self.evaltask_bytes_max = max(self.evaltask_bytes_max, len(json.dumps(task)))
+            for entry in status.get("runs") or []:
+                if entry.get("state") == "Succeeded":
+                    key = (meta["namespace"], meta["name"], entry["model"], entry["task"])
+                    self.entry_done.setdefault(key, t)
+            if status.get("phase") == "Succeeded":
+                self.evaltask_done.setdefault((meta["namespace"], meta["name"]), t)
+
+    def label_key(self, uid: str) -> tuple[str, str, str, str]:
+        return self.job_run[uid]
+
+
+def evaltask(name: str, models: int, tasks: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalTask",
+        "metadata": {"name": name},
+        "spec": {
+            "probe": False,
+            "models": [
+                {"name": f"model-{m:02d}", "url": f"http://model-{m:02d}.models.svc:8000/v1"}
+                for m in range(models)
+            ],
+            "tasks": [
+                {
+                    "name": f"task-{t:02d}",
+                    "image": "eval-operator/base",
+                    "version": "bookworm",
+                    "command": ["true"],
+                }
+                for t in range(tasks)
+            ],
+        },
+    }
+
+
+class Operator:
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.port = free_port()
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "eval_operator",
+                    "--runner-image",
+                    "eval-operator/runner:dev",
+                    "--metrics-port",
+                    str(self.port),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--log-level",
+                    "WARNING",
+                ],
+                env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the operator did not become healthy; see {log}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def pass_seconds_p95(self) -> float:
+        """histogram_quantile(0.95) of eval_operator_reconcile_duration_seconds, any result."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        buckets: Counter[float] = Counter()
+        for line in text.splitlines():
+            if line.startswith("eval_operator_reconcile_duration_seconds_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets[float(le)] += float(line.rsplit(" ", 1)[1])
+        bounds = sorted(buckets)
+        total = buckets[math.inf]
+        rank, previous_bound, previous_count = 0.95 * total, 0.0, 0.0
+        for bound in bounds:
+            if buckets[bound] >= rank:
+                if math.isinf(bound):
+                    return previous_bound
+                share = (rank - previous_count) / max(buckets[bound] - previous_count, 1e-9)
+                return previous_bound + (bound - previous_bound) * share
+            previous_bound, previous_count = bound, buckets[bound]
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Audit:
+    """The operator's requests in the apiserver's audit log, read as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.requests: list[tuple[float, str]] = []  # (epoch seconds, verb)
+
+    def read(self) -> list[tuple[float, str]]:
+        """Requests logged since the last read."""
+        new = []
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            for line in log:
+                if not line.endswith(b"\n"):
+                    break  # half written: read it next time
+                self.offset += len(line)
+                event = json.loads(line)
+                if event.get("userAgent", "").startswith(OURS):
+                    continue
+                stamp = event["requestReceivedTimestamp"].replace("Z", "+00:00")
+                new.append((datetime.fromisoformat(stamp).timestamp(), event["verb"]))
+        self.requests += new
+        return new
+
+    def settle(self, quiet: float, limit: float) -> float:
+        """Seconds until the operator sent nothing for `quiet` seconds (at most `limit`)."""
+        started = time.time()
+        last = started
+        while time.time() - last < quiet and time.time() - started < limit:
+            time.sleep(1)
+            last = max([last, *(t for t, _ in self.read())])
+        return last - started
+
+
+def raw_create_rate(api: httpx.Client, count: int) -> float:
+    """Bare Jobs (suspended: no pods) created one after another from one client."""
+    api.post("/api/v1/namespaces", json={"metadata": {"name": "raw"}}).raise_for_status()
+    started = time.monotonic()
+    for i in range(count):
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": f"raw-{i}"},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "eval-operator/base:bookworm"}],
+                    }
+                },
+            },
+        }
+        api.post("/apis/batch/v1/namespaces/raw/jobs", json=job).raise_for_status()
+    return count / (time.monotonic() - started)
+
+
+def scenario(
+    label: str,
+    bin_dir: Path,
+    work: Path,
+    evaltasks: int,
+    models: int,
+    tasks: int,
+    metrics: int,
+    timeout: float,
+    idle_seconds: float,
+    raw_jobs: int,
+) -> None:
+    out: dict[str, float] = {}
+    audit = work / "audit.log"
+    (work / "audit-policy.yaml").write_text(AUDIT_POLICY)
+    cp = ControlPlane(
+        bin_dir,
+        work / "controlplane",
+        controller_args=TUNED_CONTROLLER_ARGS,
+        apiserver_args=(
+            f"--audit-policy-file={work / 'audit-policy.yaml'}",
+            f"--audit-log-path={audit}",
+            "--max-requests-inflight=1000",
+            "--max-mutating-requests-inflight=500",
+        ),
+    )
+    with cp:
+        kubectl = [str(bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig)]
+        for crd in ("evaltask", "evalrun"):
+            subprocess.run(
+                [*kubectl, "apply", "--server-side", "-f", str(ROOT / "crds" / f"{crd}.yaml")],
+                check=True,
+                capture_output=True,
+            )
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
+            check=True,
+            capture_output=True,
+        )
+        api = client(cp.server, cp.token, cp.ca_file, AGENT)
+        if raw_jobs:
+            out["raw_create_rate"] = raw_create_rate(api, raw_jobs)
+        node = HollowNode(cp.server, cp.token, cp.ca_file, metrics=metrics).start()
+        operator = Operator(cp.kubeconfig, work / "operator.log")
+        seen = Observed()
+        watchers = [
+            Watcher(client(cp.server, cp.token, cp.ca_file, AGENT), path, on)
+            for path, on in (
+                ("/apis/batch/v1/jobs", seen.on_job),
+                (f"/apis/{GROUP}/{VERSION}/evalruns", seen.on_evalrun),
+                (f"/apis/{GROUP}/{VERSION}/evaltasks", seen.on_evaltask),
+            )
+        ]
+        for watcher in watchers:
+            watcher.start()
+            watcher.ready.wait(30)
+        namespaces = [f"bench-{i}" for i in range(max(1, evaltasks // 20))]
+        for ns in namespaces:
+            api.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
+        applied = time.monotonic()
+        for i in range(evaltasks):
+            ns = namespaces[i % len(namespaces)]
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/evaltasks"
+            api.post(path, json=evaltask(f"sweep-{i:03d}", models, tasks)).raise_for_status()
+        deadline = applied + timeout
+        while len(seen.evaltask_done) < evaltasks and time.monotonic() < deadline:
+            time.sleep(0.5)
+        finished = time.monotonic()
+        out["runs"] = evaltasks * models * tasks
+        out["finished_evaltasks"] = len(seen.evaltask_done)
+        out["done_s"] = finished - applied
+        out["peak_rss_mb"] = operator.peak_rss_mb()
+        out["cpu_s"] = operator.cpu_s()
+        out["pass_seconds_p95"] = operator.pass_seconds_p95()
+        out["evaltask_bytes_max"] = seen.evaltask_bytes_max
+        out["hollow_errors"] = len(node.errors)
+
+        with seen.lock:
+            chains: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+            for uid, t in seen.job_added.items():
+                ns, et, model, _ = seen.job_run[uid]
+                chains[(ns, et, model)].append(t)
+            firsts = [min(times) for times in chains.values()]
+            out["first_jobs_s"] = max(firsts) - applied if firsts else float("nan")
+            if raw_jobs and firsts:
+                rate = len(firsts) / max(max(firsts) - applied, 1e-9)
+                out["operator_first_job_rate"] = rate
+                out["create_rate_ratio"] = rate / out["raw_create_rate"]
+            status_lags, next_lags = [], []
+            for uid, done in seen.job_done.items():
+                ns, et, model, task = seen.job_run[uid]
+                key = (ns, et, model, task)
+                if key in seen.run_done and key in seen.entry_done:
+                    status_lags.append(max(seen.run_done[key], seen.entry_done[key]) - done)
+                later = [t for t in chains[(ns, et, model)] if t > done]
+                if later:
+                    next_lags.append(min(later) - done)
+        out["status_lag_p50_s"] = statistics.median(status_lags) if status_lags else float("nan")
+        out["status_lag_p95_s"] = quantile(status_lags, 0.95)
+        out["next_job_lag_p95_s"] = quantile(next_lags, 0.95)
+
+        # The operator's requests until it fell quiet (it may still work through events
+        # of the last runs), then over a minute in which nothing changes.
+        requests = Audit(audit)
+        requests.read()
+        out["settle_s"] = requests.settle(quiet=10, limit=300)
+        verbs = Counter(verb for _, verb in requests.requests)
+        out["api_requests_per_run"] = sum(verbs.values()) / max(out["runs"], 1)
+        for verb, count in sorted(verbs.items()):
+            out[f"api_requests_per_run_{verb}"] = count / max(out["runs"], 1)
+        time.sleep(idle_seconds)
+        out["idle_requests_per_min"] = len(requests.read()) * 60 / idle_seconds
+        operator.stop()
+        node.stop()
+    for name, value in out.items():
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{label}_{name}={text}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=("a", "b", "both"), default="both")
+    parser.add_argument("--evaltasks", type=int, default=200, help="scenario A's EvalTasks")
+    parser.add_argument("--matrix", type=int, default=32, help="scenario B: N models x N tasks")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--raw-jobs", type=int, default=500)
+    args = parser.parse_args()
+    bin_dir = binaries()
+    with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
+        if args.scenario in ("a", "both"):
+            (Path(tmp) / "a").mkdir()
+            scenario(
+                "a", bin_dir, Path(tmp) / "a", args.evaltasks, 3, 4, 3,
+                args.timeout, args.idle_seconds, args.raw_jobs,
+            )  # fmt: skip
+        if args.scenario in ("b", "both"):
+            (Path(tmp) / "b").mkdir()
+            scenario(
+                "b", bin_dir, Path(tmp) / "b", 1, args.matrix, args.matrix, 20,
+                args.timeout, args.idle_seconds, 0,
+            )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
