@@ -18,11 +18,13 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
     next_job_lag_p95_s      a Job's completion to the next Job of its chain created
     done_s                  apply to every EvalTask Succeeded
     peak_rss_mb, cpu_s      the operator process's
+    apiserver_cpu_s         kube-apiserver's CPU seconds (2 cores here: 2 per second at most)
     api_requests_per_run    the operator's API requests (the apiserver's audit log, by
                             user agent), and _<verb> for each verb
     raw_create_rate         bare Jobs per second from one client (A only)
     create_rate_ratio       the operator's first-Job creation rate / raw_create_rate (A)
     evaltask_bytes_max      the largest EvalTask seen, in bytes
+    watch_restarts          the benchmark's own watches, cut off and listed again
     pass_seconds_p95        a reconcile pass (the operator's histogram)
     settle_s                the last EvalTask Succeeded to the operator sending nothing for
                             10 s (it works through the events of the last runs)
@@ -35,7 +37,6 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -84,18 +85,26 @@ def quantile(values: list[float], q: float) -> float:
 
 
 class Watcher(threading.Thread):
-    """Lists then watches one resource across namespaces, calling `on(type, obj, t)`."""
+    """Lists then watches one resource across namespaces, calling `on(type, obj, t)`; when
+    the API server ends the watch (a slow reader is cut off), lists again and counts it."""
 
     def __init__(self, api: httpx.Client, path: str, on: Callable[[str, dict, float], None]):
         super().__init__(daemon=True)
         self.api, self.path, self.on = api, path, on
         self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self.restarts = 0
 
     def run(self) -> None:
-        with contextlib.suppress(httpx.HTTPError):  # the control plane stopped: done
-            self._run()
+        while not self.stopped.is_set():
+            try:
+                self._list_and_watch()
+            except httpx.HTTPError:
+                if self.stopped.is_set():
+                    return
+            self.restarts += 1
 
-    def _run(self) -> None:
+    def _list_and_watch(self) -> None:
         listed = self.api.get(self.path).json()
         now = time.monotonic()
         for item in listed["items"]:
@@ -105,6 +114,8 @@ class Watcher(threading.Thread):
             self.ready.set()
             for line in stream.iter_lines():
                 event = json.loads(line)
+                if event["type"] == "ERROR":
+                    return
                 self.on(event["type"], event["object"], time.monotonic())
 
 
@@ -186,6 +197,12 @@ def evaltask(name: str, models: int, tasks: int) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Operator:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.port = free_port()
@@ -229,8 +246,7 @@ class Operator:
         return float("nan")
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def pass_seconds_p95(self) -> float:
         """histogram_quantile(0.95) of eval_operator_reconcile_duration_seconds, any result."""
@@ -330,17 +346,22 @@ def scenario(
     timeout: float,
     idle_seconds: float,
     raw_jobs: int,
+    audited: bool,
 ) -> None:
     out: dict[str, float] = {}
     audit = work / "audit.log"
     (work / "audit-policy.yaml").write_text(AUDIT_POLICY)
+    auditing = (
+        (f"--audit-policy-file={work / 'audit-policy.yaml'}", f"--audit-log-path={audit}")
+        if audited
+        else ()
+    )
     cp = ControlPlane(
         bin_dir,
         work / "controlplane",
         controller_args=TUNED_CONTROLLER_ARGS,
         apiserver_args=(
-            f"--audit-policy-file={work / 'audit-policy.yaml'}",
-            f"--audit-log-path={audit}",
+            *auditing,
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
         ),
@@ -392,9 +413,11 @@ def scenario(
         out["done_s"] = finished - applied
         out["peak_rss_mb"] = operator.peak_rss_mb()
         out["cpu_s"] = operator.cpu_s()
+        out["apiserver_cpu_s"] = cpu_seconds(cp.pid("kube-apiserver"))
         out["pass_seconds_p95"] = operator.pass_seconds_p95()
         out["evaltask_bytes_max"] = seen.evaltask_bytes_max
         out["hollow_errors"] = len(node.errors)
+        out["watch_restarts"] = sum(w.restarts for w in watchers)
 
         with seen.lock:
             chains: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -422,15 +445,18 @@ def scenario(
 
         # The operator's requests until it fell quiet (it may still work through events
         # of the last runs), then over a minute in which nothing changes.
-        requests = Audit(audit)
-        requests.read()
-        out["settle_s"] = requests.settle(quiet=10, limit=300)
-        verbs = Counter(verb for _, verb in requests.requests)
-        out["api_requests_per_run"] = sum(verbs.values()) / max(out["runs"], 1)
-        for verb, count in sorted(verbs.items()):
-            out[f"api_requests_per_run_{verb}"] = count / max(out["runs"], 1)
-        time.sleep(idle_seconds)
-        out["idle_requests_per_min"] = len(requests.read()) * 60 / idle_seconds
+        if audited:
+            requests = Audit(audit)
+            requests.read()
+            out["settle_s"] = requests.settle(quiet=10, limit=300)
+            verbs = Counter(verb for _, verb in requests.requests)
+            out["api_requests_per_run"] = sum(verbs.values()) / max(out["runs"], 1)
+            for verb, count in sorted(verbs.items()):
+                out[f"api_requests_per_run_{verb}"] = count / max(out["runs"], 1)
+            time.sleep(idle_seconds)
+            out["idle_requests_per_min"] = len(requests.read()) * 60 / idle_seconds
+        for watcher in watchers:
+            watcher.stopped.set()
         operator.stop()
         node.stop()
     for name, value in out.items():
@@ -446,6 +472,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--raw-jobs", type=int, default=500)
+    parser.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="no audit log (it costs the API server CPU): no request counts then",
+    )
     args = parser.parse_args()
     bin_dir = binaries()
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
@@ -453,13 +484,13 @@ def main() -> None:
             (Path(tmp) / "a").mkdir()
             scenario(
                 "a", bin_dir, Path(tmp) / "a", args.evaltasks, 3, 4, 3,
-                args.timeout, args.idle_seconds, args.raw_jobs,
+                args.timeout, args.idle_seconds, args.raw_jobs, not args.no_audit,
             )  # fmt: skip
         if args.scenario in ("b", "both"):
             (Path(tmp) / "b").mkdir()
             scenario(
                 "b", bin_dir, Path(tmp) / "b", 1, args.matrix, args.matrix, 20,
-                args.timeout, args.idle_seconds, 0,
+                args.timeout, args.idle_seconds, 0, not args.no_audit,
             )  # fmt: skip
 
 

@@ -182,6 +182,10 @@ class ControlPlane:
     ) -> None:
         self.stop()
 
+    def pid(self, name: str) -> int:
+        """The process id of component `name` (e.g. "kube-apiserver")."""
+        return self._procs[name].pid
+
     def log_path(self, name: str) -> Path:
         """Where the output of component `name` (e.g. "kube-apiserver") goes."""
         return self.data_dir / f"{name}.log"
