@@ -32,7 +32,7 @@ DEMO_NAMESPACE = "demo"
 DEMO_MODELS = {"small-model": (0.55, 18431), "large-model": (0.9, 18432)}
 
 
-def up(state: Path) -> int:
+def up(state: Path, network: realnode.Network = realnode.FIRST) -> int:
     shutil.rmtree(state / "cluster", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     stop = False
@@ -43,7 +43,7 @@ def up(state: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    cluster = LocalCluster(state / "cluster")
+    cluster = LocalCluster(state / "cluster", network=network)
     try:
         cluster.start()
         shutil.copy(cluster.kubeconfig, state / "kubeconfig")
@@ -57,10 +57,11 @@ def up(state: Path) -> int:
             flush=True,
         )
         print(
-            f"pods reach services on this machine at {realnode.pod_address_of_host()} "
+            f"pods reach services on this machine at {network.node_ip} "
             "(listen there for model services)",
             flush=True,
         )
+        print(f"the node's own files (containerd, kubelet): {cluster.kubelet.dir}", flush=True)
         (state / "ready").write_text("ok\n")
         print(f"export KUBECONFIG={(state / 'kubeconfig').resolve()}", flush=True)
         while not stop:
@@ -216,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up")
     up_parser.add_argument("--state", type=Path, default=ROOT / ".local")
+    up_parser.add_argument(
+        "--second-network",
+        action="store_true",
+        help="the second node name and addresses, to run beside another local cluster",
+    )
     demo_parser = sub.add_parser("demo")
     demo_parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.state)
+        return up(args.state, realnode.SECOND if args.second_network else realnode.FIRST)
     return demo(args.timeout)
 
 

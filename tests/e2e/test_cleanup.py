@@ -1,7 +1,8 @@
 """An interrupted local cluster leaves nothing behind.
 
-A process holding a cluster (as pytest holds the session's, or `make up` its own) is
-interrupted with Ctrl-C (SIGINT) or SIGTERM while a pod runs on its node. Afterwards no
+A process holding a cluster is interrupted while a pod runs on its node: as pytest holds
+the session's (Ctrl-C), and as `make up` holds its own (`make down` sends SIGTERM; that
+case also reads what `make up` prints). Afterwards no
 process of the cluster or its pods runs, nothing stays mounted below its folder, and the
 host is as it was: kernel settings, the node's address, its bridge, its cgroups. The
 cluster here takes the second network, so it can run beside the session's.
@@ -19,35 +20,33 @@ from pathlib import Path
 
 import pytest
 
-from localkube import realnode
-from localkube.cluster import ROOT
+from localkube import images, realnode
+from localkube.cluster import ROOT, binaries
 
 pytestmark = pytest.mark.e2e
 NET = realnode.SECOND
 # Values kubelet never sets (it sets 1, 10 and 1), so that a restore shows.
 BEFORE = {"vm/overcommit_memory": "0", "kernel/panic": "0", "kernel/panic_on_oops": "0"}
 SLEEPER = "3601"  # the pod's `sleep` argument: found in /proc while it runs
-DRIVER = f"""
+NODE_LINE = "the node's own files (containerd, kubelet): "
+# A process holding a cluster as pytest holds the session's: a `with` block.
+HOLDER = f"""
 import sys, time
 from pathlib import Path
-from localkube import images, realnode
+from localkube import realnode
 from localkube.cluster import LocalCluster
 
 with LocalCluster(Path(sys.argv[1]), network=realnode.SECOND) as cluster:
-    cluster.kubectl("create", "namespace", "sleepy")
-    for _ in range(300):
-        if cluster.kubectl("get", "sa", "default", "-n", "sleepy", check=False).returncode == 0:
-            break
-        time.sleep(0.2)
-    cluster.kubectl("run", "sleeper", "-n", "sleepy", "--image", images.BASE_IMAGE,
-                    "--restart=Never", "--", "sleep", "{SLEEPER}")
-    cluster.kubectl("wait", "-n", "sleepy", "pod/sleeper", "--for=condition=Ready",
-                    "--timeout=120s")
-    print("node", cluster.kubelet.dir, flush=True)
-    print("ready", flush=True)
+    print("{NODE_LINE}" + str(cluster.kubelet.dir), flush=True)
+    print(f"export KUBECONFIG={{cluster.kubeconfig}}", flush=True)
     while True:
         time.sleep(1)
 """
+# (how it is started, the signal it gets): Ctrl-C in a test run, SIGTERM from `make down`.
+HOLDERS = {
+    "pytest-ctrl-c": (["-c", HOLDER], signal.SIGINT),
+    "make-up-then-down": (["-m", "localkube", "up", "--second-network", "--state"], signal.SIGTERM),
+}
 
 
 def sysctl(key: str) -> str:
@@ -81,11 +80,11 @@ def processes_mentioning(*words: str) -> list[str]:
     return found
 
 
-def run_until_ready(state: Path) -> tuple[subprocess.Popen[str], str]:
-    """The driver, running, once its pod runs; and its node's folder (containerd's and
-    kubelet's own files)."""
+def run_until_ready(argv: list[str], state: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """The process holding a cluster, once the cluster is up and a pod runs on its node;
+    its node's folder; and everything it printed."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(state)],
+        [sys.executable, *argv, str(state)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "hack")},
         stdout=subprocess.PIPE,
@@ -96,19 +95,37 @@ def run_until_ready(state: Path) -> tuple[subprocess.Popen[str], str]:
     output = []
     for line in proc.stdout:
         output.append(line)
-        if line.strip() == "ready":
-            [node] = [x.split()[1] for x in output if x.startswith("node ")]
-            return proc, node
+        if line.startswith("export KUBECONFIG="):
+            [node] = [x[len(NODE_LINE) :].strip() for x in output if x.startswith(NODE_LINE)]
+            run_sleeper(line.split("=", 1)[1].strip())
+            return proc, node, "".join(output)
     proc.wait()
     raise AssertionError(f"the cluster did not come up:\n{''.join(output)[-3000:]}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def run_sleeper(kubeconfig: str) -> None:
+    kubectl = [str(binaries() / "kubectl"), "--kubeconfig", kubeconfig]
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*kubectl, *args], capture_output=True, text=True, check=check)
+
+    run("create", "namespace", "sleepy")
+    deadline = time.monotonic() + 60
+    while run("get", "sa", "default", "-n", "sleepy", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "no default service account"
+        time.sleep(0.2)
+    pod = ["sleeper", "-n", "sleepy", f"--image={images.BASE_IMAGE}", "--restart=Never"]
+    run("run", *pod, "--", "sleep", SLEEPER)
+    run("wait", "-n", "sleepy", "pod/sleeper", "--for=condition=Ready", "--timeout=120s")
+
+
+@pytest.mark.parametrize("holder", HOLDERS.values(), ids=HOLDERS.keys())
 def test_an_interrupted_cluster_stops_everything_and_restores_the_host(
-    tmp_path: Path, host_settings: None, sig: signal.Signals
+    tmp_path: Path, host_settings: None, holder: tuple[list[str], signal.Signals]
 ) -> None:
-    state = tmp_path / "cluster"
-    proc, node = run_until_ready(state)
+    argv, sig = holder
+    state = tmp_path / "state"
+    proc, node, printed = run_until_ready(argv, state)
     try:
         # While it runs: kubelet's settings, the pod's process, the node's mounts.
         assert {key: sysctl(key) for key in BEFORE} != BEFORE
@@ -132,10 +149,14 @@ def test_an_interrupted_cluster_stops_everything_and_restores_the_host(
     link = subprocess.run(["ip", "link", "show", NET.bridge], capture_output=True, text=True)
     assert link.returncode != 0, f"the bridge {NET.bridge} is still there"
     assert [d for d in Path("/sys/fs/cgroup").glob(f"*/{NET.name}")] == []
-    # Only the logs stay, for reading after a failure.
-    assert sorted(p.name for p in state.rglob("*")) == [
-        "containerd.log",
-        "kubelet.log",
-        "operator.log",
-    ]
+    # Only the logs stay, for reading after a failure (and `make up`'s kubeconfig).
+    left = {p.name for p in state.rglob("*") if p.is_file()}
+    assert left - {"kubeconfig"} == {"containerd.log", "kubelet.log", "operator.log"}
     assert stopped_in < 60, f"stopping took {stopped_in:.0f} s"
+    if "up" in argv:
+        # `make up` said what the node has, by the names an EvalTask uses, and where pods
+        # reach model services on this machine.
+        for image in ("runner:dev", "runner:0.1.0", "operator:dev", "operator:0.1.0"):
+            assert f"  eval-operator/{image}\n" in printed, printed
+        assert f"  {images.BASE_IMAGE}\n" in printed, printed
+        assert f"pods reach services on this machine at {NET.node_ip} " in printed
