@@ -284,6 +284,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     "healthzBindAddress": "127.0.0.1",
                     "healthzPort": free_port(),
                     "readOnlyPort": 0,
+                    # Pod logs of this node's own: in the shared /var/log/pods, the other
+                    # node's kubelet removes them as orphans, and they outlive the node.
+                    "podLogsDir": str(self.dir / "pod-logs"),
                     "makeIPTablesUtilChains": False,
                     # Local images have no registry to come back from: never collect them.
                     "imageGCHighThresholdPercent": 100,

@@ -149,6 +149,8 @@ def test_an_interrupted_cluster_stops_everything_and_restores_the_host(
     link = subprocess.run(["ip", "link", "show", NET.bridge], capture_output=True, text=True)
     assert link.returncode != 0, f"the bridge {NET.bridge} is still there"
     assert [d for d in Path("/sys/fs/cgroup").glob(f"*/{NET.name}")] == []
+    # The pod's logs went with the node (not left in the host's /var/log/pods).
+    assert list(Path("/var/log/pods").glob("sleepy_sleeper_*")) == []
     # Only the logs stay, for reading after a failure (and `make up`'s kubeconfig).
     left = {p.name for p in state.rglob("*") if p.is_file()}
     assert left - {"kubeconfig"} == {"containerd.log", "kubelet.log", "operator.log"}

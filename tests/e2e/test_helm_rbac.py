@@ -173,8 +173,12 @@ class Release:
         return f"http://{self.pod_ip}:{self.port}"
 
     def log(self) -> str:
-        pod = self.pod or self._running_pod() or ""
-        return self.cluster.kubectl("logs", "-n", self.namespace, f"pod/{pod}", check=False).stdout
+        """The operator's log: its container's previous run, if it restarted (a restarted
+        container starts a new log; kubelet keeps the last one), then the current run."""
+        pod = f"pod/{self.pod or self._running_pod() or ''}"
+        where = ["-n", self.namespace, pod]
+        previous = self.cluster.kubectl("logs", "--previous", *where, check=False).stdout
+        return previous + self.cluster.kubectl("logs", *where, check=False).stdout
 
     def wait_log(self, pattern: str, timeout: float = 20) -> str:
         regex = re.compile(pattern)
