@@ -169,9 +169,6 @@ class Observed:
             if status.get("phase") == "Succeeded":
                 self.evaltask_done.setdefault((meta["namespace"], meta["name"]), t)
 
-    def label_key(self, uid: str) -> tuple[str, str, str, str]:
-        return self.job_run[uid]
-
 
 def evaltask(name: str, models: int, tasks: int) -> dict[str, Any]:
     return {
