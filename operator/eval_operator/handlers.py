@@ -7,6 +7,13 @@ Handlers only react: they name the EvalTask and ask for a pass. Passes for one E
 never overlap (an asyncio lock each), and a burst of events while a pass runs collapses
 into one more pass, which sees everything that happened.
 
+A pass an event asks for reads nothing from the API server: kopf's indexes hold every
+EvalTask, EvalRun, Job and pod of the operator as the watches last showed them, and kopf
+calls no handler before their first listing is complete. `cache.Writes` lays the
+operator's own writes over them until the watches show them too. A pass the pass itself
+asked for (its timer while runs are unfinished, or a retry) reads the API server afresh,
+so a watch that missed something costs at most a timer's wait.
+
 Only event handlers are used, no create/update handlers and no timers: kopf then keeps no
 state on our objects (no finalizer, no last-handled-configuration annotation, which would
 copy the spec, literal auth values included, into an annotation). A pass says itself when
@@ -27,12 +34,14 @@ from typing import Any, Final
 
 import kopf
 
-from eval_operator import constants, jobstate, kube, metrics, reconcile
+from eval_operator import cache, constants, jobstate, kube, metrics, reconcile
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS: Final = 10.0
 Key = tuple[str, str]
+# What the watches show of one EvalTask; None when they do not show it.
+Source = Callable[[str, str], cache.Snapshot | None]
 
 
 class Reconciler:
@@ -55,9 +64,19 @@ class Reconciler:
         self._queued: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._seen: dict[Key, tuple[Any, ...]] = {}
+        self._source: Source | None = None
+        self._fresh: set[Key] = set()
+        self.writes = cache.Writes()
 
-    async def trigger(self, namespace: str, name: str) -> None:
+    def watch(self, source: Source) -> None:
+        """Passes for events read `source` (kopf's indexes) instead of the API server."""
+        self._source = source
+
+    async def trigger(self, namespace: str, name: str, fresh: bool = False) -> None:
+        """Ask for a pass; `fresh`: one that reads the API server, not the watches."""
         key = (namespace, name)
+        if fresh:
+            self._fresh.add(key)
         if key in self._queued:
             return  # a pass is already waiting; it will see this change too
         self._queued.add(key)
@@ -66,14 +85,25 @@ class Reconciler:
             timer = self._timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
+            snapshot = None
+            if key in self._fresh:
+                self._fresh.discard(key)
+            elif self._source is not None:
+                # On the event loop, where kopf changes its indexes: a consistent copy.
+                snapshot = self._source(namespace, name)
+                snapshot = self.writes.merge(snapshot) if snapshot is not None else None
             loop = asyncio.get_running_loop()
-            delay = await loop.run_in_executor(self._executor, self._pass, namespace, name)
+            delay = await loop.run_in_executor(
+                self._executor, self._pass, namespace, name, snapshot
+            )
             if delay is not None:
                 self._schedule(key, delay)
 
     def _schedule(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, lambda: loop.create_task(self.trigger(*key)))
+        self._timers[key] = loop.call_later(
+            delay, lambda: loop.create_task(self.trigger(*key, fresh=True))
+        )
 
     def changed(self, namespace: str, name: str, body: kopf.Body | dict[str, Any]) -> bool:
         """Whether an EvalTask event carries news: our own status writes do not."""
@@ -89,21 +119,26 @@ class Reconciler:
         self._seen[key] = marker
         return True
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, uid: str = "") -> None:
         key = (namespace, name)
         self._seen.pop(key, None)
+        self.writes.clear(uid)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
         metrics.forget(namespace, name)
 
-    def _pass(self, namespace: str, name: str) -> float | None:
+    def _pass(
+        self, namespace: str, name: str, snapshot: cache.Snapshot | None = None
+    ) -> float | None:
         """One pass; the seconds until the next one it asks for (None: none)."""
         started = time.monotonic()
         result = metrics.RESULT_ERROR
+        owner = str(snapshot.evaltask["metadata"]["uid"]) if snapshot else ""
+        api = cache.WritingApi(self._api_factory(), self.writes, owner)
         try:
             outcome = reconcile.reconcile(
-                self._api_factory(), namespace, name, self._clock(), self._config
+                api, namespace, name, self._clock(), self._config, snapshot
             )
             result = metrics.RESULT_INVALID if outcome and outcome.invalid else metrics.RESULT_OK
         except kube.ApiError as e:
@@ -143,12 +178,13 @@ def _reconciler() -> Reconciler:
 
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
 async def evaltask_event(
-    type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
 ) -> None:
     if not namespace:
         return
+    _watch(kwargs)
     if type == "DELETED":
-        _reconciler().forget(namespace, name)
+        _reconciler().forget(namespace, name, str(body.get("metadata", {}).get("uid", "")))
         return
     if _reconciler().changed(namespace, name, body):
         await _reconciler().trigger(namespace, name)
@@ -160,12 +196,53 @@ def evaltasks_by_uid(uid: str, name: str, **_: Any) -> dict[str, str]:
     return {uid: name}
 
 
-async def _child_event(body: kopf.Body, namespace: str | None, index: kopf.Index[str, str]) -> None:
+@kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
+def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): cache.slim(body)}
+
+
+def _by_owner(body: kopf.Body) -> dict[str, dict[str, Any]] | None:
+    uid = (body.get("metadata", {}).get("labels") or {}).get(constants.LABEL_EVALTASK_UID)
+    return {str(uid): cache.slim(body)} if uid else None
+
+
+class Indexes:
+    """A pass's snapshot of one EvalTask, taken from kopf's indexes."""
+
+    def __init__(self, indexes: Mapping[str, Any]) -> None:
+        self._evaltasks = indexes["evaltask_bodies"]
+        self._runs = indexes["evalruns_by_owner"]
+        self._jobs = indexes["jobs_by_owner"]
+        self._pods = indexes["pods_by_owner"]
+
+    def __call__(self, namespace: str, name: str) -> cache.Snapshot | None:
+        found = list(self._evaltasks.get((namespace, name), []))
+        if not found:
+            return None
+        uid = str(found[0]["metadata"]["uid"])
+        return cache.Snapshot(
+            found[0],
+            list(self._runs.get(uid, [])),
+            list(self._jobs.get(uid, [])),
+            list(self._pods.get(uid, [])),
+        )
+
+
+def _watch(kwargs: Mapping[str, Any]) -> None:
+    """kopf hands its indexes only to handlers: the first one passes them on."""
+    reconciler = _reconciler()
+    if reconciler._source is None and "pods_by_owner" in kwargs:
+        reconciler.watch(Indexes(kwargs))
+        log.info("passes for events read the watches' indexes")
+
+
+async def _child_event(body: kopf.Body, namespace: str | None, kwargs: Mapping[str, Any]) -> None:
+    _watch(kwargs)
     uid = body.get("metadata", {}).get("labels", {}).get(constants.LABEL_EVALTASK_UID)
     if not uid or not namespace:
         return
     # The index is a live view that kopf updates while we await: copy it first.
-    for name in list(index.get(uid, [])):
+    for name in list(kwargs["evaltasks_by_uid"].get(uid, [])):
         await _reconciler().trigger(namespace, name)
 
 
@@ -203,7 +280,13 @@ async def evalrun_event(
     # pass for each would only read what it just wrote). A deletion is: a user reruns that
     # run by deleting its record.
     if type == "DELETED":
-        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+        _reconciler().writes.gone(body)
+        await _child_event(body, namespace, kwargs)
+
+
+@kopf.index(*EVALRUNS, labels=_MANAGED)
+def evalruns_by_owner(body: kopf.Body, **_: Any) -> Any:
+    return _by_owner(body)
 
 
 class News:
@@ -233,9 +316,16 @@ async def job_event(
 ) -> None:
     # The operator created the Job: its creation is no news; what the Job controller, a
     # user or the garbage collector does to it may be.
+    if type == "DELETED":
+        _reconciler().writes.gone(body)
     news = NEWS.check(type, body, jobstate.job_digest(body))
     if news and type != "ADDED":
-        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+        await _child_event(body, namespace, kwargs)
+
+
+@kopf.index(*JOBS, labels=_MANAGED)
+def jobs_by_owner(body: kopf.Body, **_: Any) -> Any:
+    return _by_owner(body)
 
 
 @kopf.on.event(*PODS, labels=_MANAGED)
@@ -243,4 +333,9 @@ async def pod_event(
     type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
 ) -> None:
     if NEWS.check(type, body, jobstate.pod_digest(body)):
-        await _child_event(body, namespace, kwargs["evaltasks_by_uid"])
+        await _child_event(body, namespace, kwargs)
+
+
+@kopf.index(*PODS, labels=_MANAGED)
+def pods_by_owner(body: kopf.Body, **_: Any) -> Any:
+    return _by_owner(body)

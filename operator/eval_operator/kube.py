@@ -98,27 +98,34 @@ class Api(Protocol):
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def create_evalrun(self, evalrun: Mapping[str, Any]) -> dict[str, Any]: ...
-    def delete_evalrun(self, namespace: str, name: str) -> None: ...
+    def delete_evalrun(self, namespace: str, name: str) -> str: ...
     def patch_evalrun_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
     def create_failures(self, namespace: str, job_uid: str) -> list[str]: ...
     def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]: ...
-    def delete_job(self, namespace: str, name: str) -> None: ...
-    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
+    def delete_job(self, namespace: str, name: str) -> str: ...
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]: ...
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]: ...
     def create_secret(self, secret: Mapping[str, Any]) -> None: ...
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def patch_evaltask_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
     def patch_evaltask_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
     def post_event(
         self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None: ...
+
+
+def deleted_uid(answer: Mapping[str, Any]) -> str:
+    """The uid of what a DELETE removed: a Status names it in details, an object (one
+    that waits for finalizers) in its metadata."""
+    where = answer.get("details") or answer.get("metadata") or {}
+    return str(where.get("uid") or "")
 
 
 class KubeApi:
@@ -223,15 +230,19 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER)],
         )
 
-    def delete_evalrun(self, namespace: str, name: str) -> None:
-        self._call(
-            "DELETE",
-            f"{self._evalruns_path(namespace)}/{name}",
-            body={"propagationPolicy": "Background"},
+    def delete_evalrun(self, namespace: str, name: str) -> str:
+        return deleted_uid(
+            self._call(
+                "DELETE",
+                f"{self._evalruns_path(namespace)}/{name}",
+                body={"propagationPolicy": "Background"},
+            )
         )
 
-    def patch_evalrun_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self._call(
+    def patch_evalrun_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
             "PATCH",
             f"{self._evalruns_path(namespace)}/{name}/status",
             body={"status": dict(status)},
@@ -258,16 +269,18 @@ class KubeApi:
             "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=dict(job), query=query
         )
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def delete_job(self, namespace: str, name: str) -> str:
         # Background: the Job goes at once, the garbage collector removes its pods.
-        self._call(
-            "DELETE",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-            body={"propagationPolicy": "Background"},
+        return deleted_uid(
+            self._call(
+                "DELETE",
+                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                body={"propagationPolicy": "Background"},
+            )
         )
 
-    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self._call(
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(
             "PATCH",
             f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
             body=dict(patch),
@@ -292,9 +305,11 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
 
-    def patch_evaltask_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_evaltask_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
         # A merge patch replaces lists whole, which is what runs/conditions need.
-        self._call(
+        return self._call(
             "PATCH",
             self._evaltask_path(namespace, name) + "/status",
             body={"status": dict(status)},
@@ -303,8 +318,8 @@ class KubeApi:
 
     def patch_evaltask_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
-    ) -> None:
-        self._call(
+    ) -> dict[str, Any]:
+        return self._call(
             "PATCH",
             self._evaltask_path(namespace, name),
             body={"metadata": {"annotations": dict(annotations)}},

@@ -1,8 +1,9 @@
 """One reconcile pass for one EvalTask: observe, validate, plan, act, write status.
 
 Every kopf event calls this same function; it never depends on which event fired. It
-reads the EvalTask, its EvalRuns, Jobs and pods afresh, so a restarted operator picks up
-exactly where the API says things are. All I/O goes through `kube.Api`.
+reads the EvalTask, its EvalRuns, Jobs and pods from the API server, or is given them as
+the watches show them (cache.py), so a restarted operator picks up exactly where the API
+says things are. All I/O goes through `kube.Api`.
 
 Order within a pass: records first (an EvalRun's status is the result's only copy once
 its pod may go), then deletions, then creations, then the EvalTask's status, and only
@@ -19,6 +20,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from eval_operator import (
+    cache,
     checks,
     conditions,
     constants,
@@ -83,28 +85,47 @@ class _Announce:
         self.events.append((type_, reason, message))
 
 
-def reconcile(
-    api: kube.Api, namespace: str, name: str, now: datetime, config: Config
-) -> Outcome | None:
-    """Bring one EvalTask one step closer to its spec. None when it no longer exists."""
+def observe(api: kube.Api, namespace: str, name: str) -> cache.Snapshot | None:
+    """The EvalTask and all of its, read from the API server. None when it is gone."""
     try:
         body = api.get_evaltask(namespace, name)
     except kube.NotFound:
         return None
+    selector = naming.selector(body["metadata"]["uid"])
+    return cache.Snapshot(
+        evaltask=body,
+        runs=api.list_evalruns(namespace, selector),
+        jobs=api.list_jobs(namespace, selector),
+        pods=api.list_pods(namespace, selector),
+    )
+
+
+def reconcile(
+    api: kube.Api,
+    namespace: str,
+    name: str,
+    now: datetime,
+    config: Config,
+    snapshot: cache.Snapshot | None = None,
+) -> Outcome | None:
+    """Bring one EvalTask one step closer to its spec. None when it no longer exists.
+
+    `snapshot`: what the watches show (handlers.py); without it the pass reads the API.
+    """
+    seen = snapshot or observe(api, namespace, name)
+    if seen is None:
+        return None
+    body = seen.evaltask
     if body["metadata"].get("deletionTimestamp"):
         return None  # owner references delete the EvalRuns, Jobs and pods
     uid = body["metadata"]["uid"]
-    selector = naming.selector(uid)
-    evalruns = api.list_evalruns(namespace, selector)
-    jobs = api.list_jobs(namespace, selector)
-    pods = api.list_pods(namespace, selector)
     observed = plan.Observed(
         evaltask=body,
-        runs=evalruns,
-        jobs=jobs,
-        pods=pods,
+        runs=seen.runs,
+        jobs=seen.jobs,
+        pods=seen.pods,
         now=now,
-        create_failures=_create_failures(api, namespace, jobs, pods, now),
+        create_failures=_create_failures(api, namespace, seen.jobs, seen.pods, now),
     )
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []

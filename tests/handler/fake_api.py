@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eval_operator import constants, kube
+from eval_operator import cache, constants, kube
 from eval_runner import results
 
 T0 = "2026-01-01T00:00:00Z"
@@ -79,6 +79,12 @@ class FakeApi:
             lambda kind, body, dry_run: None
         )
         self._uids = itertools.count(1)
+        self._versions = itertools.count(1)  # one counter for all, as etcd's revision
+
+    def _touch(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A write: the object gets the next resourceVersion."""
+        obj["metadata"]["resourceVersion"] = str(next(self._versions))
+        return obj
 
     # --- setup helpers -------------------------------------------------------------
     def _stamp(self) -> tuple[str, str]:
@@ -107,16 +113,18 @@ class FakeApi:
             },
             "spec": spec,
         }
-        self.evaltasks[(namespace, name)] = body
+        self.evaltasks[(namespace, name)] = self._touch(body)
         return body
 
     def edit_spec(self, name: str, spec: dict[str, Any], namespace: str = "ns") -> None:
         body = self.evaltasks[(namespace, name)]
         body["spec"] = spec
         body["metadata"]["generation"] += 1
+        self._touch(body)
 
     def annotate(self, name: str, annotations: dict[str, str], namespace: str = "ns") -> None:
         self.evaltasks[(namespace, name)]["metadata"]["annotations"].update(annotations)
+        self._touch(self.evaltasks[(namespace, name)])
 
     def add_secret(self, name: str, data: dict[str, str], namespace: str = "ns") -> None:
         import base64
@@ -195,7 +203,7 @@ class FakeApi:
             ]
         if conditions:
             status["conditions"] = conditions
-        self.pods[(ns, pod_name)] = {
+        self.pods[(ns, pod_name)] = pod = {
             "metadata": {
                 "name": pod_name,
                 "namespace": ns,
@@ -208,6 +216,8 @@ class FakeApi:
             },
             "status": status,
         }
+        self._touch(pod)
+        self._touch(job)  # the Job controller counts its pods in the Job's status
         return pod_name
 
     def pods_of(self, job_name: str, namespace: str = "ns") -> list[str]:
@@ -272,6 +282,7 @@ class FakeApi:
             ],
         )
         job["status"] = {"active": 0, "startTime": T0}
+        self._touch(job)
 
     def succeed(
         self,
@@ -301,6 +312,7 @@ class FakeApi:
                 {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:05:00Z"}
             ],
         }
+        self._touch(job)
 
     def fail(
         self,
@@ -345,6 +357,7 @@ class FakeApi:
                 }
             ],
         }
+        self._touch(job)
 
     # --- kube.Api ------------------------------------------------------------------
     def _refused(self, kind: str, body: Mapping[str, Any], dry_run: bool = False) -> None:
@@ -392,20 +405,25 @@ class FakeApi:
         stored.pop("status", None)  # the status subresource ignores status on create
         uid, created = self._stamp()
         stored["metadata"].update(uid=uid, creationTimestamp=created)
-        self.evalruns[key] = stored
+        self.evalruns[key] = self._touch(stored)
         return _sorted(stored)
 
-    def delete_evalrun(self, namespace: str, name: str) -> None:
+    def delete_evalrun(self, namespace: str, name: str) -> str:
         self.calls.append("delete_evalrun")
         if (namespace, name) not in self.evalruns:
             raise kube.NotFound(404, "NotFound", name)
-        del self.evalruns[(namespace, name)]
+        gone = self.evalruns.pop((namespace, name))
+        return kube.deleted_uid({"kind": "Status", "details": {"uid": gone["metadata"]["uid"]}})
 
-    def patch_evalrun_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_evalrun_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
         self.calls.append("patch_evalrun_status")
         if (namespace, name) not in self.evalruns:
             raise kube.NotFound(404, "NotFound", name)
-        _merge(self.evalruns[(namespace, name)].setdefault("status", {}), status)
+        run = self.evalruns[(namespace, name)]
+        _merge(run.setdefault("status", {}), status)
+        return _sorted(self._touch(run))
 
     def create_failures(self, namespace: str, job_uid: str) -> list[str]:
         self.calls.append("list_events")
@@ -430,18 +448,22 @@ class FakeApi:
         uid, created = self._stamp()
         stored["metadata"].update(uid=uid, creationTimestamp=created)
         stored["status"] = {}
-        self.jobs[key] = stored
+        self.jobs[key] = self._touch(stored)
         return _sorted(stored)
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def delete_job(self, namespace: str, name: str) -> str:
         self.calls.append("delete_job")
         if (namespace, name) not in self.jobs:
             raise kube.NotFound(404, "NotFound", name)
-        del self.jobs[(namespace, name)]  # its pods stay until collect_garbage()
+        gone = self.jobs.pop((namespace, name))  # its pods stay until collect_garbage()
+        return kube.deleted_uid({"kind": "Status", "details": {"uid": gone["metadata"]["uid"]}})
 
-    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append("patch_job")
+        if (namespace, name) not in self.jobs:
+            raise kube.NotFound(404, "NotFound", name)
         _merge(self.jobs[(namespace, name)], patch)
+        return _sorted(self._touch(self.jobs[(namespace, name)]))
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("read_secret")
@@ -466,8 +488,12 @@ class FakeApi:
         self.calls.append("patch_secret")
         _merge(self.secrets[(namespace, name)], patch)
 
-    def patch_evaltask_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_evaltask_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
         self.calls.append("patch_status")
+        if (namespace, name) not in self.evaltasks:
+            raise kube.NotFound(404, "NotFound", name)
         body = self.evaltasks[(namespace, name)]
         current = body.setdefault("status", {})
         for k, v in copy.deepcopy(dict(status)).items():
@@ -475,20 +501,62 @@ class FakeApi:
                 current.pop(k, None)
             else:
                 current[k] = v
+        return _sorted(self._touch(body))
 
     def patch_evaltask_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
-    ) -> None:
+    ) -> dict[str, Any]:
         self.calls.append("patch_annotations")
+        if (namespace, name) not in self.evaltasks:
+            raise kube.NotFound(404, "NotFound", name)
         current = self.evaltasks[(namespace, name)]["metadata"].setdefault("annotations", {})
         for k, v in annotations.items():
             if v is None:
                 current.pop(k, None)
             else:
                 current[k] = v
+        return _sorted(self._touch(self.evaltasks[(namespace, name)]))
 
     def post_event(
         self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
         self.calls.append("post_event")
         self.events.append({"type": type_, "reason": reason, "message": message})
+
+
+class FakeWatch:
+    """What the operator's watches (kopf's indexes) hold: the fake's objects as of the last
+    `sync()`. A test calls it where the watch events would have arrived, which is later
+    than the writes that caused them, so a pass can see a world older than its own writes.
+    Callable as a handlers.Source."""
+
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+        self.sync()
+
+    def sync(self) -> None:
+        self._evaltasks = _sorted({f"{ns}/{n}": b for (ns, n), b in self.api.evaltasks.items()})
+        self._children = {
+            kind: _sorted(list(store.values()))
+            for kind, store in (
+                ("runs", self.api.evalruns),
+                ("jobs", self.api.jobs),
+                ("pods", self.api.pods),
+            )
+        }
+
+    def _of(self, kind: str, uid: str) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in self._children[kind]
+            if (o["metadata"].get("labels") or {}).get(constants.LABEL_EVALTASK_UID) == uid
+        ]
+
+    def __call__(self, namespace: str, name: str) -> cache.Snapshot | None:
+        body = self._evaltasks.get(f"{namespace}/{name}")
+        if body is None:
+            return None
+        uid = body["metadata"]["uid"]
+        return cache.Snapshot(
+            body, self._of("runs", uid), self._of("jobs", uid), self._of("pods", uid)
+        )

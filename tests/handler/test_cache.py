@@ -1,0 +1,183 @@
+"""Passes fed by the watches (cache.py): they read nothing, and a watch that has not shown
+the operator's own writes yet makes no pass repeat, undo or forget them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from eval_operator import cache, constants, handlers
+from tests.handler.fake_api import FakeApi, FakeWatch
+from tests.handler.test_handlers import CLOCK
+from tests.handler.test_reconcile import CONFIG, job_for, record, spec
+
+READS = {"get_evaltask", "list_evalruns", "list_jobs", "list_pods", "list_evaltasks"}
+
+
+@pytest.fixture
+def api():
+    fake = FakeApi()
+    fake.add_secret("key", {"token": "Bearer sk-very-secret"})
+    fake.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2")))
+    return fake
+
+
+def watched(api: FakeApi) -> tuple[handlers.Reconciler, FakeWatch]:
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+    watch = FakeWatch(api)
+    reconciler.watch(watch)
+    return reconciler, watch
+
+
+def event_pass(reconciler: handlers.Reconciler, api: FakeApi) -> Counter[str]:
+    """One pass as an event asks for it; the API calls it made."""
+    before = len(api.calls)
+    asyncio.run(reconciler.trigger("ns", "et"))
+    return Counter(api.calls[before:])
+
+
+def test_a_pass_for_an_event_reads_nothing_from_the_api_server(api):
+    reconciler, watch = watched(api)
+    first = event_pass(reconciler, api)
+    assert first["create_job"] == 1 and not READS & set(first)
+    watch.sync()
+    api.succeed(job_for(api, "m1", "t1"), {"accuracy": 0.5})
+    watch.sync()
+    calls = event_pass(reconciler, api)
+    assert not READS & set(calls), calls
+    assert record(api, "m1", "t1")["state"] == "Succeeded"
+    assert calls["create_job"] == 1, "the chain's next Job"
+    assert api.status("et")["progress"] == "1/2"
+
+
+def test_a_watch_behind_the_operators_writes_repeats_and_undoes_nothing(api):
+    reconciler, watch = watched(api)
+    event_pass(reconciler, api)  # creates both EvalRuns, the first Job, the status
+    status = api.status("et")
+    # The watch has shown none of it yet: without the writes laid over it, this pass
+    # would create the EvalRuns and the Job again and write a status of no runs.
+    calls = event_pass(reconciler, api)
+    assert not {"create_evalrun", "create_job", "patch_status", "patch_evalrun_status"} & set(
+        calls
+    ), calls
+    assert api.status("et") == status
+    assert reconciler.writes.pending() > 0
+    watch.sync()
+    event_pass(reconciler, api)
+    assert reconciler.writes.pending() == 0, "what the watch shows is no longer kept"
+
+
+def test_a_recorded_result_is_announced_once_while_the_watch_lags(api):
+    reconciler, watch = watched(api)
+    event_pass(reconciler, api)
+    api.succeed(job_for(api, "m1", "t1"), {"accuracy": 0.5})
+    watch.sync()
+    event_pass(reconciler, api)  # records the result, creates the next Job
+    # The watch still shows the EvalRun without its result and the next Job missing.
+    calls = event_pass(reconciler, api)
+    assert not {"patch_evalrun_status", "create_job", "post_event"} & set(calls), calls
+    succeeded = [e for e in api.events if e["reason"] == "RunSucceeded"]
+    assert len(succeeded) == 1
+    assert sorted(api.jobs) == [("ns", job_for(api, "m1", "t1")), ("ns", job_for(api, "m1", "t2"))]
+
+
+def test_a_timer_pass_reads_the_api_server_and_drops_what_was_kept(api):
+    reconciler, _ = watched(api)
+    event_pass(reconciler, api)
+    assert reconciler.writes.pending() > 0
+    before = len(api.calls)
+    asyncio.run(reconciler.trigger("ns", "et", fresh=True))
+    assert {"get_evaltask", "list_evalruns", "list_jobs", "list_pods"} <= set(api.calls[before:])
+    assert reconciler.writes.pending() == 0
+
+
+def test_a_pass_without_the_evaltask_in_the_watch_reads_the_api_server(api):
+    reconciler, _ = watched(api)
+    api.add_evaltask("late", spec(models=("m1",), tasks=("t1",)))  # not synced
+    asyncio.run(reconciler.trigger("ns", "late"))
+    assert "get_evaltask" in api.calls
+    assert len(api.jobs) == 1
+
+
+def test_a_rerun_deletion_hides_the_old_record_until_the_watch_drops_it(api):
+    reconciler, watch = watched(api)
+    event_pass(reconciler, api)
+    api.succeed(job_for(api, "m1", "t1"), {"accuracy": 0.5})
+    watch.sync()
+    event_pass(reconciler, api)
+    watch.sync()
+    old = api.evalruns[("ns", job_for(api, "m1", "t1"))]["metadata"]["uid"]
+    api.annotate("et", {constants.ANNOTATION_RERUN: constants.RERUN_ALL})
+    watch.sync()
+    calls = event_pass(reconciler, api)
+    assert calls["delete_evalrun"] == 2
+    # The watch still shows the deleted EvalRuns: the next pass must not take them for
+    # the runs' records (nor the annotation, already removed, for a new request).
+    calls = event_pass(reconciler, api)
+    assert calls["delete_evalrun"] == 0 and calls["patch_annotations"] == 0, calls
+    assert calls["create_evalrun"] == 2
+    new = api.evalruns[("ns", job_for(api, "m1", "t1"))]["metadata"]["uid"]
+    assert new != old
+
+
+def body(uid: str, rv: int, kind: str = "Job", owner: str = "et-uid") -> dict:
+    return {
+        "kind": kind,
+        "metadata": {
+            "name": uid,
+            "uid": uid,
+            "resourceVersion": str(rv),
+            "labels": {constants.LABEL_EVALTASK_UID: owner},
+            "managedFields": [{"manager": "x"}],
+        },
+    }
+
+
+EVALTASK = {"kind": constants.KIND, "metadata": {"uid": "et-uid", "resourceVersion": "1"}}
+
+
+def snap(jobs: list[dict]) -> cache.Snapshot:
+    return cache.Snapshot(EVALTASK, [], jobs, [])
+
+
+def test_writes_show_until_the_watch_catches_up_and_never_resurrect():
+    clock = [0.0]
+    writes = cache.Writes(clock=lambda: clock[0])
+    writes.wrote(body("a", 5))
+    assert [j["metadata"]["resourceVersion"] for j in writes.merge(snap([])).jobs] == ["5"]
+    # An older version from the watch is replaced by the write's answer...
+    assert writes.merge(snap([body("a", 3)])).jobs[0]["metadata"]["resourceVersion"] == "5"
+    # ...and once the watch shows it (or newer), the watch's wins and nothing is kept.
+    assert writes.merge(snap([body("a", 7)])).jobs[0]["metadata"]["resourceVersion"] == "7"
+    assert writes.pending() == 0
+    # Created, then deleted by someone else before the watch showed it: gone stays gone.
+    writes.wrote(body("b", 9))
+    writes.gone(body("b", 10))
+    assert writes.merge(snap([])).jobs == []
+    # A write the watch never shows is dropped after a while.
+    writes.wrote(body("c", 11))
+    clock[0] += cache.WRITE_TTL_SECONDS + 1
+    assert writes.merge(snap([])).jobs == [] and writes.pending() == 0
+
+
+def test_a_deletion_hides_the_object_while_the_watch_still_shows_it():
+    writes = cache.Writes()
+    writes.deleted("et-uid", "a")
+    assert writes.merge(snap([body("a", 3), body("b", 4)])).jobs == [body("b", 4)]
+    assert writes.pending() == 1
+    writes.merge(snap([body("b", 4)]))
+    assert writes.pending() == 0, "the watch dropped it: nothing left to hide"
+
+
+def test_writes_of_one_evaltask_do_not_show_in_another():
+    writes = cache.Writes()
+    writes.wrote(body("a", 5, owner="other-uid"))
+    assert writes.merge(snap([])).jobs == []
+
+
+def test_slim_drops_managed_fields_and_keeps_the_rest():
+    slim = cache.slim(body("a", 5))
+    assert "managedFields" not in slim["metadata"]
+    assert slim["metadata"]["uid"] == "a" and slim["kind"] == "Job"
