@@ -16,7 +16,8 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
     status_lag_p50_s/_p95_s a Job's completion to its EvalRun and its EvalTask's status
                             both showing it
     next_job_lag_p95_s      a Job's completion to the next Job of its chain created
-    done_s                  apply to every EvalTask Succeeded
+    done_s                  apply to every EvalTask finished (Succeeded or Failed)
+    failed_runs             runs that failed (none should: a failure is a bug to look at)
     peak_rss_mb, cpu_s      the operator process's
     apiserver_cpu_s         kube-apiserver's CPU seconds (2 cores here: 2 per second at most)
     api_requests_per_run    the operator's API requests (the apiserver's audit log, by
@@ -37,6 +38,7 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -129,7 +131,8 @@ class Observed:
         self.job_run: dict[str, tuple[str, str, str, str]] = {}  # uid -> ns, et, model, task
         self.run_done: dict[tuple[str, str, str, str], float] = {}  # EvalRun Succeeded
         self.entry_done: dict[tuple[str, str, str, str], float] = {}  # EvalTask entry
-        self.evaltask_done: dict[tuple[str, str], float] = {}
+        self.evaltask_done: dict[tuple[str, str], float] = {}  # Succeeded or Failed
+        self.failed_runs: set[tuple[str, str, str, str]] = set()
         self.evaltask_bytes_max = 0
 
     def on_job(self, kind: str, job: dict, t: float) -> None:
@@ -163,10 +166,12 @@ class Observed:
         with self.lock:
             self.evaltask_bytes_max = max(self.evaltask_bytes_max, len(json.dumps(task)))
             for entry in status.get("runs") or []:
+                key = (meta["namespace"], meta["name"], entry["model"], entry["task"])
                 if entry.get("state") == "Succeeded":
-                    key = (meta["namespace"], meta["name"], entry["model"], entry["task"])
                     self.entry_done.setdefault(key, t)
-            if status.get("phase") == "Succeeded":
+                elif entry.get("state") == "Failed":
+                    self.failed_runs.add(key)  # every run of this benchmark should succeed
+            if status.get("phase") in ("Succeeded", "Failed"):
                 self.evaltask_done.setdefault((meta["namespace"], meta["name"]), t)
 
 
@@ -230,6 +235,7 @@ class Operator:
                         return
             except OSError:
                 time.sleep(0.2)
+        self.stop()
         raise RuntimeError(f"the operator did not become healthy; see {log}")
 
     @property
@@ -363,7 +369,7 @@ def scenario(
             "--max-mutating-requests-inflight=500",
         ),
     )
-    with cp:
+    with cp, contextlib.ExitStack() as running:  # stopped on any exit, Ctrl-C too
         kubectl = [str(bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig)]
         for crd in ("evaltask", "evalrun"):
             subprocess.run(
@@ -380,7 +386,9 @@ def scenario(
         if raw_jobs:
             out["raw_create_rate"] = raw_create_rate(api, raw_jobs)
         node = HollowNode(cp.server, cp.token, cp.ca_file, metrics=metrics).start()
+        running.callback(node.stop)
         operator = Operator(cp.kubeconfig, work / "operator.log")
+        running.callback(operator.stop)
         seen = Observed()
         watchers = [
             Watcher(client(cp.server, cp.token, cp.ca_file, AGENT), path, on)
@@ -392,6 +400,7 @@ def scenario(
         ]
         for watcher in watchers:
             watcher.start()
+            running.callback(watcher.stopped.set)
             watcher.ready.wait(30)
         namespaces = [f"bench-{i}" for i in range(max(1, evaltasks // 20))]
         for ns in namespaces:
@@ -407,6 +416,7 @@ def scenario(
         finished = time.monotonic()
         out["runs"] = evaltasks * models * tasks
         out["finished_evaltasks"] = len(seen.evaltask_done)
+        out["failed_runs"] = len(seen.failed_runs)
         out["done_s"] = finished - applied
         out["peak_rss_mb"] = operator.peak_rss_mb()
         out["cpu_s"] = operator.cpu_s()
@@ -452,10 +462,6 @@ def scenario(
                 out[f"api_requests_per_run_{verb}"] = count / max(out["runs"], 1)
             time.sleep(idle_seconds)
             out["idle_requests_per_min"] = len(requests.read()) * 60 / idle_seconds
-        for watcher in watchers:
-            watcher.stopped.set()
-        operator.stop()
-        node.stop()
     for name, value in out.items():
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{label}_{name}={text}", flush=True)

@@ -100,6 +100,29 @@ def observe(api: kube.Api, namespace: str, name: str) -> cache.Snapshot | None:
     )
 
 
+def behind(snapshot: cache.Snapshot) -> bool:
+    """Whether the watches may not show yet what a finished Job's result needs.
+
+    The watches of Jobs and of pods are separate streams, and the pods' (busier) may lag:
+    a Job shown finished with no pod of it shown ended is read afresh before its run's
+    outcome, which is final, is recorded. A run recorded already needs nothing more.
+    """
+    final = {
+        str(r["metadata"]["name"])
+        for r in snapshot.runs
+        if records.from_status(r.get("status")).final
+    }
+    pods = jobstate.pods_by_job(snapshot.pods)
+    for job in snapshot.jobs:
+        meta = job["metadata"]
+        if meta.get("name") in final or not jobstate.is_finished(job):
+            continue
+        mine = pods.get(str(meta.get("uid")), [])
+        if not any(p.get("status", {}).get("phase") in ("Succeeded", "Failed") for p in mine):
+            return True
+    return False
+
+
 def reconcile(
     api: kube.Api,
     namespace: str,
@@ -112,6 +135,8 @@ def reconcile(
 
     `snapshot`: what the watches show (handlers.py); without it the pass reads the API.
     """
+    if snapshot is not None and behind(snapshot):
+        snapshot = None
     seen = snapshot or observe(api, namespace, name)
     if seen is None:
         return None
@@ -209,6 +234,9 @@ def _create_failures(
             continue
         if str(meta.get("uid")) in with_pods or job.get("spec", {}).get("suspend"):
             continue
+        counts = job.get("status") or {}
+        if any(counts.get(k) for k in ("active", "succeeded", "failed", "terminating")):
+            continue  # the Job controller made its pod: the pods' watch has not shown it yet
         created = meta.get("creationTimestamp")
         age = (now - _parse_time(created)).total_seconds() if created else 0.0
         if age < CREATE_FAILURE_AFTER_SECONDS:
@@ -368,22 +396,30 @@ def _act(
         _set_suspended(api, owner.namespace, name, False)
 
     uids = {n: str(r["metadata"].get("uid", "")) for n, r in existing.items()}
-    for run in the_plan.create_runs:
-        body = records.build_evalrun(
-            owner, run.name, run.model.name, run.task.name, run.fingerprint
-        )
-        try:
-            uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
-        except kube.Conflict:
-            continue  # created by an earlier pass whose result we have not seen yet
-        except kube.Refused as e:
-            log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
-            views[run.name].record = records.Record(
-                message=records.bounded(f"the API server refused its EvalRun: {e.message}")
+
+    def create_runs(runs: Iterable[plan.DesiredRun]) -> None:
+        for run in runs:
+            body = records.build_evalrun(
+                owner, run.name, run.model.name, run.task.name, run.fingerprint
             )
-            continue
-        if run.name in the_plan.record:
-            record(run.name, the_plan.record[run.name])
+            try:
+                uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
+            except kube.Conflict:
+                continue  # created by an earlier pass whose result we have not seen yet
+            except kube.Refused as e:
+                log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
+                views[run.name].record = records.Record(
+                    message=records.bounded(f"the API server refused its EvalRun: {e.message}")
+                )
+                continue
+            if run.name in the_plan.record:
+                record(run.name, the_plan.record[run.name])
+
+    # The EvalRuns whose Jobs start now, those Jobs, then the other EvalRuns: a chain's
+    # first Job does not wait for the records of the runs that follow it.
+    starting = {r.name for r in the_plan.create_jobs}
+    create_runs(r for r in the_plan.create_runs if r.name in starting)
+    created: list[str] = []
     for run in the_plan.create_jobs:
         if run.name not in uids:
             continue  # its EvalRun could not be made in this pass
@@ -415,9 +451,12 @@ def _act(
                 ),
             )
             continue
-        record(run.name, replace(views[run.name].record, job=run.name, message=""))
-        outcome.created.append(run.name)
-        announce.add("Normal", conditions.JOB_CREATED, f"created Job {run.name}")
+        created.append(run.name)
+    for name in created:
+        record(name, replace(views[name].record, job=name, message=""))
+        outcome.created.append(name)
+        announce.add("Normal", conditions.JOB_CREATED, f"created Job {name}")
+    create_runs(r for r in the_plan.create_runs if r.name not in starting)
 
 
 def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:

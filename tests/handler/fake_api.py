@@ -534,15 +534,16 @@ class FakeWatch:
         self.api = api
         self.sync()
 
-    def sync(self) -> None:
-        self._evaltasks = _sorted({f"{ns}/{n}": b for (ns, n), b in self.api.evaltasks.items()})
+    def sync(self, *kinds: str) -> None:
+        """Show the writes so far; `kinds` ("evaltasks", "runs", "jobs", "pods"): only
+        theirs, as separate watch streams that run apart."""
+        kinds = kinds or ("evaltasks", "runs", "jobs", "pods")
+        if "evaltasks" in kinds:
+            self._evaltasks = _sorted({f"{ns}/{n}": b for (ns, n), b in self.api.evaltasks.items()})
+        stores = {"runs": self.api.evalruns, "jobs": self.api.jobs, "pods": self.api.pods}
         self._children = {
-            kind: _sorted(list(store.values()))
-            for kind, store in (
-                ("runs", self.api.evalruns),
-                ("jobs", self.api.jobs),
-                ("pods", self.api.pods),
-            )
+            kind: _sorted(list(store.values())) if kind in kinds else self._children[kind]
+            for kind, store in stores.items()
         }
 
     def _of(self, kind: str, uid: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from eval_operator import cache, constants, handlers
 from tests.handler.fake_api import FakeApi, FakeWatch
 from tests.handler.test_handlers import CLOCK
-from tests.handler.test_reconcile import CONFIG, job_for, record, spec
+from tests.handler.test_reconcile import CONFIG, NOW, job_for, record, spec
 
 READS = {"get_evaltask", "list_evalruns", "list_jobs", "list_pods", "list_evaltasks"}
 
@@ -24,8 +24,8 @@ def api():
     return fake
 
 
-def watched(api: FakeApi) -> tuple[handlers.Reconciler, FakeWatch]:
-    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+def watched(api: FakeApi, clock=CLOCK) -> tuple[handlers.Reconciler, FakeWatch]:
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, clock)
     watch = FakeWatch(api)
     reconciler.watch(watch)
     return reconciler, watch
@@ -181,3 +181,24 @@ def test_slim_drops_managed_fields_and_keeps_the_rest():
     slim = cache.slim(body("a", 5))
     assert "managedFields" not in slim["metadata"]
     assert slim["metadata"]["uid"] == "a" and slim["kind"] == "Job"
+
+
+def test_a_finished_job_whose_pod_the_watch_has_not_shown_is_read_afresh(api):
+    reconciler, watch = watched(api)
+    event_pass(reconciler, api)
+    watch.sync()
+    api.succeed(job_for(api, "m1", "t1"), {"accuracy": 0.5})
+    watch.sync("jobs")  # the pods' watch lags: the Job shows Complete, its pod not at all
+    calls = event_pass(reconciler, api)
+    assert calls["list_pods"] == 1, "the API server says where the pod is"
+    run = record(api, "m1", "t1")
+    assert run["state"] == "Succeeded", run.get("message")
+
+
+def test_a_started_job_whose_pod_the_watch_has_not_shown_asks_for_no_events(api):
+    reconciler, watch = watched(api, clock=lambda: NOW)  # the Job is an hour old by then
+    event_pass(reconciler, api)
+    api.start(job_for(api, "m1", "t1"))  # the Job counts its pod active
+    watch.sync("jobs", "runs", "evaltasks")
+    calls = event_pass(reconciler, api)
+    assert calls["list_events"] == 0, "its pod exists: nothing to ask FailedCreate events for"

@@ -509,3 +509,11 @@ def test_without_reuse_nothing_is_taken_from_other_evaltasks(api):
     run(api, "second")
     assert api.status("second")["runs"][0]["state"] == "Pending"
     assert "list_evaltasks" not in api.calls
+
+
+def test_each_chains_first_job_comes_before_the_evalruns_of_the_runs_after_it(api):
+    api.add_evaltask("et", spec(models=("m1", "m2"), tasks=("t1", "t2", "t3")))
+    run(api)
+    writes = [c for c in api.calls if c in ("create_evalrun", "create_job")]
+    # Two chains start: their two EvalRuns, their two Jobs, then the four other EvalRuns.
+    assert writes == ["create_evalrun"] * 2 + ["create_job"] * 2 + ["create_evalrun"] * 4
