@@ -151,7 +151,11 @@ class HollowNode:
         selector = {"fieldSelector": "spec.nodeName="}
         with self._connect() as api:
             while not self._stop.is_set():
-                listed = api.get("/api/v1/pods", params=selector).json()
+                answer = api.get("/api/v1/pods", params=selector)
+                if answer.status_code != 200:  # 429 while the storage (re)initializes
+                    self._stop.wait(0.5)
+                    continue
+                listed = answer.json()
                 for pod in listed["items"]:
                     self._queue.put((pod["metadata"]["namespace"], pod["metadata"]["name"]))
                 params = {

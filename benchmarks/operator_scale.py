@@ -101,13 +101,16 @@ class Watcher(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self._list_and_watch()
-            except httpx.HTTPError:
+            except httpx.HTTPError:  # refused (429 while storage initializes) or cut off
                 if self.stopped.is_set():
                     return
+                time.sleep(0.5)
             self.restarts += 1
 
     def _list_and_watch(self) -> None:
-        listed = self.api.get(self.path).json()
+        answer = self.api.get(self.path)
+        answer.raise_for_status()
+        listed = answer.json()
         now = time.monotonic()
         for item in listed["items"]:
             self.on("ADDED", item, now)
@@ -412,6 +415,8 @@ def scenario(
             api.post(path, json=evaltask(f"sweep-{i:03d}", models, tasks)).raise_for_status()
         deadline = applied + timeout
         while len(seen.evaltask_done) < evaltasks and time.monotonic() < deadline:
+            if not all(w.is_alive() for w in watchers):
+                raise RuntimeError("a watch of the benchmark's stopped; see its traceback")
             time.sleep(0.5)
         finished = time.monotonic()
         out["runs"] = evaltasks * models * tasks

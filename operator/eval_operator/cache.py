@@ -39,13 +39,15 @@ class Snapshot:
     pods: Sequence[Body]
 
 
-def slim(body: Body) -> dict[str, Any]:
-    """A body without what no pass reads and which costs the most memory (managedFields).
+def slim(body: Body, spec: bool = True) -> dict[str, Any]:
+    """A body without what no pass reads and which costs the most memory: managedFields,
+    and the spec unless `spec`.
 
     New top-level and metadata maps; the rest is shared, and passes never change bodies.
     """
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
+    dropped = ("metadata",) if spec else ("metadata", "spec")
+    return {**{k: v for k, v in body.items() if k not in dropped}, "metadata": meta}
 
 
 def resource_version(body: Body) -> int:

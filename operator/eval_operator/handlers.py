@@ -201,9 +201,9 @@ def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any)
     return {(namespace, name): cache.slim(body)}
 
 
-def _by_owner(body: kopf.Body) -> dict[str, dict[str, Any]] | None:
+def _by_owner(body: kopf.Body, spec: bool = True) -> dict[str, dict[str, Any]] | None:
     uid = (body.get("metadata", {}).get("labels") or {}).get(constants.LABEL_EVALTASK_UID)
-    return {str(uid): cache.slim(body)} if uid else None
+    return {str(uid): cache.slim(body, spec)} if uid else None
 
 
 class Indexes:
@@ -253,8 +253,24 @@ JOBS: Final = ("batch", "v1", "jobs")
 PODS: Final = ("", "v1", "pods")
 
 
+class NoEssence(kopf.DiffBaseStorage):
+    """kopf's last-handled state, for create/update handlers, which this operator has none
+    of: kopf would otherwise deep-copy every body of every event to build it (a tenth of
+    the operator's CPU at 2,400 runs) and never use it."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
     """kopf's settings for this operator."""
+    settings.persistence.diffbase_storage = NoEssence()
     # Our own status and events only: kopf's per-handler events would be noise.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -338,4 +354,4 @@ async def pod_event(
 
 @kopf.index(*PODS, labels=_MANAGED)
 def pods_by_owner(body: kopf.Body, **_: Any) -> Any:
-    return _by_owner(body)
+    return _by_owner(body, spec=False)  # passes read a pod's status, never its spec
