@@ -485,9 +485,19 @@ def main() -> None:
         action="store_true",
         help="no audit log (it costs the API server CPU): no request counts then",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the logs (audit, operator) and say where"
+    )
     args = parser.parse_args()
     bin_dir = binaries()
-    with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
+    if args.keep:
+        kept = tempfile.mkdtemp(prefix="operator-scale-")
+        print(f"logs in {kept}", file=sys.stderr)
+    with (
+        contextlib.nullcontext(kept)
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp
+    ):
         if args.scenario in ("a", "both"):
             (Path(tmp) / "a").mkdir()
             scenario(

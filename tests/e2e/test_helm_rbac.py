@@ -459,7 +459,7 @@ def generation_observed(api: Api, name: str) -> bool:
 def basic_works(api: Api) -> None:
     status = api.wait_phase("basic", ("Succeeded",), timeout=30)
     assert status["progress"] == "2/2"
-    assert {"JobCreated", "RunSucceeded"} <= set(operator_events(api, "basic"))
+    assert "RunSucceeded" in operator_events(api, "basic")
 
 
 def suspend_works(api: Api) -> None:
