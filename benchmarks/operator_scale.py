@@ -388,6 +388,11 @@ def scenario(
         api = client(cp.server, cp.token, cp.ca_file, AGENT)
         if raw_jobs:
             out["raw_create_rate"] = raw_create_rate(api, raw_jobs)
+        # The CRDs' storage answers 429 for a while after they are Established: the
+        # operator starts once it answers, so its first Jobs do not wait for kopf's retries.
+        for plural in ("evaltasks", "evalruns"):
+            while api.get(f"/apis/{GROUP}/{VERSION}/{plural}").status_code != 200:
+                time.sleep(0.2)
         node = HollowNode(cp.server, cp.token, cp.ca_file, metrics=metrics).start()
         running.callback(node.stop)
         operator = Operator(cp.kubeconfig, work / "operator.log")

@@ -277,6 +277,10 @@ def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
     # Every API call of kopf's has a deadline too: a hung connection cannot wedge it.
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # Sooner than kopf's default (1, 1, 2, 3, 5, 8, 13, 21) at first: an operator started
+    # with its CRDs meets "storage is (re)initializing" (429) for some seconds, and every
+    # handler waits for the first listing of all four watches.
+    settings.networking.error_backoffs = (0.5, 0.5, 1, 1, 2, 3, 5, 8, 13, 21)
     if namespaces:
         # Fixed namespaces need no namespace listing, which a namespaced install is not
         # allowed: without this, kopf retries it for about a minute before serving.

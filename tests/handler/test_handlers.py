@@ -166,6 +166,21 @@ def test_kopf_asks_the_api_server_for_our_own_jobs_pods_and_evalruns_only():
     assert settings.scanning.disabled is True
 
 
+def test_kopf_keeps_no_copy_of_the_bodies_it_sees():
+    """kopf's default last-handled storage deep-copies every body of every event (and
+    would annotate the object with it for create/update handlers, which we have none of)."""
+    import kopf
+
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings, [])
+    storage = settings.persistence.diffbase_storage
+    pod = kopf.Body({"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"x": [1] * 100}})
+    assert storage.build(body=pod) == {}
+    patch = kopf.Patch()
+    storage.store(body=pod, patch=patch, essence=storage.build(body=pod))
+    assert not patch and storage.fetch(body=pod) is None
+
+
 def test_only_child_events_that_carry_news_run_a_pass():
     """The operator's own EvalRun writes and Job creates run no pass; what others do does."""
     api = SlowApi()
