@@ -50,6 +50,19 @@ def slim(body: Body, spec: bool = True) -> dict[str, Any]:
     return {**{k: v for k, v in body.items() if k not in dropped}, "metadata": meta}
 
 
+def slim_job(body: Body) -> dict[str, Any]:
+    """A Job as passes read it: metadata, status, and of its spec only suspend, the
+    deadline and the probe's container (whose env says how long it may wait). The pod
+    template is most of a Job, and a pass never reads the rest of it."""
+    spec = body.get("spec") or {}
+    kept = {k: spec[k] for k in ("suspend", "activeDeadlineSeconds") if k in spec}
+    init = ((spec.get("template") or {}).get("spec") or {}).get("initContainers") or []
+    probe = [c for c in init if c.get("name") == constants.PROBE_CONTAINER]
+    if probe:
+        kept["template"] = {"spec": {"initContainers": probe}}
+    return {**slim(body, spec=False), "spec": kept}
+
+
 def resource_version(body: Body) -> int:
     try:
         return int(body["metadata"]["resourceVersion"])
@@ -85,8 +98,9 @@ class Writes:
         owner, uid = owner_uid(body), _uid(body)
         if not owner or not uid:
             return
+        kept = slim_job(body) if body.get("kind") == "Job" else slim(body)
         with self._lock:
-            self._written.setdefault(owner, {})[uid] = (self._clock(), slim(body))
+            self._written.setdefault(owner, {})[uid] = (self._clock(), kept)
 
     def deleted(self, owner: str, uid: str) -> None:
         if not owner or not uid:

@@ -201,9 +201,11 @@ def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any)
     return {(namespace, name): cache.slim(body)}
 
 
-def _by_owner(body: kopf.Body, spec: bool = True) -> dict[str, dict[str, Any]] | None:
+def _by_owner(
+    body: kopf.Body, kept: Callable[[kopf.Body], dict[str, Any]] = cache.slim
+) -> dict[str, dict[str, Any]] | None:
     uid = (body.get("metadata", {}).get("labels") or {}).get(constants.LABEL_EVALTASK_UID)
-    return {str(uid): cache.slim(body, spec)} if uid else None
+    return {str(uid): kept(body)} if uid else None
 
 
 class Indexes:
@@ -345,7 +347,7 @@ async def job_event(
 
 @kopf.index(*JOBS, labels=_MANAGED)
 def jobs_by_owner(body: kopf.Body, **_: Any) -> Any:
-    return _by_owner(body)
+    return _by_owner(body, cache.slim_job)
 
 
 @kopf.on.event(*PODS, labels=_MANAGED)
@@ -358,4 +360,4 @@ async def pod_event(
 
 @kopf.index(*PODS, labels=_MANAGED)
 def pods_by_owner(body: kopf.Body, **_: Any) -> Any:
-    return _by_owner(body, spec=False)  # passes read a pod's status, never its spec
+    return _by_owner(body, lambda pod: cache.slim(pod, spec=False))  # never read

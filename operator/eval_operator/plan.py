@@ -16,6 +16,7 @@ Design notes:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -341,7 +342,14 @@ def _plan_job_creates(
 ) -> None:
     limit = evalspec.parallelism or len(evalspec.models)
     active = len(busy)
-    for model in evalspec.models:
+    order = list(evalspec.models)
+    if limit >= len(order):
+        # Every chain may run: those furthest behind go first, or with more free chains
+        # than the Jobs a pass creates the first models take every slot and the last wait.
+        # (Under a parallelism limit, chains go in the spec's order, each to its end.)
+        done = Counter(v.run.model.name for v in result.views if v.record.final)
+        order.sort(key=lambda m: done[m.name])
+    for model in order:
         if active >= limit or len(result.create_jobs) >= MAX_JOB_CREATES_PER_PASS:
             return
         if model.name in busy:

@@ -540,10 +540,17 @@ class FakeWatch:
         kinds = kinds or ("evaltasks", "runs", "jobs", "pods")
         if "evaltasks" in kinds:
             self._evaltasks = _sorted({f"{ns}/{n}": b for (ns, n), b in self.api.evaltasks.items()})
-        stores = {"runs": self.api.evalruns, "jobs": self.api.jobs, "pods": self.api.pods}
+        # What the operator's indexes keep of each (handlers.py): no more.
+        stores = {
+            "runs": (self.api.evalruns, cache.slim),
+            "jobs": (self.api.jobs, cache.slim_job),
+            "pods": (self.api.pods, lambda pod: cache.slim(pod, spec=False)),
+        }
         self._children = {
-            kind: _sorted(list(store.values())) if kind in kinds else self._children[kind]
-            for kind, store in stores.items()
+            kind: [kept(o) for o in _sorted(list(store.values()))]
+            if kind in kinds
+            else self._children[kind]
+            for kind, (store, kept) in stores.items()
         }
 
     def _of(self, kind: str, uid: str) -> list[dict[str, Any]]:

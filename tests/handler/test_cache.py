@@ -202,3 +202,20 @@ def test_a_started_job_whose_pod_the_watch_has_not_shown_asks_for_no_events(api)
     watch.sync("jobs", "runs", "evaltasks")
     calls = event_pass(reconciler, api)
     assert calls["list_events"] == 0, "its pod exists: nothing to ask FailedCreate events for"
+
+
+def test_the_watches_keep_of_a_job_all_that_a_waiting_probe_needs():
+    """The index keeps a Job's probe container (its timeout is in its env), not the rest
+    of the pod template."""
+    api = FakeApi()
+    api.add_secret("key", {"token": "Bearer sk-very-secret"})
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1",), probeTimeoutSeconds=300))
+    reconciler, watch = watched(api, clock=lambda: NOW)
+    event_pass(reconciler, api)
+    name = job_for(api, "m1", "t1")
+    api.pending(name, probe={"running": {"startedAt": "2026-01-01T00:59:30Z"}})
+    watch.sync()
+    [job] = watch("ns", "et").jobs
+    assert set(job["spec"]) <= {"suspend", "activeDeadlineSeconds", "template"}
+    event_pass(reconciler, api)
+    assert "300s (probeTimeoutSeconds)" in record(api, "m1", "t1")["message"]

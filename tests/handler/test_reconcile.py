@@ -517,3 +517,16 @@ def test_each_chains_first_job_comes_before_the_evalruns_of_the_runs_after_it(ap
     writes = [c for c in api.calls if c in ("create_evalrun", "create_job")]
     # Two chains start: their two EvalRuns, their two Jobs, then the four other EvalRuns.
     assert writes == ["create_evalrun"] * 2 + ["create_job"] * 2 + ["create_evalrun"] * 4
+
+
+def test_chains_furthest_behind_get_the_jobs_a_pass_creates_first(api):
+    models = tuple(f"m{i:02d}" for i in range(25))  # more than the 20 Jobs a pass creates
+    api.add_evaltask("et", spec(models=models, tasks=("t1", "t2")))
+    run(api)
+    started = {j["metadata"]["labels"][constants.LABEL_MODEL] for j in api.jobs.values()}
+    assert len(started) == 20
+    for _, name in list(api.jobs):
+        api.succeed(name, {"accuracy": 0.5})
+    run(api)
+    started = {j["metadata"]["labels"][constants.LABEL_MODEL] for j in api.jobs.values()}
+    assert started == set(models), "the five chains left out of the first pass start now"
