@@ -183,7 +183,7 @@ def test_slim_drops_managed_fields_and_keeps_the_rest():
     assert slim["metadata"]["uid"] == "a" and slim["kind"] == "Job"
 
 
-def test_a_finished_job_whose_pod_the_watch_has_not_shown_is_read_afresh(api):
+def test_a_finished_job_whose_pod_the_watch_has_not_shown_has_its_pods_read(api):
     reconciler, watch = watched(api)
     event_pass(reconciler, api)
     watch.sync()
@@ -191,6 +191,7 @@ def test_a_finished_job_whose_pod_the_watch_has_not_shown_is_read_afresh(api):
     watch.sync("jobs")  # the pods' watch lags: the Job shows Complete, its pod not at all
     calls = event_pass(reconciler, api)
     assert calls["list_pods"] == 1, "the API server says where the pod is"
+    assert not {"get_evaltask", "list_jobs", "list_evalruns"} & set(calls), "the rest is known"
     run = record(api, "m1", "t1")
     assert run["state"] == "Succeeded", run.get("message")
 
