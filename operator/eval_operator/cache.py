@@ -117,7 +117,7 @@ class Writes:
             self._deleted.get(owner, set()).discard(uid)
 
     def clear(self, owner: str) -> None:
-        """Drop what is kept for one EvalTask: a pass read it afresh from the API server."""
+        """Drop what is kept for one EvalTask: it was deleted."""
         with self._lock:
             self._written.pop(owner, None)
             self._deleted.pop(owner, None)
@@ -195,8 +195,8 @@ class WritingApi:
     """An Api that tells `Writes` what each of its writes answered.
 
     `owner`: the uid of the EvalTask whose pass this is; a pass that reads the EvalTask
-    from the API server sets it, and since it has read everything afresh, drops what was
-    kept for it.
+    from the API server sets it. Such a pass drops nothing that is kept: the watches may
+    still not show the writes of the passes before it, and the next pass reads them.
     """
 
     def __init__(self, api: kube.Api, writes: Writes, owner: str = "") -> None:
@@ -210,7 +210,6 @@ class WritingApi:
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
         body = self._api.get_evaltask(namespace, name)
         self._owner = _uid(body)
-        self._writes.clear(self._owner)
         return body
 
     def _wrote(self, body: Mapping[str, Any]) -> dict[str, Any]:
