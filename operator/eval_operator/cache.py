@@ -169,8 +169,8 @@ class Writes:
         seen.add(uid)  # the watch has it: drop what was kept
         return cached
 
+    @staticmethod
     def _merge_list(
-        self,
         cached: Iterable[Body],
         kind: str,
         written: Mapping[str, tuple[float, Body]],
@@ -185,7 +185,7 @@ class Writes:
             if uid in deleted:
                 seen.add(uid)  # still shown by the watch: the deletion stays kept
                 continue
-            out.append(self._newer(body, written, seen))
+            out.append(Writes._newer(body, written, seen))
         # Created by the operator, not yet shown by the watch.
         out += [b for uid, (_, b) in written.items() if b.get("kind") == kind and uid not in shown]
         return out

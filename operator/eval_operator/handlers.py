@@ -204,8 +204,8 @@ def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any)
 def _by_owner(
     body: kopf.Body, kept: Callable[[kopf.Body], dict[str, Any]] = cache.slim
 ) -> dict[str, dict[str, Any]] | None:
-    uid = (body.get("metadata", {}).get("labels") or {}).get(constants.LABEL_EVALTASK_UID)
-    return {str(uid): kept(body)} if uid else None
+    uid = cache.owner_uid(body)
+    return {uid: kept(body)} if uid else None
 
 
 class Indexes:
@@ -240,7 +240,7 @@ def _watch(kwargs: Mapping[str, Any]) -> None:
 
 async def _child_event(body: kopf.Body, namespace: str | None, kwargs: Mapping[str, Any]) -> None:
     _watch(kwargs)
-    uid = body.get("metadata", {}).get("labels", {}).get(constants.LABEL_EVALTASK_UID)
+    uid = cache.owner_uid(body)
     if not uid or not namespace:
         return
     # The index is a live view that kopf updates while we await: copy it first.

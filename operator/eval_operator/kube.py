@@ -230,14 +230,12 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER)],
         )
 
+    def _delete(self, path: str) -> str:
+        # Background: the object goes at once, the garbage collector removes dependents.
+        return deleted_uid(self._call("DELETE", path, body={"propagationPolicy": "Background"}))
+
     def delete_evalrun(self, namespace: str, name: str) -> str:
-        return deleted_uid(
-            self._call(
-                "DELETE",
-                f"{self._evalruns_path(namespace)}/{name}",
-                body={"propagationPolicy": "Background"},
-            )
-        )
+        return self._delete(f"{self._evalruns_path(namespace)}/{name}")
 
     def patch_evalrun_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
@@ -270,14 +268,7 @@ class KubeApi:
         )
 
     def delete_job(self, namespace: str, name: str) -> str:
-        # Background: the Job goes at once, the garbage collector removes its pods.
-        return deleted_uid(
-            self._call(
-                "DELETE",
-                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-                body={"propagationPolicy": "Background"},
-            )
-        )
+        return self._delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(
