@@ -55,6 +55,10 @@ def test_a_pass_for_an_event_reads_nothing_from_the_api_server(api):
 def test_a_watch_behind_the_operators_writes_repeats_and_undoes_nothing(api):
     reconciler, watch = watched(api)
     event_pass(reconciler, api)  # creates both EvalRuns, the first Job, the status
+    # The pass that sees the Job (here among the kept writes) records it in its EvalRun.
+    seen = event_pass(reconciler, api)
+    assert seen["patch_evalrun_status"] == 1 and not seen["create_job"], seen
+    assert record(api, "m1", "t1")["job"] == job_for(api, "m1", "t1")
     status = api.status("et")
     # The watch has shown none of it yet: without the writes laid over it, this pass
     # would create the EvalRuns and the Job again and write a status of no runs.
@@ -75,6 +79,8 @@ def test_a_recorded_result_is_announced_once_while_the_watch_lags(api):
     api.succeed(job_for(api, "m1", "t1"), {"accuracy": 0.5})
     watch.sync()
     event_pass(reconciler, api)  # records the result, creates the next Job
+    seen = event_pass(reconciler, api)  # records the next Job in its EvalRun
+    assert seen["patch_evalrun_status"] == 1 and not seen["post_event"], seen
     # The watch still shows the EvalRun without its result and the next Job missing.
     calls = event_pass(reconciler, api)
     assert not {"patch_evalrun_status", "create_job", "post_event"} & set(calls), calls
