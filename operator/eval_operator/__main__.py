@@ -86,7 +86,8 @@ def _api_client(connections: int) -> Any:
         config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    # One connection per worker: a full pool would open and drop connections per request.
+    # One connection per thread that calls the API (each pass worker and as many writers):
+    # a full pool would open and drop connections per request.
     configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration)
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval_operator import handlers, kube, reconcile, server
 
     namespaces: list[str] = args.namespaces or []
-    api_client = _api_client(args.workers)
+    api_client = _api_client(2 * args.workers)
     handlers.RECONCILER = handlers.Reconciler(
         lambda: kube.KubeApi(api_client),
         reconcile.Config(

@@ -55,9 +55,11 @@ class Reconciler:
         workers: int = constants.DEFAULT_WORKERS,
     ) -> None:
         """`workers`: passes of different EvalTasks that may run at once (threads: a pass
-        mostly waits for the API server)."""
+        mostly waits for the API server), and as many threads that make a pass's
+        independent writes at once (shared by all passes: a busy cluster sends no more)."""
         self._api_factory = api_factory
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pass")
+        self._writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
         self._config = config
         self._clock = clock
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -138,7 +140,7 @@ class Reconciler:
         api = cache.WritingApi(self._api_factory(), self.writes, owner)
         try:
             outcome = reconcile.reconcile(
-                api, namespace, name, self._clock(), self._config, snapshot
+                api, namespace, name, self._clock(), self._config, snapshot, self._writers
             )
             result = metrics.RESULT_INVALID if outcome and outcome.invalid else metrics.RESULT_OK
         except kube.ApiError as e:

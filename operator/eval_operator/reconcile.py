@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, TypeVar
 
 from eval_operator import (
     cache,
@@ -36,6 +39,7 @@ from eval_operator import (
 from eval_operator import status as status_mod
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REDACTED: Final = "[redacted]"
 _STATUS_KEYS: Final = tuple(
@@ -130,10 +134,13 @@ def reconcile(
     now: datetime,
     config: Config,
     snapshot: cache.Snapshot | None = None,
+    writers: Executor | None = None,
 ) -> Outcome | None:
     """Bring one EvalTask one step closer to its spec. None when it no longer exists.
 
     `snapshot`: what the watches show (handlers.py); without it the pass reads the API.
+    `writers`: threads that make a step's independent writes at once (one at a time
+    without): at 1,024 runs a pass made 180 writes, one after another.
     """
     if snapshot is not None and behind(snapshot):
         # Only the pods' watch lags: the API server's pods, the rest as the watches show.
@@ -193,7 +200,7 @@ def reconcile(
     _ensure_auth_secret(api, owner, literal, announce)
     reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
     the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout, desired)
-    _act(api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce)
+    _act(api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce, writers)
 
     new_status = status_mod.summarize(
         evalspec, the_plan.views, observed.previous_status, observed.generation, now
@@ -205,8 +212,13 @@ def reconcile(
     outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
     outcome.requeue_after = _requeue_after(the_plan)
     outcome.status_written = _write_status(api, observed, new_status)
-    for type_, reason, message in announce.events:
-        _event(api, observed.evaltask, type_, reason, redact(message, secrets))
+    _all(
+        writers,
+        [
+            partial(_event, api, observed.evaltask, type_, reason, redact(message, secrets))
+            for type_, reason, message in announce.events
+        ],
+    )
     return outcome
 
 
@@ -369,62 +381,69 @@ def _act(
     secrets: list[str],
     outcome: Outcome,
     announce: _Announce,
+    writers: Executor | None = None,
 ) -> None:
     existing = {str(r["metadata"]["name"]): r for r in observed.runs}
     views = {v.run.name: v for v in the_plan.views}
     before = {n: records.from_status(r.get("status")) for n, r in existing.items()}
 
-    def record(name: str, new: records.Record) -> None:
+    def write_record(name: str, new: records.Record) -> tuple[str, records.Record]:
         new = replace(new, message=redact(new.message, secrets))
         views[name].record = new
         api.patch_evalrun_status(owner.namespace, name, records.status_patch(new))
-        _note_transition(views[name], before.get(name), new, outcome, announce)
+        return name, new
+
+    def note(written: Iterable[tuple[str, records.Record] | None]) -> None:
+        # In the plan's order, whichever write finished first: events stay in order.
+        for item in written:
+            if item is not None:
+                _note_transition(views[item[0]], before.get(item[0]), item[1], outcome, announce)
 
     # Records first: they are the only copy of a result once its pod may go.
     created_now = {r.name for r in the_plan.create_runs}
-    for name, new in the_plan.record.items():
-        if name not in created_now:
-            record(name, new)
-    for name in the_plan.delete_runs:
-        with contextlib.suppress(kube.NotFound):
-            api.delete_evalrun(owner.namespace, name)
-    for name in the_plan.delete_jobs:
-        with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
-            api.delete_job(owner.namespace, name)
-        outcome.deleted.append(name)
-    for name in the_plan.suspend:
-        _set_suspended(api, owner.namespace, name, True)
-    for name in the_plan.unsuspend:
-        _set_suspended(api, owner.namespace, name, False)
+    note(
+        _all(
+            writers,
+            [
+                partial(write_record, name, new)
+                for name, new in the_plan.record.items()
+                if name not in created_now
+            ],
+        )
+    )
+    _all(
+        writers,
+        [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs]
+        + [partial(_delete, api.delete_job, owner.namespace, n) for n in the_plan.delete_jobs],
+    )
+    outcome.deleted += the_plan.delete_jobs
+    _all(
+        writers,
+        [partial(_set_suspended, api, owner.namespace, n, True) for n in the_plan.suspend]
+        + [partial(_set_suspended, api, owner.namespace, n, False) for n in the_plan.unsuspend],
+    )
 
     uids = {n: str(r["metadata"].get("uid", "")) for n, r in existing.items()}
 
-    def create_runs(runs: Iterable[plan.DesiredRun]) -> None:
-        for run in runs:
-            body = records.build_evalrun(
-                owner, run.name, run.model.name, run.task.name, run.fingerprint
+    def create_run(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
+        body = records.build_evalrun(
+            owner, run.name, run.model.name, run.task.name, run.fingerprint
+        )
+        try:
+            uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
+        except kube.Conflict:
+            return None  # created by an earlier pass whose result we have not seen yet
+        except kube.Refused as e:
+            log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
+            views[run.name].record = records.Record(
+                message=records.bounded(f"the API server refused its EvalRun: {e.message}")
             )
-            try:
-                uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
-            except kube.Conflict:
-                continue  # created by an earlier pass whose result we have not seen yet
-            except kube.Refused as e:
-                log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
-                views[run.name].record = records.Record(
-                    message=records.bounded(f"the API server refused its EvalRun: {e.message}")
-                )
-                continue
-            if run.name in the_plan.record:
-                record(run.name, the_plan.record[run.name])
+            return None
+        if run.name in the_plan.record:
+            return write_record(run.name, the_plan.record[run.name])
+        return None
 
-    # The EvalRuns whose Jobs start now, those Jobs, then the other EvalRuns: a chain's
-    # first Job does not wait for the records of the runs that follow it.
-    starting = {r.name for r in the_plan.create_jobs}
-    create_runs(r for r in the_plan.create_runs if r.name in starting)
-    created: list[str] = []
-    for run in the_plan.create_jobs:
-        if run.name not in uids:
-            continue  # its EvalRun could not be made in this pass
+    def create_job(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
         run_owner = records.Owner(constants.RUN_KIND, run.name, owner.namespace, uids[run.name])
         job = manifests.build_job(
             owner,
@@ -438,12 +457,12 @@ def _act(
         try:
             api.create_job(job)
         except kube.Conflict:
-            continue
+            return None
         except kube.Refused as e:
             # The dry-run accepted it, so the cluster changed under us (a quota, an
             # admission policy): fail the run with the server's words rather than loop.
             log.warning("%s: Job %s refused: %s", owner.namespace, run.name, e)
-            record(
+            return write_record(
                 run.name,
                 replace(
                     views[run.name].record,
@@ -452,13 +471,68 @@ def _act(
                     message=f"the API server refused the Job: {e.message}",
                 ),
             )
-            continue
-        created.append(run.name)
+        made.add(run.name)
+        return None
+
+    # The EvalRuns whose Jobs start now, those Jobs, then the other EvalRuns: a chain's
+    # first Job does not wait for the records of the runs that follow it.
+    starting = {r.name for r in the_plan.create_jobs}
+    note(
+        _all(
+            writers,
+            [partial(create_run, r) for r in the_plan.create_runs if r.name in starting],
+        )
+    )
+    # A Job whose EvalRun could not be made in this pass waits for a later one.
+    made: set[str] = set()
+    note(_all(writers, [partial(create_job, r) for r in the_plan.create_jobs if r.name in uids]))
     # Neither an event nor a record per Job created: the pass that sees the Job records
-    # it (its EvalRun then names it), and at 1,024 runs the events were a sixth of the
+    # it (its EvalRun then names it); at 1,024 runs the events were a sixth of the
     # operator's requests, the records another fifth.
-    outcome.created.extend(created)
-    create_runs(r for r in the_plan.create_runs if r.name not in starting)
+    outcome.created += [r.name for r in the_plan.create_jobs if r.name in made]
+    note(
+        _all(
+            writers,
+            [partial(create_run, r) for r in the_plan.create_runs if r.name not in starting],
+        )
+    )
+
+
+def _delete(delete: Callable[[str, str], str], namespace: str, name: str) -> None:
+    with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
+        delete(namespace, name)
+
+
+def _all(writers: Executor | None, calls: Sequence[Callable[[], _T]]) -> list[_T]:
+    """Independent writes, at once when there is a pool of writers; their answers in order.
+
+    After a failure no write starts (an unreachable API server times out the writes under
+    way, not a hundred); the first failure, in the order given, is raised once those end.
+    """
+    if writers is None or len(calls) < 2:
+        return [call() for call in calls]
+    failed = threading.Event()
+
+    def guarded(call: Callable[[], _T]) -> _T:
+        if failed.is_set():
+            raise _NotMade
+        try:
+            return call()
+        except BaseException:
+            failed.set()
+            raise
+
+    futures = [writers.submit(guarded, call) for call in calls]
+    wait(futures)
+    for f in futures:
+        error = f.exception()
+        if error is not None and not isinstance(error, _NotMade):
+            raise error
+    return [f.result() for f in futures]
+
+
+class _NotMade(Exception):
+    """A write not started because another had failed."""
 
 
 def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:
