@@ -63,6 +63,11 @@ class Reconciler:
         self._config = config
         self._clock = clock
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # A pass waits for a free worker before it takes its snapshot: one that waited in
+        # the executor's queue would act on what the watches showed when it was queued
+        # (at 200 EvalTasks, records of states long past and a pass more to correct them).
+        self._workers = workers
+        self._slots: asyncio.Semaphore | None = None
         self._queued: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._seen: dict[Key, tuple[Any, ...]] = {}
@@ -82,7 +87,10 @@ class Reconciler:
         if key in self._queued:
             return  # a pass is already waiting; it will see this change too
         self._queued.add(key)
-        async with self._locks[key]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._workers)  # of the running loop
+        async with self._locks[key], self._slots:
+            # Until here, later triggers of this key were folded into this pass.
             self._queued.discard(key)
             timer = self._timers.pop(key, None)
             if timer is not None:

@@ -4,6 +4,7 @@ the operator's own writes yet makes no pass repeat, undo or forget them."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 
 import pytest
@@ -129,6 +130,57 @@ def test_a_rerun_deletion_hides_the_old_record_until_the_watch_drops_it(api):
     assert calls["create_evalrun"] == 2
     new = api.evalruns[("ns", job_for(api, "m1", "t1"))]["metadata"]["uid"]
     assert new != old
+
+
+class Blocking(FakeApi):
+    """A fake whose read of one EvalTask waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_evaltask(self, namespace: str, name: str) -> dict:
+        if name == "busy":
+            self.reading.set()
+            assert self.release.wait(10)
+        return super().get_evaltask(namespace, name)
+
+
+def test_a_pass_waiting_for_a_worker_acts_on_what_the_watch_shows_when_it_starts():
+    api = Blocking()
+    api.add_secret("key", {"token": "Bearer sk-very-secret"})
+    api.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2")))
+    api.add_evaltask("busy", spec(models=("m9",), tasks=("t9",)))
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK, workers=1)
+    watch = FakeWatch(api)
+    reconciler.watch(watch)
+    asyncio.run(reconciler.trigger("ns", "et"))
+    watch.sync()
+    job = job_for(api, "m1", "t1")
+
+    async def scenario() -> Counter[str]:
+        busy = asyncio.create_task(reconciler.trigger("ns", "busy", fresh=True))
+        await asyncio.to_thread(api.reading.wait, 10)  # the one worker is taken
+        waiting = asyncio.create_task(reconciler.trigger("ns", "et"))
+        await asyncio.sleep(0.05)
+        # While that pass waits for the worker, the Job finishes and the watch shows it.
+        api.succeed(job, {"accuracy": 0.5})
+        watch.sync()
+        folded = asyncio.create_task(reconciler.trigger("ns", "et"))
+        await asyncio.sleep(0.05)
+        before = len(api.calls)
+        api.release.set()
+        await asyncio.gather(busy, waiting, folded)
+        return Counter(api.calls[before:])
+
+    calls = asyncio.run(scenario())
+    assert record(api, "m1", "t1")["state"] == "Succeeded"
+    # One pass for "et", on the Job as it is now: one record (its result) and the next
+    # Job. A snapshot taken when the pass was queued shows the Job unfinished: that pass
+    # records it as such, and a second pass records the result.
+    assert calls["patch_evalrun_status"] == 1, calls
+    assert calls["create_job"] == 2, calls  # "busy"'s Job and "et"'s next one
 
 
 def body(uid: str, rv: int, kind: str = "Job", owner: str = "et-uid") -> dict:
