@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import re
+from concurrent.futures import Executor
+from functools import partial
 from typing import Any, Final
 
-from eval_operator import conditions, constants, kube, manifests, records, spec
+from eval_operator import conditions, constants, kube, manifests, parallel, records, spec
 
 
 def check_references(
@@ -151,49 +153,55 @@ def dry_run(
     evalspec: spec.EvalTaskSpec,
     runner_image: str,
     default_timeout: int,
+    pool: Executor | None = None,
 ) -> list[spec.SpecProblem]:
     """Ask the API server whether it would accept our Jobs (server-side dry-run).
 
-    Each task is tried with the first model and each model with the first task: every
-    part of every Job is checked with len(models) + len(tasks) - 1 requests, not M x T.
+    Pair i is model i mod M with task i mod T: every model and every task is in some
+    Job, so every part of every Job is checked with max(M, T) requests, not M x T (a
+    Job's model parts and task parts are separate fields). Made at once on `pool`.
     """
-    pairs = [(0, ti) for ti in range(len(evalspec.tasks))]
-    pairs += [(mi, 0) for mi in range(1, len(evalspec.models))]
-    problems: list[spec.SpecProblem] = []
+    models, tasks = evalspec.models, evalspec.tasks
+    pairs = [(i % len(models), i % len(tasks)) for i in range(max(len(models), len(tasks)))]
     # The EvalRun does not exist yet; a dry-run never checks that an owner exists.
     placeholder = records.Owner(constants.RUN_KIND, owner.name, owner.namespace, owner.uid)
-    for mi, ti in pairs:
-        model, task = evalspec.models[mi], evalspec.tasks[ti]
+
+    def one(mi: int, ti: int) -> tuple[list[spec.SpecProblem], bool]:
+        """The problems of one Job, and whether admission refused it."""
+        model, task = models[mi], tasks[ti]
         job = manifests.build_job(
             owner, placeholder, evalspec, model, task, runner_image, default_timeout
         )
         try:
             api.create_job(job, dry_run=True)
         except kube.Conflict:
-            continue  # the Job exists already, so it was accepted
+            return [], False  # the Job exists already, so it was accepted
         except kube.Invalid as e:
             causes = e.causes or [{"field": "", "message": e.message}]
-            for cause in causes:
-                where = spec_field_for(cause["field"], mi, ti)
-                problems.append(
-                    spec.SpecProblem(
-                        where,
-                        conditions.JOB_REJECTED,
-                        f"the API server rejects the Job for model {model.name!r}, task "
-                        f"{task.name!r}: {cause['field']}: {cause['message']}".replace(
-                            ": : ", ": "
-                        ),
-                    )
+            invalid = [
+                spec.SpecProblem(
+                    spec_field_for(cause["field"], mi, ti),
+                    conditions.JOB_REJECTED,
+                    f"the API server rejects the Job for model {model.name!r}, task "
+                    f"{task.name!r}: {cause['field']}: {cause['message']}".replace(": : ", ": "),
                 )
+                for cause in causes
+            ]
+            return invalid, False
         except kube.Refused as e:
             # Admission (a quota, a policy, a webhook) or a size limit said no.
-            problems.append(
-                spec.SpecProblem(
-                    f"spec.tasks[{ti}]",
-                    conditions.JOB_REJECTED,
-                    f"the API server refuses the Job for model {model.name!r}, task "
-                    f"{task.name!r}: {e.status} {e.reason}: {e.message}",
-                )
+            refusal = spec.SpecProblem(
+                f"spec.tasks[{ti}]",
+                conditions.JOB_REJECTED,
+                f"the API server refuses the Job for model {model.name!r}, task "
+                f"{task.name!r}: {e.status} {e.reason}: {e.message}",
             )
+            return [refusal], True
+        return [], False
+
+    problems: list[spec.SpecProblem] = []
+    for found, refused in parallel.each(pool, [partial(one, mi, ti) for mi, ti in pairs]):
+        problems += found
+        if refused:
             break  # one refusal says it: the others would repeat it
     return problems

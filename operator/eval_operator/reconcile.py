@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, wait
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from eval_operator import (
     cache,
@@ -31,6 +30,7 @@ from eval_operator import (
     kube,
     manifests,
     naming,
+    parallel,
     plan,
     records,
     spec,
@@ -39,7 +39,6 @@ from eval_operator import (
 from eval_operator import status as status_mod
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 REDACTED: Final = "[redacted]"
 _STATUS_KEYS: Final = tuple(
@@ -175,7 +174,7 @@ def reconcile(
             if problems and _accepted(observed):
                 blocked = "waiting: " + "; ".join(str(p) for p in problems)
             elif not problems:
-                problems = _dry_run_once(api, owner, evalspec, config, observed)
+                problems = _dry_run_once(api, owner, evalspec, config, observed, writers)
             if problems and not blocked:
                 raise spec.SpecInvalid(problems)
     except spec.SpecInvalid as e:
@@ -212,7 +211,7 @@ def reconcile(
     outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
     outcome.requeue_after = _requeue_after(the_plan)
     outcome.status_written = _write_status(api, observed, new_status)
-    _all(
+    parallel.each(
         writers,
         [
             partial(_event, api, observed.evaltask, type_, reason, redact(message, secrets))
@@ -272,6 +271,7 @@ def _dry_run_once(
     evalspec: spec.EvalTaskSpec,
     config: Config,
     observed: plan.Observed,
+    pool: Executor | None,
 ) -> list[spec.SpecProblem]:
     """The server-side dry-run runs once per generation; SpecValid records its verdict."""
     cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
@@ -280,7 +280,7 @@ def _dry_run_once(
             return []
         if cond.get("reason") == conditions.JOB_REJECTED:
             return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
-    return checks.dry_run(api, owner, evalspec, config.runner_image, config.default_timeout)
+    return checks.dry_run(api, owner, evalspec, config.runner_image, config.default_timeout, pool)
 
 
 def _report_invalid(
@@ -402,7 +402,7 @@ def _act(
     # Records first: they are the only copy of a result once its pod may go.
     created_now = {r.name for r in the_plan.create_runs}
     note(
-        _all(
+        parallel.each(
             writers,
             [
                 partial(write_record, name, new)
@@ -411,13 +411,13 @@ def _act(
             ],
         )
     )
-    _all(
+    parallel.each(
         writers,
         [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs]
         + [partial(_delete, api.delete_job, owner.namespace, n) for n in the_plan.delete_jobs],
     )
     outcome.deleted += the_plan.delete_jobs
-    _all(
+    parallel.each(
         writers,
         [partial(_set_suspended, api, owner.namespace, n, True) for n in the_plan.suspend]
         + [partial(_set_suspended, api, owner.namespace, n, False) for n in the_plan.unsuspend],
@@ -478,20 +478,24 @@ def _act(
     # first Job does not wait for the records of the runs that follow it.
     starting = {r.name for r in the_plan.create_jobs}
     note(
-        _all(
+        parallel.each(
             writers,
             [partial(create_run, r) for r in the_plan.create_runs if r.name in starting],
         )
     )
     # A Job whose EvalRun could not be made in this pass waits for a later one.
     made: set[str] = set()
-    note(_all(writers, [partial(create_job, r) for r in the_plan.create_jobs if r.name in uids]))
+    note(
+        parallel.each(
+            writers, [partial(create_job, r) for r in the_plan.create_jobs if r.name in uids]
+        )
+    )
     # Neither an event nor a record per Job created: the pass that sees the Job records
     # it (its EvalRun then names it); at 1,024 runs the events were a sixth of the
     # operator's requests, the records another fifth.
     outcome.created += [r.name for r in the_plan.create_jobs if r.name in made]
     note(
-        _all(
+        parallel.each(
             writers,
             [partial(create_run, r) for r in the_plan.create_runs if r.name not in starting],
         )
@@ -501,38 +505,6 @@ def _act(
 def _delete(delete: Callable[[str, str], str], namespace: str, name: str) -> None:
     with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
         delete(namespace, name)
-
-
-def _all(writers: Executor | None, calls: Sequence[Callable[[], _T]]) -> list[_T]:
-    """Independent writes, at once when there is a pool of writers; their answers in order.
-
-    After a failure no write starts (an unreachable API server times out the writes under
-    way, not a hundred); the first failure, in the order given, is raised once those end.
-    """
-    if writers is None or len(calls) < 2:
-        return [call() for call in calls]
-    failed = threading.Event()
-
-    def guarded(call: Callable[[], _T]) -> _T:
-        if failed.is_set():
-            raise _NotMade
-        try:
-            return call()
-        except BaseException:
-            failed.set()
-            raise
-
-    futures = [writers.submit(guarded, call) for call in calls]
-    wait(futures)
-    for f in futures:
-        error = f.exception()
-        if error is not None and not isinstance(error, _NotMade):
-            raise error
-    return [f.result() for f in futures]
-
-
-class _NotMade(Exception):
-    """A write not started because another had failed."""
 
 
 def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:

@@ -127,7 +127,7 @@ def test_a_rerun_deletion_hides_the_old_record_until_the_watch_drops_it(api):
     # the runs' records (nor the annotation, already removed, for a new request).
     calls = event_pass(reconciler, api)
     assert calls["delete_evalrun"] == 0 and calls["patch_annotations"] == 0, calls
-    assert calls["create_evalrun"] == 2
+    assert calls["create_evalrun"] == 1, "the chain starts again; the next pass makes t2's"
     new = api.evalruns[("ns", job_for(api, "m1", "t1"))]["metadata"]["uid"]
     assert new != old
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from eval_operator import kube, reconcile
+from eval_operator import kube, parallel, reconcile
 from tests.handler.fake_api import FakeApi
 from tests.handler.test_reconcile import CONFIG, NOW, job_for, spec
 
@@ -68,5 +68,5 @@ def test_a_failed_write_is_raised_and_the_writes_not_started_are_not_made():
     with ThreadPoolExecutor(max_workers=2) as pool:
         threading.Timer(0.5, release.set).start()
         with pytest.raises(kube.Transient, match="etcd is not ready"):
-            reconcile._all(pool, [first, second, third])
+            parallel.each(pool, [first, second, third])
     assert made == ["second"]

@@ -160,10 +160,17 @@ def test_plan(s, observed, creates, deletes):
     assert len(p.delete_jobs) + len(p.delete_runs) == deletes
 
 
-def test_a_fresh_task_creates_every_evalrun_and_the_first_jobs():
+def test_a_fresh_task_creates_the_first_jobs_and_only_their_evalruns():
     p = plan.plan(S, observe())
-    assert len(p.create_runs) == 4
-    assert p.create_runs[:2] == p.create_jobs, "the EvalRuns whose Jobs start come first"
+    assert p.create_runs == p.create_jobs and len(p.create_jobs) == 2
+    # Once every chain has started, the other EvalRuns are made.
+    runs, jobs = _mix(started(S, "m1", "t1"), started(S, "m2", "t1"))
+    later = plan.plan(S, observe(runs, jobs))
+    assert not later.create_jobs
+    assert sorted((r.model.name, r.task.name) for r in later.create_runs) == [
+        ("m1", "t2"),
+        ("m2", "t2"),
+    ]
 
 
 def test_creates_are_capped_per_pass():
@@ -172,7 +179,28 @@ def test_creates_are_capped_per_pass():
     )
     p = plan.plan(big, observe())
     assert len(p.create_jobs) == plan.MAX_JOB_CREATES_PER_PASS
-    assert len(p.create_runs) == plan.MAX_RUN_CREATES_PER_PASS
+    assert p.create_runs == p.create_jobs
+    runs, jobs = _mix(*(started(big, f"m{i}", "t0") for i in range(30)))
+    later = plan.plan(big, observe(runs, jobs))
+    assert len(later.create_runs) == plan.MAX_RUN_CREATES_PER_PASS
+
+
+def test_a_reused_result_is_recorded_only_with_the_evalrun_it_is_written_to():
+    big = make_spec(models=("m1",), tasks=tuple(f"t{i}" for i in range(120)))
+    fresh = plan.desired_runs(big, "et")
+    # Another EvalTask has every run's result but t0's: t0 starts the chain.
+    reusable = {
+        r.key: {"metadata": {"name": "o", "namespace": "ns"}, "status": {}} for r in fresh[1:]
+    }
+    first = plan.plan(big, observe(), reusable)
+    assert [r.task.name for r in first.create_runs] == ["t0"]
+    assert set(first.record) <= {r.name for r in first.create_runs}
+    runs, jobs = started(big, "m1", "t0")
+    later = plan.plan(big, observe(runs, jobs), reusable)
+    assert len(later.create_runs) == plan.MAX_RUN_CREATES_PER_PASS
+    made = {r.name for r in later.create_runs}
+    assert made <= set(later.record), "each reused result goes with its EvalRun"
+    assert set(later.record) - made == {runs[0]["metadata"]["name"]}, "no write to a missing run"
 
 
 def test_suspend_targets_running_jobs_and_resume_only_ours():
