@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -40,10 +41,12 @@ class MockModel:
         port: int = 0,
         backlog: int | None = None,
         host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """`backlog`: the listen queue; the standard library's 5 resets connections when
         more clients than that connect at once (the runner opens MAX_CONCURRENCY).
-        `host`: where it listens; pods on the real node reach the host at its node address."""
+        `host`: where it listens; pods on the real node reach the host at its node address.
+        `tls`: (certificate chain file, key file): it serves https."""
         self.host = host
         self.name = name
         self.answers = dict(answers)
@@ -54,11 +57,17 @@ class MockModel:
         self.unauthorized = 0
         self.lock = threading.Lock()
         self._server = _Server((host, port), self._handler(), backlog)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._server.server_port}/v1/chat/completions"
+        return f"{self.scheme}://{self.host}:{self._server.server_port}/v1/chat/completions"
 
     def __enter__(self) -> MockModel:
         self._thread.start()

@@ -64,6 +64,9 @@ def check_references(
             secret = need(f"spec.models[{mi}].auth.secretRef", "Secret", ref.name, ref.key)
             if secret is not None:
                 secret_values.append(_decode(secret["data"][ref.key]))
+        if model.tls is not None:
+            ca = model.tls.ca_config_map
+            need(f"spec.models[{mi}].tls.caConfigMap", "ConfigMap", ca.name, ca.key)
     for ti, task in enumerate(evalspec.tasks):
         for ei, env in enumerate(task.env):
             source = env.value_from or {}

@@ -25,6 +25,8 @@ ENV_AUTH_HEADER_VALUE: Final = "EVAL_AUTHORIZATION_HEADER_VALUE"
 ENV_MODEL_NAME: Final = "EVAL_MODEL_NAME"
 ENV_TASK_NAME: Final = "EVAL_TASK_NAME"
 ENV_CA_BUNDLE: Final = "EVAL_CA_BUNDLE"
+# With tls.caConfigMap these also name the CA file, for Python's ssl and requests.
+CA_FILE_ENV: Final = (ENV_CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 RESERVED_ENV: Final = (
     ENV_OUTPUT_DIR,
     ENV_INFERENCE_URL,
@@ -53,6 +55,10 @@ OUTPUT_VOLUME: Final = "eval-output"
 # The pod's own folder, shared by the probe and the collector only (the start mark).
 RUN_VOLUME: Final = "eval-run"
 RUN_DIR: Final = "/var/run/eval-run"
+# A model's private CA (tls.caConfigMap), read-only in the probe and the task.
+CA_VOLUME: Final = "eval-model-ca"
+CA_DIR: Final = "/etc/eval-operator/model-ca"
+CA_FILE: Final = f"{CA_DIR}/ca.crt"
 
 # Labels and annotations on what the operator creates.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"

@@ -47,7 +47,23 @@ def _model_env(
                 },
             }
         )
+    if model.tls is not None:
+        env += [{"name": n, "value": constants.CA_FILE} for n in constants.CA_FILE_ENV]
     return env
+
+
+def _ca_mounts(model: spec.ModelService) -> list[dict[str, Any]]:
+    if model.tls is None:
+        return []
+    return [{"name": constants.CA_VOLUME, "mountPath": constants.CA_DIR, "readOnly": True}]
+
+
+def _ca_volumes(model: spec.ModelService) -> list[dict[str, Any]]:
+    if model.tls is None:
+        return []
+    ref = model.tls.ca_config_map
+    item = {"key": ref.key, "path": constants.CA_FILE.rsplit("/", 1)[1]}
+    return [{"name": constants.CA_VOLUME, "configMap": {"name": ref.name, "items": [item]}}]
 
 
 def injected_env(
@@ -133,6 +149,7 @@ def build_job(
         "volumeMounts": [
             _output_mount(owner, evalspec, model.name, task.name, read_only=False),
             *(_user_mount(m) for m in task.mounts),
+            *_ca_mounts(model),
         ],
         # The log tail becomes the run's message when the task fails without one.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -156,7 +173,10 @@ def build_job(
             },
             {"name": "EVAL_RUN_DIR", "value": constants.RUN_DIR},
         ],
-        "volumeMounts": [{"name": constants.RUN_VOLUME, "mountPath": constants.RUN_DIR}],
+        "volumeMounts": [
+            {"name": constants.RUN_VOLUME, "mountPath": constants.RUN_DIR},
+            *_ca_mounts(model),
+        ],
         "resources": PROBE_RESOURCES,
         "terminationMessagePolicy": "File",
     }
@@ -183,6 +203,7 @@ def build_job(
             _output_volume(evalspec),
             {"name": constants.RUN_VOLUME, "emptyDir": {}},
             *({"name": m.name, **m.source.as_volume()} for m in task.mounts),
+            *_ca_volumes(model),
         ],
     }
     optional = {

@@ -37,8 +37,11 @@ def fingerprint(
         # The reference, never the secret's value.
         ref = model.auth.secret_ref.model_dump() if model.auth.secret_ref else "inline"
         auth = {"headerKey": model.auth.header_key, "secretRef": ref}
+    served: dict[str, Any] = {"name": model.name, "url": model.url, "auth": auth}
+    if model.tls is not None:  # only when set: the runs of models without tls keep theirs
+        served["tls"] = model.tls.model_dump(by_alias=True)
     identity = {
-        "model": {"name": model.name, "url": model.url, "auth": auth},
+        "model": served,
         "task": task.model_dump(
             by_alias=True,
             include={"image", "version", "command", "args", "env", "mounts", "resources"},

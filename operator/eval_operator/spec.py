@@ -168,6 +168,23 @@ class Auth(_ApiModel):
         return self
 
 
+class ConfigMapKeyRef(_ApiModel):
+    """A key of a ConfigMap in the EvalTask's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="The ConfigMap's name.")
+    key: str = Field(min_length=1, max_length=253, description="The key within the ConfigMap.")
+
+
+class ModelTls(_ApiModel):
+    """TLS settings for an https model url."""
+
+    ca_config_map: ConfigMapKeyRef = Field(
+        description="A ConfigMap key holding the PEM CA bundle that signed the model service's "
+        "certificate; mounted read-only into the probe and the task, named by EVAL_CA_BUNDLE, "
+        "SSL_CERT_FILE and REQUESTS_CA_BUNDLE."
+    )
+
+
 class ModelService(_ApiModel):
     """An OpenAI-compatible model service under evaluation."""
 
@@ -179,6 +196,7 @@ class ModelService(_ApiModel):
         "EVAL_INFERENCE_URL.",
     )
     auth: Auth | None = Field(default=None, description="Optional authentication.")
+    tls: ModelTls | None = Field(default=None, description="Optional: a private CA.")
     parameters: dict[EnvName, str] = Field(
         default_factory=dict,
         max_length=MAX_ENV,
@@ -551,12 +569,20 @@ def check_mounts(spec: EvalTaskSpec) -> list[SpecProblem]:
     for ti, task in enumerate(spec.tasks):
         for mi, mount in enumerate(task.mounts):
             where = f"spec.tasks[{ti}].mounts[{mi}]"
-            if mount.name in (constants.OUTPUT_VOLUME, constants.RUN_VOLUME):
+            if mount.name in (constants.OUTPUT_VOLUME, constants.RUN_VOLUME, constants.CA_VOLUME):
                 problems.append(
                     SpecProblem(
                         f"{where}.name",
                         "ReservedMountName",
                         f"{mount.name!r} is the name of a volume the operator adds",
+                    )
+                )
+            if mount.mount_path.rstrip("/") == constants.CA_DIR and any(m.tls for m in spec.models):
+                problems.append(
+                    SpecProblem(
+                        f"{where}.mountPath",
+                        "MountPathConflict",
+                        f"{mount.mount_path} is where a model's tls.caConfigMap is mounted",
                     )
                 )
             if mount.mount_path.rstrip("/") == spec.output.mount_path.rstrip("/"):

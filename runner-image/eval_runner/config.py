@@ -369,11 +369,15 @@ def _flag(read: _Env, name: str, default: bool) -> bool:
 
 
 def _tls_verify(read: _Env) -> bool | str:
-    value = read.text("EVAL_TLS_VERIFY", "true") or "true"
+    name, value = "EVAL_TLS_VERIFY", read.text("EVAL_TLS_VERIFY")
+    if value is None and read.text("EVAL_CA_BUNDLE"):
+        # The model's tls.caConfigMap, mounted by the operator.
+        name, value = "EVAL_CA_BUNDLE", read.text("EVAL_CA_BUNDLE")
+    value = value or "true"
     if value.lower() in ("true", "1", "yes"):
         return True
     if value.lower() in ("false", "0", "no"):
         return False
     if not Path(value).is_file():
-        raise ConfigError(f"EVAL_TLS_VERIFY={value!r}: no such CA bundle file")
+        raise ConfigError(f"{name}={value!r}: no such CA bundle file")
     return value

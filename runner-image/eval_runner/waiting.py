@@ -47,7 +47,8 @@ async def wait_for_model(
             if _tls_failure(e):
                 raise ModelUnreachable(
                     f"the model service at {endpoint.display_url} presented a certificate that "
-                    f"is not trusted: {e} (set EVAL_TLS_VERIFY to its CA bundle)"
+                    f"is not trusted: {e} (give the model tls.caConfigMap, or set "
+                    "EVAL_TLS_VERIFY to the CA bundle)"
                 ) from None
             last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         else:

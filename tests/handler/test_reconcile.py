@@ -238,6 +238,21 @@ def test_fixing_the_spec_in_a_new_generation_starts_the_task(api):
             "spec.tasks[0].mounts[0].source.secret",
             "SecretNotFound",
         ),
+        (
+            lambda s, a: s["models"][0].update(
+                tls={"caConfigMap": {"name": "model-ca", "key": "ca.crt"}}
+            ),
+            "spec.models[0].tls.caConfigMap",
+            "ConfigMapNotFound",
+        ),
+        (
+            lambda s, a: (
+                a.add_configmap("model-ca", {"other.pem": "x"}),
+                s["models"][0].update(tls={"caConfigMap": {"name": "model-ca", "key": "ca.crt"}}),
+            ),
+            "spec.models[0].tls.caConfigMap",
+            "ConfigMapKeyNotFound",
+        ),
     ],
     ids=[
         "a missing auth Secret is named",
@@ -245,6 +260,8 @@ def test_fixing_the_spec_in_a_new_generation_starts_the_task(api):
         "a missing ConfigMap behind an env var is named",
         "a missing ConfigMap behind a mount is named",
         "a missing Secret behind a mount is named",
+        "a missing CA ConfigMap is named",
+        "a missing key in the CA ConfigMap is named",
     ],
 )
 def test_references_only_the_operator_can_check(api, mutate, field, reason):

@@ -32,6 +32,29 @@ def test_an_https_service(tmp_path, verify):
     assert len({a.client_port for a in model.arrivals}) <= 4
 
 
+def test_the_ca_bundle_the_operator_mounts_is_trusted(tmp_path):
+    # tls.caConfigMap: the operator sets EVAL_CA_BUNDLE (and SSL_CERT_FILE) to the file.
+    with FlakyModel(answer_from(questions(2)), tls=True) as model:
+        env = environment(
+            model.url,
+            qa_dataset(tmp_path / "set.jsonl", 2),
+            tmp_path / "out",
+            EVAL_CA_BUNDLE=str(TLS_DIR / "cert.pem"),
+        )
+        assert run_with(env)["exact_match"] == 1.0
+
+
+def test_a_missing_ca_bundle_is_named(tmp_path, capsys):
+    env = environment(
+        "https://127.0.0.1:9/v1/chat/completions",
+        qa_dataset(tmp_path / "set.jsonl", 2),
+        tmp_path / "out",
+        EVAL_CA_BUNDLE=str(tmp_path / "nowhere.crt"),
+    )
+    assert run.main(environ=env) != 0
+    assert "EVAL_CA_BUNDLE=" in capsys.readouterr().err
+
+
 def test_an_https_service_with_an_unknown_certificate_is_refused(tmp_path, capsys):
     with FlakyModel(answer_from(questions(2)), tls=True) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), tmp_path / "out")

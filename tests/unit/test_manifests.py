@@ -241,3 +241,34 @@ def test_the_template_hash_changes_with_the_pod_settings_only():
     doc = copy.deepcopy(BASE)
     doc["tasks"][0]["args"] = ["other"]
     assert build(doc)["metadata"]["annotations"][constants.ANNOTATION_TEMPLATE_HASH] == first
+
+
+def test_a_private_ca_is_mounted_read_only_into_the_probe_and_the_task_only():
+    doc = copy.deepcopy(BASE)
+    doc["models"][0]["tls"] = {"caConfigMap": {"name": "model-ca", "key": "root.pem"}}
+    pod = build(doc)["spec"]["template"]["spec"]
+    [probe, task] = pod["initContainers"]
+    [collector] = pod["containers"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == constants.CA_VOLUME]
+    assert volume["configMap"] == {
+        "name": "model-ca",
+        "items": [{"key": "root.pem", "path": "ca.crt"}],
+    }
+    for container in (probe, task):
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == constants.CA_VOLUME]
+        assert mount == {
+            "name": constants.CA_VOLUME,
+            "mountPath": constants.CA_DIR,
+            "readOnly": True,
+        }
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        for name in ("EVAL_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            assert env[name] == f"{constants.CA_DIR}/ca.crt", (container["name"], name)
+    assert all(m["name"] != constants.CA_VOLUME for m in collector["volumeMounts"])
+    assert "EVAL_CA_BUNDLE" not in {e["name"] for e in collector["env"]}
+
+
+def test_without_tls_there_is_no_ca_volume_nor_ca_env():
+    pod = build()["spec"]["template"]["spec"]
+    assert all(v["name"] != constants.CA_VOLUME for v in pod["volumes"])
+    assert "SSL_CERT_FILE" not in {e["name"] for e in env_of(build())}

@@ -54,6 +54,7 @@ def changed(mutate):
         lambda d: d.update(parameters={"MAX_CONCURRENCY": "8"}),
         lambda d: d["models"][0].update(parameters={"TEMPERATURE": "0"}),
         lambda d: d.update(output={"mountPath": "/out"}),
+        lambda d: d["models"][0].update(tls={"caConfigMap": {"name": "ca", "key": "ca.crt"}}),
     ],
     ids=[
         "model name",
@@ -71,6 +72,7 @@ def changed(mutate):
         "spec parameters",
         "model parameters",
         "output",
+        "tls",
     ],
 )
 def test_fingerprint_changes_with_what_determines_the_result(mutate):
@@ -102,6 +104,11 @@ def test_fingerprint_changes_with_what_determines_the_result(mutate):
 )
 def test_fingerprint_ignores_what_does_not(mutate):
     assert fp(changed(mutate)) == fp(BASE)
+
+
+def test_a_model_without_tls_keeps_the_fingerprint_it_had_before_tls_existed():
+    # Runs recorded before the field existed must not rerun after an upgrade.
+    assert fp(BASE) == "60c0d4b767b1e6d9"
 
 
 def test_literal_auth_values_never_enter_the_fingerprint():

@@ -163,6 +163,27 @@ def test_literal_auth_value_is_not_in_repr():
             "spec.tasks[0].mounts[0].mountPath",
             "MountPathConflict",
         ),
+        (
+            lambda d: (
+                d["models"][0].update(tls={"caConfigMap": {"name": "ca", "key": "ca.crt"}}),
+                d["tasks"][0].update(
+                    mounts=[
+                        {
+                            "name": "o",
+                            "mountPath": "/etc/eval-operator/model-ca",
+                            "source": {"emptyDir": {}},
+                        }
+                    ]
+                ),
+            ),
+            "spec.tasks[0].mounts[0].mountPath",
+            "MountPathConflict",
+        ),
+        (
+            lambda d: d["models"][0].update(tls={"caConfigMap": {"name": "ca"}}),
+            "spec.models[0].tls.caConfigMap.key",
+            "InvalidField",
+        ),
         (lambda d: d.update(parallelism=-1), "spec.parallelism", "InvalidField"),
         (lambda d: d.update(unknownField=1), "spec.unknownField", "InvalidField"),
         (
@@ -200,6 +221,8 @@ def test_literal_auth_value_is_not_in_repr():
         "a mount with two sources",
         "a mount named like the output volume",
         "a mount on the output path",
+        "a mount on the private CA's path",
+        "a CA reference without its key",
         "negative parallelism",
         "an unknown field",
         "a fractional quantity as a number",
