@@ -25,6 +25,7 @@ Mode = Literal["auto", "inference", "evaluation"]
 
 DEFAULT_OUTPUT_DIR: Final = "/opt/ml/output"
 DEFAULT_CONCURRENCY: Final = 24
+DEFAULT_MAX_ERROR_RATE: Final = 0.05
 # The product's evaluator waits up to an hour for a model service that is still loading.
 DEFAULT_WAIT_SECONDS: Final = 3600.0
 SCORERS: Final = ("exact_match", "contains", "regex", "multiple_choice", "numeric", "llm_judge")
@@ -124,6 +125,9 @@ class Config:
     numeric_tolerance: float = 1e-6
     judge: Judge | None = None
     tls_verify: bool | str = True
+    # Failed samples (no answer after their retries) above this share fail the run: a
+    # score over the rest would pass an unreliable service off as a weak model.
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     resume: bool = True
     progress_interval: float = 5.0
     model_name: str = ""
@@ -249,6 +253,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         numeric_tolerance=read.seconds("EVAL_NUMERIC_TOLERANCE", 1e-6),
         judge=_judge(read, backoff, backoff_max) if "llm_judge" in scorers else None,
         tls_verify=_tls_verify(read),
+        max_error_rate=_fraction(read, "EVAL_MAX_ERROR_RATE", DEFAULT_MAX_ERROR_RATE),
         resume=_flag(read, "EVAL_RESUME", True),
         progress_interval=read.positive("EVAL_PROGRESS_INTERVAL_SECONDS", 5.0),
         model_name=read.text("EVAL_MODEL_NAME", "") or "",
@@ -366,6 +371,14 @@ def _flag(read: _Env, name: str, default: bool) -> bool:
     if value not in ("true", "1", "yes", "false", "0", "no"):
         raise ConfigError(f"{name}={value!r} must be true or false")
     return value in ("true", "1", "yes")
+
+
+def _fraction(read: _Env, name: str, default: float) -> float:
+    value = read.number(name, default=default, minimum=0.0)
+    assert value is not None
+    if value > 1:
+        raise ConfigError(f"{name}={value:g} must be a fraction from 0 to 1")
+    return value
 
 
 def _tls_verify(read: _Env) -> bool | str:

@@ -220,6 +220,14 @@ def _finish(
             f"all {len(rows)} samples failed, so there is no score; sample {first['id']!r}: "
             f"{first['error']} (details in {output / REVIEWS})"
         )
+    if values["errors"] > config.max_error_rate * len(rows):
+        why = "; ".join(f"{e['samples']} x {e['error']}" for e in summary.top_errors(reviews)[:3])
+        raise RunnerError(
+            f"{values['errors']:g} of {len(rows)} samples failed after their retries "
+            f"({values['errors'] / len(rows):.1%}, more than EVAL_MAX_ERROR_RATE="
+            f"{config.max_error_rate:g}), so the score would count them as wrong answers: "
+            f"{why} (details in {output / REVIEWS})"
+        )
     document = summary.document(values)
     results.encode(results.parse(json.dumps(document)))  # the collector must accept it
     store.write_json(output / results.FILE_NAME, document)

@@ -30,6 +30,7 @@ def metrics(
         out[name] = _round(sum(values) / total if total else 0.0)
     out["samples"] = total
     out["errors"] = sum(1 for r in reviews if "error" in r)
+    out["error_rate"] = _round(out["errors"] / total if total else 0.0)
     latencies = sorted(p["latency"] for p in predictions if "latency" in p)
     if latencies:
         out["latency_mean_seconds"] = _round(sum(latencies) / len(latencies))

@@ -98,6 +98,7 @@ def test_evaluation_only_with_a_row_missing_its_prediction(tmp_path):
         EVAL_MODE="evaluation",
         EVAL_PREDICTION_FIELD="output",
     )
+    env["EVAL_MAX_ERROR_RATE"] = "1"  # failed samples are scored, not fatal
     result = run_with(env)
     assert (result["exact_match"], result["errors"]) == (0.5, 1)
     [_, missing] = journal(tmp_path / "out" / "reviews.jsonl")

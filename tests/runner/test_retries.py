@@ -9,13 +9,14 @@ is the bug these tests exist to catch.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from email.utils import formatdate
 
 import pytest
 
-from eval_runner import backoff
+from eval_runner import backoff, run
 from tests.runner.server import FlakyModel, Reply
 from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
@@ -147,6 +148,7 @@ def test_a_sample_that_keeps_failing_is_an_error_and_the_others_go_on(tmp_path):
         env = environment(
             model.url, qa_dataset(tmp_path / "set.jsonl", 10), output, MAX_RETRY_PER_QUERY="2"
         )
+        env["EVAL_MAX_ERROR_RATE"] = "1"  # failed samples are scored, not fatal
         result = run_with(env)
     assert model.attempts["q03"] == 3
     assert (result["errors"], result["samples"], result["exact_match"]) == (1, 10, 0.9)
@@ -184,8 +186,64 @@ def test_answers_that_no_retry_can_fix_are_errors_at_once(tmp_path, reply, messa
         env = environment(
             model.url, qa_dataset(tmp_path / "set.jsonl", 5), output, MAX_RETRY_PER_QUERY="3"
         )
+        env["EVAL_MAX_ERROR_RATE"] = "1"  # failed samples are scored, not fatal
         result = run_with(env)
     assert model.attempts["q02"] == 1
     assert (result["errors"], result["exact_match"]) == (1, 0.8)
     reviews = {r["id"]: r for r in journal(output / "reviews.jsonl")}
     assert message in reviews["q02"]["error"]
+
+
+def failing_sweep(tmp_path, failing: int, total: int, **extra: str):
+    """A run where the first `failing` of `total` samples get HTTP 500 every time."""
+    answers = questions(total)
+    bad = {f"q{i:02d}" for i in range(1, failing + 1)}
+
+    def behave(key, attempt):
+        return Reply(status=500) if key in bad else Reply(answers[key])
+
+    output = tmp_path / "out"
+    with FlakyModel(behave) as model:
+        env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", total), output, **extra)
+        return run.main(environ=env), output
+
+
+def test_more_failed_samples_than_the_default_error_rate_fail_the_run(tmp_path, capsys):
+    code, output = failing_sweep(tmp_path, 2, 20)  # 10 % against the default 5 %
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "2 of 20 samples failed after their retries (10.0%" in err
+    assert "EVAL_MAX_ERROR_RATE=0.05" in err
+    assert "2 x HTTP 500" in err, "what went wrong, and how often"
+    assert not (output / "metrics.json").exists(), "no score to take for a result"
+    report = json.loads((output / "report.json").read_text())
+    assert (report["metrics"]["errors"], report["metrics"]["error_rate"]) == (2, 0.1)
+
+
+def test_failed_samples_within_the_error_rate_are_scored_and_counted(tmp_path):
+    code, output = failing_sweep(tmp_path, 1, 20)  # 5 %: at the limit, not over it
+    assert code == 0
+    metrics = {
+        m["name"]: m["value"] for m in json.loads((output / "metrics.json").read_text())["metrics"]
+    }
+    assert (metrics["exact_match"], metrics["errors"], metrics["error_rate"]) == (0.95, 1, 0.05)
+
+
+def test_a_raised_error_rate_lets_a_run_with_more_failures_succeed(tmp_path):
+    code, _ = failing_sweep(tmp_path, 2, 20, EVAL_MAX_ERROR_RATE="0.1")
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1.5", "must be a fraction from 0 to 1"),
+        ("-0.1", "must be a finite number >= 0"),
+        ("x", "is not a number"),
+    ],
+)
+def test_a_bad_error_rate_is_named(tmp_path, capsys, value, words):
+    code, _ = failing_sweep(tmp_path, 0, 2, EVAL_MAX_ERROR_RATE=value)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "EVAL_MAX_ERROR_RATE" in err and words in err

@@ -30,6 +30,7 @@ def test_failed_samples_score_zero_and_count_as_errors():
         "exact_match": 0.5,
         "samples": 4,
         "errors": 1,
+        "error_rate": 0.25,
         "latency_mean_seconds": 0.2,
         "latency_p95_seconds": 0.3,
         "prompt_tokens": 33,
@@ -58,6 +59,7 @@ def test_the_metrics_document_has_the_contract_shape_and_rounded_values():
             {"name": "exact_match", "value": 0.666667},
             {"name": "samples", "value": 3},
             {"name": "errors", "value": 0},
+            {"name": "error_rate", "value": 0.0},
         ]
     }
 
