@@ -1,6 +1,7 @@
 """The collector: the last container of every evaluation pod.
 
-It reads metrics.json from the shared output volume, validates it and writes the encoded
+It reads metrics.json (or, with EVAL_RESULTS_FORMAT, what a framework writes: formats.py)
+from the shared output volume, validates it and writes the encoded
 result to its termination message, so the operator never mounts user volumes. On bad
 input it exits 1 with the reason as its termination message, which becomes the run's
 message in status.
@@ -13,15 +14,21 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from eval_runner import results
+from eval_runner import formats, results
 
 DEFAULT_OUTPUT_DIR: Final = "/opt/ml/output"
 DEFAULT_TERMINATION_PATH: Final = "/dev/termination-log"
 
 
-def collect(output_dir: Path, termination_path: Path, run_dir: Path | None = None) -> int:
+def collect(
+    output_dir: Path,
+    termination_path: Path,
+    run_dir: Path | None = None,
+    format_: str = "metrics-json",
+    path: str = "",
+) -> int:
     try:
-        metrics = results.read_file(output_dir, run_dir)
+        metrics = formats.read(output_dir, run_dir, format_, path)
         message = results.encode(metrics)
     except results.MetricsError as e:
         reason = str(e)
@@ -58,5 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = os.environ.get(results.RUN_DIR_ENV)
     return collect(
-        Path(args.output_dir), Path(args.termination_path), Path(run_dir) if run_dir else None
+        Path(args.output_dir),
+        Path(args.termination_path),
+        Path(run_dir) if run_dir else None,
+        os.environ.get("EVAL_RESULTS_FORMAT") or "metrics-json",
+        os.environ.get("EVAL_RESULTS_PATH", ""),
     )

@@ -97,11 +97,7 @@ def _finite(value: Any, where: str) -> float:
 def read_file(output_dir: Path, run_dir: Path | None = None) -> dict[str, float]:
     """Read and validate metrics.json; `run_dir` holds the probe's start mark, if any."""
     path = output_dir / FILE_NAME
-    marker = (run_dir or output_dir) / STARTED_MARKER
-    try:
-        started = marker.stat().st_mtime_ns
-    except OSError:
-        started = None  # no probe ran (a pod of another layout): nothing to compare with
+    started = started_mark(output_dir, run_dir)
     try:
         if started is not None and path.stat().st_mtime_ns < started:
             raise MetricsError(
@@ -120,6 +116,15 @@ def read_file(output_dir: Path, run_dir: Path | None = None) -> dict[str, float]
     except UnicodeDecodeError as e:
         raise MetricsError(f"{FILE_NAME} is not UTF-8 text: {e.reason} at byte {e.start}") from None
     return parse(text)
+
+
+def started_mark(output_dir: Path, run_dir: Path | None) -> int | None:
+    """When the probe marked the run's start (ns); None when no probe ran (a pod of
+    another layout): nothing to compare with."""
+    try:
+        return ((run_dir or output_dir) / STARTED_MARKER).stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def encode(metrics: dict[str, float]) -> str:

@@ -33,6 +33,7 @@ def largest_evaltask() -> dict:
                 "name": label("m", i),
                 "url": "https://h/" + "p" * (2048 - len("https://h/")),
                 "auth": {"secretRef": {"name": "s" * 253, "key": "k" * 253}},
+                "tls": {"caConfigMap": {"name": "c" * 253, "key": "k" * 253}},
             }
             for i in range(models)
         ],

@@ -1,0 +1,109 @@
+"""Results as evaluation frameworks write them, flattened into the contract's metrics.
+
+`results.format` names the framework. Only the scores are taken: the frameworks' files
+also hold their whole configuration, where lm-evaluation-harness copies the model's auth
+header (config.model_args, configs.*.metadata); none of it is read.
+
+Metric names (README.md, "Results formats"):
+- lm-eval: `<task>/<metric>` for the filter "none", else `<task>/<metric>/<filter>`, from
+  `results.<task>["<metric>,<filter>"]` of the newest `results_*.json`; standard errors
+  and values that are no number ("N/A") are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from eval_runner import results
+from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
+
+FORMATS: Final = ("metrics-json", "lm-eval")
+
+
+def newest(root: Path, pattern: str, started: int | None, what: str) -> Path:
+    """The newest file matching `pattern` at or below `root` (or `root` itself if a file),
+    written during this run (after `started`, in ns), else a MetricsError saying why."""
+    if root.is_file():
+        found = [root]
+    elif root.is_dir():
+        found = sorted(root.rglob(pattern), key=lambda p: p.stat().st_mtime_ns)
+    else:
+        raise MetricsError(f"{root} not found: the task wrote no {what} there")
+    if not found:
+        raise MetricsError(f"no {pattern} below {root}: the task wrote no {what}")
+    path = found[-1]
+    if started is not None and path.stat().st_mtime_ns < started:
+        raise MetricsError(
+            f"{path} is older than this run's pod: it was left by an earlier run, and this "
+            f"run's task wrote no {what}"
+        )
+    return path
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise MetricsError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+    except json.JSONDecodeError as e:
+        raise MetricsError(f"{path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise MetricsError(f"{path} could not be read: {e.strerror}") from None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def lm_eval(root: Path, started: int | None) -> dict[str, float]:
+    path = newest(root, "results_*.json", started, "lm-evaluation-harness results")
+    doc = _load(path)
+    results = doc.get("results") if isinstance(doc, dict) else None
+    if not isinstance(results, dict) or not results:
+        raise MetricsError(f'{path} has no "results" object: not an lm-eval results file')
+    metrics: dict[str, float] = {}
+    for task, values in results.items():
+        if not isinstance(values, dict):
+            raise MetricsError(f"{path}: results.{task} is not an object")
+        for key, value in values.items():
+            metric, sep, filter_name = str(key).partition(",")
+            number = _number(value)
+            if not sep or metric.endswith("_stderr") or number is None:
+                continue  # name, alias, sample_len; standard errors; "N/A"
+            name = f"{task}/{metric}" if filter_name == "none" else f"{task}/{metric}/{filter_name}"
+            if len(name) > MAX_NAME_LENGTH:
+                raise MetricsError(
+                    f"{path}: the metric name {name[:40]!r}... is {len(name)} characters "
+                    f"long; at most {MAX_NAME_LENGTH} allowed"
+                )
+            metrics[name] = number
+    if not metrics:
+        raise MetricsError(f"{path} holds no numeric score in results")
+    if len(metrics) > MAX_METRICS:
+        raise MetricsError(
+            f"{path} holds {len(metrics)} scores; a run records at most {MAX_METRICS}"
+        )
+    return metrics
+
+
+READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {"lm-eval": lm_eval}
+
+
+def read(output_dir: Path, run_dir: Path | None, format_: str, path: str) -> dict[str, float]:
+    """The run's metrics from what the task wrote under `output_dir` in `format_`;
+    `path`: a file or folder below it (default: all of it)."""
+    if Path(path).is_absolute() or ".." in Path(path).parts:
+        raise MetricsError(f"EVAL_RESULTS_PATH={path!r} must be a path below EVAL_OUTPUT_DIR")
+    if format_ == "metrics-json":
+        return results.read_file(output_dir / path if path else output_dir, run_dir)
+    reader = READERS.get(format_)
+    if reader is None:
+        raise MetricsError(f"EVAL_RESULTS_FORMAT={format_!r} is none of {', '.join(FORMATS)}")
+    return reader(output_dir / path, results.started_mark(output_dir, run_dir))

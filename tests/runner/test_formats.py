@@ -1,0 +1,101 @@
+"""The collector reads what evaluation frameworks write (formats.py), from real outputs.
+
+Fixtures are files the real tools wrote on this machine (hack/fixtures/<tool>/record.sh
+remakes them), named by the tool's version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eval_runner import collect, formats, results
+
+FIXTURES = Path(__file__).parent / "fixtures"
+[LM_EVAL] = (FIXTURES / "lm-eval-0.4.13").glob("results_*.json")
+
+
+def lm_eval_output(tmp_path: Path) -> Path:
+    """An output folder as `lm_eval --output_path $EVAL_OUTPUT_DIR` leaves it."""
+    out = tmp_path / "out"
+    (out / "m1").mkdir(parents=True)
+    shutil.copy(LM_EVAL, out / "m1" / LM_EVAL.name)
+    return out
+
+
+def test_lm_eval_scores_are_flattened_by_task_metric_and_filter(tmp_path):
+    metrics = formats.read(lm_eval_output(tmp_path), None, "lm-eval", "")
+    assert metrics == {"capitals/exact_match/strict": 0.5, "capitals_raw/exact_match": 0.5}
+
+
+def test_lm_eval_copies_the_auth_header_and_the_collector_drops_it(tmp_path):
+    assert "Bearer fixture-token" in LM_EVAL.read_text(), "the real file holds it"
+    out = lm_eval_output(tmp_path)
+    termination = tmp_path / "termination-log"
+    assert collect.collect(out, termination, None, "lm-eval", "m1") == 0
+    message = termination.read_text()
+    assert results.decode(message) == {
+        "capitals/exact_match/strict": 0.5,
+        "capitals_raw/exact_match": 0.5,
+    }
+    assert "fixture-token" not in message and "model_args" not in message
+
+
+def test_a_results_file_left_by_an_earlier_run_is_not_this_runs(tmp_path):
+    out = lm_eval_output(tmp_path)
+    old = out / "m1" / LM_EVAL.name
+    os.utime(old, (1, 1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / results.STARTED_MARKER).write_text("pod\n")
+    with pytest.raises(results.MetricsError, match="older than this run's pod"):
+        formats.read(out, run_dir, "lm-eval", "")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, r"no results_\*\.json below"),
+        ("{not json", "is not valid JSON"),
+        ('{"metrics": [{"name": "a", "value": 1}]}', 'has no "results" object'),
+        ('{"results": {"t": {"alias": "t", "acc_stderr,none": "N/A"}}}', "holds no numeric score"),
+    ],
+    ids=["no results file", "not JSON", "another format's file", "no score in it"],
+)
+def test_a_missing_or_wrong_lm_eval_file_says_what_is_wrong(tmp_path, content, words):
+    out = tmp_path / "out"
+    out.mkdir()
+    if content is not None:
+        (out / "results_2026-01-01T00-00-00.json").write_text(content)
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(out, None, "lm-eval", "")
+
+
+def test_the_collector_fails_the_run_with_the_reason_as_its_message(tmp_path):
+    termination = tmp_path / "termination-log"
+    (tmp_path / "out").mkdir()
+    assert collect.collect(tmp_path / "out", termination, None, "lm-eval", "") == 1
+    assert "no results_*.json below" in termination.read_text()
+
+
+@pytest.mark.parametrize(
+    ("format_", "path", "words"),
+    [
+        ("helm", "", "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval"),
+        ("lm-eval", "../elsewhere", "must be a path below EVAL_OUTPUT_DIR"),
+        ("lm-eval", "/etc", "must be a path below EVAL_OUTPUT_DIR"),
+    ],
+)
+def test_a_bad_format_or_path_is_named(tmp_path, format_, path, words):
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(lm_eval_output(tmp_path), None, format_, path)
+
+
+def test_metrics_json_stays_the_default(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"metrics": [{"name": "accuracy", "value": 0.75}]}')
+    assert formats.read(out, None, "metrics-json", "") == {"accuracy": 0.75}
