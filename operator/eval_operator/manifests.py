@@ -187,6 +187,14 @@ def build_job(
         "env": [
             {"name": constants.ENV_OUTPUT_DIR, "value": evalspec.output.mount_path},
             {"name": "EVAL_RUN_DIR", "value": constants.RUN_DIR},
+            *(
+                [
+                    {"name": "EVAL_RESULTS_FORMAT", "value": task.results.format},
+                    {"name": "EVAL_RESULTS_PATH", "value": task.results.path},
+                ]
+                if task.results is not None
+                else []
+            ),
         ],
         "volumeMounts": [
             _output_mount(owner, evalspec, model.name, task.name, read_only=True),

@@ -44,7 +44,16 @@ def fingerprint(
         "model": served,
         "task": task.model_dump(
             by_alias=True,
-            include={"image", "version", "command", "args", "env", "mounts", "resources"},
+            include={
+                "image",
+                "version",
+                "command",
+                "args",
+                "env",
+                "mounts",
+                "resources",
+                "results",
+            },
             exclude_none=True,
         ),
         "parameters": effective_parameters(evalspec, model),

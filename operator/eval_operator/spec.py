@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -310,6 +310,33 @@ class Resources(_ApiModel):
     limits: dict[str, Quantity] = Field(default_factory=dict, description="Limits.")
 
 
+class Results(_ApiModel):
+    """What the task writes under EVAL_OUTPUT_DIR, and where."""
+
+    # The collector's formats (runner-image/eval_runner/formats.py); README.md names the
+    # metrics each gives.
+    format: Literal["metrics-json", "lm-eval"] = Field(
+        default="metrics-json",
+        description="metrics-json (default) or lm-eval (lm-evaluation-harness results_*.json).",
+    )
+    path: str = Field(
+        default="",
+        max_length=1024,
+        pattern=r"^([^/].*)?$",
+        description="A file or folder below EVAL_OUTPUT_DIR; default: the format's file "
+        "anywhere below it (the newest).",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _below_output(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise PydanticCustomError(
+                "ResultsPathInvalid", "{path!r} must stay below EVAL_OUTPUT_DIR", {"path": value}
+            )
+        return value
+
+
 class TaskConfig(_ApiModel):
     """One evaluation set packaged as a container image: a task configuration."""
 
@@ -358,6 +385,9 @@ class TaskConfig(_ApiModel):
         le=100,
         description="Failed attempts retried (the Job's backoffLimit). Default: 0. Disruptions "
         "(eviction, preemption, node drain) never count.",
+    )
+    results: Results | None = Field(
+        default=None, description="The results' format and path. Default: metrics.json."
     )
     primary_metric: str | None = Field(
         default=None,

@@ -272,3 +272,15 @@ def test_without_tls_there_is_no_ca_volume_nor_ca_env():
     pod = build()["spec"]["template"]["spec"]
     assert all(v["name"] != constants.CA_VOLUME for v in pod["volumes"])
     assert "SSL_CERT_FILE" not in {e["name"] for e in env_of(build())}
+
+
+def test_the_results_format_and_path_reach_the_collector_only():
+    doc = copy.deepcopy(BASE)
+    doc["tasks"][0]["results"] = {"format": "lm-eval", "path": "lm"}
+    pod = build(doc)["spec"]["template"]["spec"]
+    [collector] = pod["containers"]
+    env = {e["name"]: e["value"] for e in collector["env"]}
+    assert (env["EVAL_RESULTS_FORMAT"], env["EVAL_RESULTS_PATH"]) == ("lm-eval", "lm")
+    assert "EVAL_RESULTS_FORMAT" not in {e["name"] for e in env_of(build(doc))}
+    [plain] = build()["spec"]["template"]["spec"]["containers"]
+    assert "EVAL_RESULTS_FORMAT" not in {e["name"] for e in plain["env"]}

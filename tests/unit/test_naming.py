@@ -55,6 +55,7 @@ def changed(mutate):
         lambda d: d["models"][0].update(parameters={"TEMPERATURE": "0"}),
         lambda d: d.update(output={"mountPath": "/out"}),
         lambda d: d["models"][0].update(tls={"caConfigMap": {"name": "ca", "key": "ca.crt"}}),
+        lambda d: d["tasks"][0].update(results={"format": "lm-eval"}),
     ],
     ids=[
         "model name",
@@ -73,6 +74,7 @@ def changed(mutate):
         "model parameters",
         "output",
         "tls",
+        "results format",
     ],
 )
 def test_fingerprint_changes_with_what_determines_the_result(mutate):

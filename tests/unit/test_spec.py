@@ -184,6 +184,21 @@ def test_literal_auth_value_is_not_in_repr():
             "spec.models[0].tls.caConfigMap.key",
             "InvalidField",
         ),
+        (
+            lambda d: d["tasks"][0].update(results={"format": "helm"}),
+            "spec.tasks[0].results.format",
+            "InvalidField",
+        ),
+        (
+            lambda d: d["tasks"][0].update(results={"format": "lm-eval", "path": "a/../../etc"}),
+            "spec.tasks[0].results.path",
+            "ResultsPathInvalid",
+        ),
+        (
+            lambda d: d["tasks"][0].update(results={"format": "lm-eval", "path": "/etc"}),
+            "spec.tasks[0].results.path",
+            "InvalidField",
+        ),
         (lambda d: d.update(parallelism=-1), "spec.parallelism", "InvalidField"),
         (lambda d: d.update(unknownField=1), "spec.unknownField", "InvalidField"),
         (
@@ -223,6 +238,9 @@ def test_literal_auth_value_is_not_in_repr():
         "a mount on the output path",
         "a mount on the private CA's path",
         "a CA reference without its key",
+        "a results format the collector does not read",
+        "a results path that leaves the output folder",
+        "an absolute results path",
         "negative parallelism",
         "an unknown field",
         "a fractional quantity as a number",

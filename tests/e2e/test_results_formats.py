@@ -1,0 +1,65 @@
+"""End to end: a task that writes lm-evaluation-harness results, read by the collector.
+
+The task copies a real lm-eval 0.4.13 results file (tests/runner/fixtures) into its output
+folder as `lm_eval --output_path $EVAL_OUTPUT_DIR` would; `results.format: lm-eval` makes
+the collector in the same pod read it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.support import BASE_IMAGE, BASE_VERSION, model, namespace
+from tests.runner.test_formats import LM_EVAL
+
+pytestmark = pytest.mark.e2e
+TOKEN = "Bearer e2e-formats-token"
+
+
+@pytest.fixture
+def api(cluster, api_client):
+    with namespace(api_client, TOKEN) as the_api:
+        yield the_api
+
+
+def copying(name: str, script: str) -> dict:
+    return {
+        "name": name,
+        "image": BASE_IMAGE,
+        "version": BASE_VERSION,
+        "command": ["sh", "-c", script],
+        "mounts": [
+            {
+                "name": "recorded",
+                "mountPath": "/recorded",
+                "readOnly": True,
+                "source": {"configMap": {"name": "lm-eval-results"}},
+            }
+        ],
+        "results": {"format": "lm-eval"},
+        "timeoutSeconds": 120,
+    }
+
+
+def test_lm_eval_results_become_the_runs_metrics(api):
+    api.configmap("lm-eval-results", {"results.json": LM_EVAL.read_text()})
+    target = '"$EVAL_OUTPUT_DIR/m1/results_2026-12-02T07-35-07.json"'
+    write = f'mkdir -p "$EVAL_OUTPUT_DIR/m1" && cp /recorded/results.json {target}'
+    api.create_evaltask(
+        "formats",
+        {
+            "models": [model("m1", "http://127.0.0.1:9/v1/chat/completions")],
+            "tasks": [copying("wrote", write), copying("forgot", "true")],
+            "probe": False,
+        },
+    )
+    api.wait_phase("formats", ("Succeeded", "Failed"))
+    wrote = api.run("formats", "m1", "wrote")
+    assert wrote["state"] == "Succeeded", wrote
+    assert wrote["metrics"] == {"capitals/exact_match/strict": 0.5, "capitals_raw/exact_match": 0.5}
+    assert "fixture-token" not in json.dumps(wrote), "lm-eval's copy of the auth header stays out"
+    forgot = api.run("formats", "m1", "forgot")
+    assert forgot["state"] == "Failed"
+    assert "no results_*.json below /opt/ml/output" in forgot["message"], forgot
