@@ -315,9 +315,10 @@ class Results(_ApiModel):
 
     # The collector's formats (runner-image/eval_runner/formats.py); README.md names the
     # metrics each gives.
-    format: Literal["metrics-json", "lm-eval"] = Field(
+    format: Literal["metrics-json", "lm-eval", "bfcl"] = Field(
         default="metrics-json",
-        description="metrics-json (default) or lm-eval (lm-evaluation-harness results_*.json).",
+        description="metrics-json (default), lm-eval (lm-evaluation-harness results_*.json) or "
+        "bfcl (BFCL score/**/BFCL_v*_<category>_score.json).",
     )
     path: str = Field(
         default="",

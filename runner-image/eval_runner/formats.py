@@ -8,12 +8,15 @@ Metric names (README.md, "Results formats"):
 - lm-eval: `<task>/<metric>` for the filter "none", else `<task>/<metric>/<filter>`, from
   `results.<task>["<metric>,<filter>"]` of the newest `results_*.json`; standard errors
   and values that are no number ("N/A") are left out.
+- bfcl: `<category>/accuracy`, `<category>/correct_count`, `<category>/total_count` from
+  the first line of each `BFCL_v*_<category>_score.json` (the rest lists failed cases).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +24,7 @@ from typing import Any, Final
 from eval_runner import results
 from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
 
-FORMATS: Final = ("metrics-json", "lm-eval")
+FORMATS: Final = ("metrics-json", "lm-eval", "bfcl")
 
 
 def newest(root: Path, pattern: str, started: int | None, what: str) -> Path:
@@ -93,7 +96,48 @@ def lm_eval(root: Path, started: int | None) -> dict[str, float]:
     return metrics
 
 
-READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {"lm-eval": lm_eval}
+_BFCL_SCORE: Final = re.compile(r"^BFCL_v\d+_(?P<category>.+)_score\.json$")
+_BFCL_KEYS: Final = ("accuracy", "correct_count", "total_count")
+
+
+def bfcl(root: Path, started: int | None) -> dict[str, float]:
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(p for p in root.rglob("*_score.json") if _BFCL_SCORE.match(p.name))
+    else:
+        raise MetricsError(f"{root} not found: the task wrote no BFCL scores there")
+    if not files:
+        raise MetricsError(
+            f"no BFCL_v*_<category>_score.json below {root}: the task wrote no BFCL scores"
+        )
+    metrics: dict[str, float] = {}
+    for path in files:
+        if started is not None and path.stat().st_mtime_ns < started:
+            raise MetricsError(
+                f"{path} is older than this run's pod: it was left by an earlier run"
+            )
+        match = _BFCL_SCORE.match(path.name)
+        category = match["category"] if match else path.stem
+        try:
+            with path.open(encoding="utf-8") as f:
+                first = json.loads(f.readline())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MetricsError(f"{path}: its first line is not a JSON object: {e}") from None
+        if not isinstance(first, dict) or any(_number(first.get(k)) is None for k in _BFCL_KEYS):
+            raise MetricsError(
+                f"{path}: its first line must hold numbers {', '.join(_BFCL_KEYS)}; "
+                "not a BFCL score file"
+            )
+        for key in _BFCL_KEYS:
+            metrics[f"{category}/{key}"] = float(first[key])
+    return metrics
+
+
+READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {
+    "lm-eval": lm_eval,
+    "bfcl": bfcl,
+}
 
 
 def read(output_dir: Path, run_dir: Path | None, format_: str, path: str) -> dict[str, float]:

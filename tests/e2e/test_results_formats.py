@@ -1,8 +1,9 @@
-"""End to end: a task that writes lm-evaluation-harness results, read by the collector.
+"""End to end: tasks that write lm-evaluation-harness and BFCL results, read by the
+collector.
 
-The task copies a real lm-eval 0.4.13 results file (tests/runner/fixtures) into its output
-folder as `lm_eval --output_path $EVAL_OUTPUT_DIR` would; `results.format: lm-eval` makes
-the collector in the same pod read it.
+The tasks copy real results files (tests/runner/fixtures) into their output folder as
+`lm_eval --output_path $EVAL_OUTPUT_DIR` and BFCL with BFCL_PROJECT_ROOT=$EVAL_OUTPUT_DIR
+would; `results.format` makes the collector in the same pod read them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import pytest
 
 from tests.e2e.support import BASE_IMAGE, BASE_VERSION, model, namespace
-from tests.runner.test_formats import LM_EVAL
+from tests.runner.test_formats import BFCL, LM_EVAL
 
 pytestmark = pytest.mark.e2e
 TOKEN = "Bearer e2e-formats-token"
@@ -24,7 +25,7 @@ def api(cluster, api_client):
         yield the_api
 
 
-def copying(name: str, script: str) -> dict:
+def copying(name: str, script: str, format_: str = "lm-eval") -> dict:
     return {
         "name": name,
         "image": BASE_IMAGE,
@@ -38,20 +39,32 @@ def copying(name: str, script: str) -> dict:
                 "source": {"configMap": {"name": "lm-eval-results"}},
             }
         ],
-        "results": {"format": "lm-eval"},
+        "results": {"format": format_},
         "timeoutSeconds": 120,
     }
 
 
 def test_lm_eval_results_become_the_runs_metrics(api):
-    api.configmap("lm-eval-results", {"results.json": LM_EVAL.read_text()})
+    [bfcl_score] = BFCL.rglob("*_score.json")
+    api.configmap(
+        "lm-eval-results",
+        {"results.json": LM_EVAL.read_text(), "bfcl.json": bfcl_score.read_text()},
+    )
     target = '"$EVAL_OUTPUT_DIR/m1/results_2026-12-02T07-35-07.json"'
     write = f'mkdir -p "$EVAL_OUTPUT_DIR/m1" && cp /recorded/results.json {target}'
+    bfcl_dir = '"$EVAL_OUTPUT_DIR/score/m1/non_live"'
+    bfcl_write = (
+        f"mkdir -p {bfcl_dir} && cp /recorded/bfcl.json {bfcl_dir}/BFCL_v4_simple_python_score.json"
+    )
     api.create_evaltask(
         "formats",
         {
             "models": [model("m1", "http://127.0.0.1:9/v1/chat/completions")],
-            "tasks": [copying("wrote", write), copying("forgot", "true")],
+            "tasks": [
+                copying("wrote", write),
+                copying("forgot", "true"),
+                copying("bfcl", bfcl_write, "bfcl"),
+            ],
             "probe": False,
         },
     )
@@ -63,3 +76,9 @@ def test_lm_eval_results_become_the_runs_metrics(api):
     forgot = api.run("formats", "m1", "forgot")
     assert forgot["state"] == "Failed"
     assert "no results_*.json below /opt/ml/output" in forgot["message"], forgot
+    scored = api.run("formats", "m1", "bfcl")
+    assert scored["metrics"] == {
+        "simple_python/accuracy": 0.49,
+        "simple_python/correct_count": 196,
+        "simple_python/total_count": 400,
+    }, scored

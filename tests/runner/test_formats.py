@@ -16,6 +16,7 @@ from eval_runner import collect, formats, results
 
 FIXTURES = Path(__file__).parent / "fixtures"
 [LM_EVAL] = (FIXTURES / "lm-eval-0.4.13").glob("results_*.json")
+BFCL = FIXTURES / "bfcl-2026.3.23" / "score"
 
 
 def lm_eval_output(tmp_path: Path) -> Path:
@@ -84,7 +85,7 @@ def test_the_collector_fails_the_run_with_the_reason_as_its_message(tmp_path):
 @pytest.mark.parametrize(
     ("format_", "path", "words"),
     [
-        ("helm", "", "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval"),
+        ("helm", "", "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval, bfcl"),
         ("lm-eval", "../elsewhere", "must be a path below EVAL_OUTPUT_DIR"),
         ("lm-eval", "/etc", "must be a path below EVAL_OUTPUT_DIR"),
     ],
@@ -99,3 +100,48 @@ def test_metrics_json_stays_the_default(tmp_path):
     out.mkdir()
     (out / "metrics.json").write_text('{"metrics": [{"name": "accuracy", "value": 0.75}]}')
     assert formats.read(out, None, "metrics-json", "") == {"accuracy": 0.75}
+
+
+def bfcl_output(tmp_path: Path) -> Path:
+    """An output folder holding BFCL's score/ tree (the task copies it there, or runs
+    BFCL with BFCL_PROJECT_ROOT=$EVAL_OUTPUT_DIR)."""
+    out = tmp_path / "out"
+    shutil.copytree(BFCL, out / "score")
+    return out
+
+
+def test_bfcl_scores_come_from_the_first_line_of_each_category(tmp_path):
+    metrics = formats.read(bfcl_output(tmp_path), None, "bfcl", "score")
+    assert metrics == {
+        "simple_python/accuracy": 0.49,
+        "simple_python/correct_count": 196,
+        "simple_python/total_count": 400,
+    }
+
+
+def test_bfcl_categories_each_give_their_metrics(tmp_path):
+    out = bfcl_output(tmp_path)
+    other = out / "score" / "m1" / "live" / "BFCL_v4_live_simple_score.json"
+    other.parent.mkdir(parents=True)
+    other.write_text('{"accuracy": 0.25, "correct_count": 1, "total_count": 4}\n')
+    metrics = formats.read(out, None, "bfcl", "")
+    assert metrics["live_simple/accuracy"] == 0.25
+    assert metrics["simple_python/accuracy"] == 0.49
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, r"no BFCL_v\*_<category>_score\.json below"),
+        ("not json\n", "its first line is not a JSON object"),
+        ('{"accuracy": "high"}\n', "must hold numbers accuracy, correct_count, total_count"),
+    ],
+    ids=["no score file", "not JSON", "no numbers"],
+)
+def test_a_missing_or_wrong_bfcl_file_says_what_is_wrong(tmp_path, content, words):
+    out = tmp_path / "out"
+    (out / "score").mkdir(parents=True)
+    if content is not None:
+        (out / "score" / "BFCL_v4_simple_python_score.json").write_text(content)
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(out, None, "bfcl", "")
