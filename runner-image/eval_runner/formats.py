@@ -8,6 +8,9 @@ Metric names (README.md, "Results formats"):
 - lm-eval: `<task>/<metric>` for the filter "none", else `<task>/<metric>/<filter>`, from
   `results.<task>["<metric>,<filter>"]` of the newest `results_*.json`; standard errors
   and values that are no number ("N/A") are left out.
+- evalscope: `<dataset>/<metric>[/<dimension>=<value>...]` (dimensions by name, then the
+  aggregation when it is not the mean), from `metrics[].identity` and `score` of each
+  `reports/<model>/<dataset>.json` (schema_version 2); per-subset scores are left out.
 - bfcl: `<category>/accuracy`, `<category>/correct_count`, `<category>/total_count` from
   the first line of each `BFCL_v*_<category>_score.json` (the rest lists failed cases).
 """
@@ -24,7 +27,7 @@ from typing import Any, Final
 from eval_runner import results
 from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
 
-FORMATS: Final = ("metrics-json", "lm-eval", "bfcl")
+FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "bfcl")
 
 
 def newest(root: Path, pattern: str, started: int | None, what: str) -> Path:
@@ -96,6 +99,41 @@ def lm_eval(root: Path, started: int | None) -> dict[str, float]:
     return metrics
 
 
+def evalscope(root: Path, started: int | None) -> dict[str, float]:
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = [p for p in root.rglob("*.json") if p.parent.parent.name == "reports"]
+    else:
+        raise MetricsError(f"{root} not found: the task wrote no evalscope reports there")
+    if not files:
+        raise MetricsError(f"no reports/<model>/<dataset>.json below {root}: no evalscope report")
+    metrics: dict[str, float] = {}
+    # Oldest first: a dataset evaluated twice keeps the newer report's scores.
+    for path in sorted(files, key=lambda p: p.stat().st_mtime_ns):
+        if started is not None and path.stat().st_mtime_ns < started:
+            continue  # an earlier run's report, in a work dir it shares
+        doc = _load(path)
+        items = doc.get("metrics") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise MetricsError(f'{path} has no "metrics" list: not an evalscope report')
+        dataset = str(doc.get("dataset_name") or path.stem)
+        for i, item in enumerate(items):
+            identity = item.get("identity") if isinstance(item, dict) else None
+            score = _number(item.get("score")) if isinstance(item, dict) else None
+            if not isinstance(identity, dict) or not identity.get("name") or score is None:
+                raise MetricsError(f"{path}: metrics[{i}] has no identity.name and numeric score")
+            parts = [dataset, str(identity["name"])]
+            dimensions = identity.get("dimensions") or {}
+            parts += [f"{k}={dimensions[k]}" for k in sorted(dimensions)]
+            if identity.get("aggregation") not in (None, "mean"):
+                parts.append(str(identity["aggregation"]))
+            metrics["/".join(parts)] = score
+    if not metrics:
+        raise MetricsError(f"no evalscope report below {root} was written during this run")
+    return metrics
+
+
 _BFCL_SCORE: Final = re.compile(r"^BFCL_v\d+_(?P<category>.+)_score\.json$")
 _BFCL_KEYS: Final = ("accuracy", "correct_count", "total_count")
 
@@ -136,6 +174,7 @@ def bfcl(root: Path, started: int | None) -> dict[str, float]:
 
 READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {
     "lm-eval": lm_eval,
+    "evalscope": evalscope,
     "bfcl": bfcl,
 }
 

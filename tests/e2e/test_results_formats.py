@@ -1,5 +1,5 @@
-"""End to end: tasks that write lm-evaluation-harness and BFCL results, read by the
-collector.
+"""End to end: tasks that write lm-evaluation-harness, evalscope and BFCL results, read by
+the collector.
 
 The tasks copy real results files (tests/runner/fixtures) into their output folder as
 `lm_eval --output_path $EVAL_OUTPUT_DIR` and BFCL with BFCL_PROJECT_ROOT=$EVAL_OUTPUT_DIR
@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.e2e.support import BASE_IMAGE, BASE_VERSION, model, namespace
-from tests.runner.test_formats import BFCL, LM_EVAL
+from tests.runner.test_formats import BFCL, EVALSCOPE, LM_EVAL
 
 pytestmark = pytest.mark.e2e
 TOKEN = "Bearer e2e-formats-token"
@@ -44,11 +44,16 @@ def copying(name: str, script: str, format_: str = "lm-eval") -> dict:
     }
 
 
-def test_lm_eval_results_become_the_runs_metrics(api):
+def test_frameworks_results_become_the_runs_metrics(api):
     [bfcl_score] = BFCL.rglob("*_score.json")
+    [report] = EVALSCOPE.rglob("*.json")
     api.configmap(
         "lm-eval-results",
-        {"results.json": LM_EVAL.read_text(), "bfcl.json": bfcl_score.read_text()},
+        {
+            "results.json": LM_EVAL.read_text(),
+            "bfcl.json": bfcl_score.read_text(),
+            "evalscope.json": report.read_text(),
+        },
     )
     target = '"$EVAL_OUTPUT_DIR/m1/results_2026-12-02T07-35-07.json"'
     write = f'mkdir -p "$EVAL_OUTPUT_DIR/m1" && cp /recorded/results.json {target}'
@@ -56,6 +61,8 @@ def test_lm_eval_results_become_the_runs_metrics(api):
     bfcl_write = (
         f"mkdir -p {bfcl_dir} && cp /recorded/bfcl.json {bfcl_dir}/BFCL_v4_simple_python_score.json"
     )
+    reports = '"$EVAL_OUTPUT_DIR/20261202_074720/reports/m1"'
+    evalscope_write = f"mkdir -p {reports} && cp /recorded/evalscope.json {reports}/general_qa.json"
     api.create_evaltask(
         "formats",
         {
@@ -64,6 +71,7 @@ def test_lm_eval_results_become_the_runs_metrics(api):
                 copying("wrote", write),
                 copying("forgot", "true"),
                 copying("bfcl", bfcl_write, "bfcl"),
+                copying("evalscope", evalscope_write, "evalscope"),
             ],
             "probe": False,
         },
@@ -82,3 +90,5 @@ def test_lm_eval_results_become_the_runs_metrics(api):
         "simple_python/correct_count": 196,
         "simple_python/total_count": 400,
     }, scored
+    rouge = api.run("formats", "m1", "evalscope")["metrics"]
+    assert rouge["general_qa/rouge/statistic=f1/variant=l"] == 0.5, rouge

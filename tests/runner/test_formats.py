@@ -17,6 +17,7 @@ from eval_runner import collect, formats, results
 FIXTURES = Path(__file__).parent / "fixtures"
 [LM_EVAL] = (FIXTURES / "lm-eval-0.4.13").glob("results_*.json")
 BFCL = FIXTURES / "bfcl-2026.3.23" / "score"
+EVALSCOPE = FIXTURES / "evalscope-1.14.1"
 
 
 def lm_eval_output(tmp_path: Path) -> Path:
@@ -85,7 +86,11 @@ def test_the_collector_fails_the_run_with_the_reason_as_its_message(tmp_path):
 @pytest.mark.parametrize(
     ("format_", "path", "words"),
     [
-        ("helm", "", "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval, bfcl"),
+        (
+            "helm",
+            "",
+            "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval, evalscope, bfcl",
+        ),
         ("lm-eval", "../elsewhere", "must be a path below EVAL_OUTPUT_DIR"),
         ("lm-eval", "/etc", "must be a path below EVAL_OUTPUT_DIR"),
     ],
@@ -145,3 +150,43 @@ def test_a_missing_or_wrong_bfcl_file_says_what_is_wrong(tmp_path, content, word
         (out / "score" / "BFCL_v4_simple_python_score.json").write_text(content)
     with pytest.raises(results.MetricsError, match=words):
         formats.read(out, None, "bfcl", "")
+
+
+def test_evalscope_scores_are_named_by_dataset_metric_and_dimensions(tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(EVALSCOPE, out)  # --work-dir $EVAL_OUTPUT_DIR: <stamp>/reports/<model>/
+    metrics = formats.read(out, None, "evalscope", "")
+    assert metrics["general_qa/rouge/ngram=1/statistic=recall"] == 0.5
+    assert metrics["general_qa/rouge/ngram=2/statistic=f1"] == 0.0
+    assert metrics["general_qa/rouge/statistic=f1/variant=l"] == 0.5
+    assert len(metrics) == 9
+
+
+def test_an_evalscope_report_of_an_earlier_run_is_not_taken(tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(EVALSCOPE, out)
+    for report in out.rglob("*.json"):
+        os.utime(report, (1, 1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / results.STARTED_MARKER).write_text("pod\n")
+    with pytest.raises(results.MetricsError, match="written during this run"):
+        formats.read(out, run_dir, "evalscope", "")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no reports/<model>/<dataset>.json below"),
+        ('{"results": {}}', 'has no "metrics" list'),
+        ('{"metrics": [{"identity": {"name": "rouge"}, "score": "x"}]}', "numeric score"),
+    ],
+    ids=["no report", "another format's file", "a score that is no number"],
+)
+def test_a_missing_or_wrong_evalscope_report_says_what_is_wrong(tmp_path, content, words):
+    out = tmp_path / "out"
+    (out / "reports" / "m1").mkdir(parents=True)
+    if content is not None:
+        (out / "reports" / "m1" / "general_qa.json").write_text(content)
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(out, None, "evalscope", "")
