@@ -46,17 +46,6 @@ def test_lm_eval_copies_the_auth_header_and_the_collector_drops_it(tmp_path):
     assert "fixture-token" not in message and "model_args" not in message
 
 
-def test_a_results_file_left_by_an_earlier_run_is_not_this_runs(tmp_path):
-    out = lm_eval_output(tmp_path)
-    old = out / "m1" / LM_EVAL.name
-    os.utime(old, (1, 1))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / results.STARTED_MARKER).write_text("pod\n")
-    with pytest.raises(results.MetricsError, match="older than this run's pod"):
-        formats.read(out, run_dir, "lm-eval", "")
-
-
 @pytest.mark.parametrize(
     ("content", "words"),
     [
@@ -153,25 +142,11 @@ def test_a_missing_or_wrong_bfcl_file_says_what_is_wrong(tmp_path, content, word
 
 
 def test_evalscope_scores_are_named_by_dataset_metric_and_dimensions(tmp_path):
-    out = tmp_path / "out"
-    shutil.copytree(EVALSCOPE, out)  # --work-dir $EVAL_OUTPUT_DIR: <stamp>/reports/<model>/
-    metrics = formats.read(out, None, "evalscope", "")
+    metrics = formats.read(evalscope_output(tmp_path), None, "evalscope", "")
     assert metrics["general_qa/rouge/ngram=1/statistic=recall"] == 0.5
     assert metrics["general_qa/rouge/ngram=2/statistic=f1"] == 0.0
     assert metrics["general_qa/rouge/statistic=f1/variant=l"] == 0.5
     assert len(metrics) == 9
-
-
-def test_an_evalscope_report_of_an_earlier_run_is_not_taken(tmp_path):
-    out = tmp_path / "out"
-    shutil.copytree(EVALSCOPE, out)
-    for report in out.rglob("*.json"):
-        os.utime(report, (1, 1))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / results.STARTED_MARKER).write_text("pod\n")
-    with pytest.raises(results.MetricsError, match="written during this run"):
-        formats.read(out, run_dir, "evalscope", "")
 
 
 @pytest.mark.parametrize(
@@ -190,3 +165,30 @@ def test_a_missing_or_wrong_evalscope_report_says_what_is_wrong(tmp_path, conten
         (out / "reports" / "m1" / "general_qa.json").write_text(content)
     with pytest.raises(results.MetricsError, match=words):
         formats.read(out, None, "evalscope", "")
+
+
+def evalscope_output(tmp_path: Path) -> Path:
+    """`evalscope eval --work-dir $EVAL_OUTPUT_DIR`: <stamp>/reports/<model>/<dataset>.json."""
+    out = tmp_path / "out"
+    shutil.copytree(EVALSCOPE, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("output", "format_", "words"),
+    [
+        (lm_eval_output, "lm-eval", "older than this run's pod"),
+        (bfcl_output, "bfcl", "older than this run's pod"),
+        (evalscope_output, "evalscope", "written during this run"),
+    ],
+    ids=["lm-eval", "bfcl", "evalscope"],
+)
+def test_results_left_by_an_earlier_run_are_not_this_runs(tmp_path, output, format_, words):
+    out = output(tmp_path)
+    for old in out.rglob("*.json"):
+        os.utime(old, (1, 1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / results.STARTED_MARKER).write_text("pod\n")
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(out, run_dir, format_, "")
