@@ -411,10 +411,14 @@ def _act(
             ],
         )
     )
+    # EvalRuns, then Jobs: a refused deletion of a record leaves its Job alone.
     parallel.each(
         writers,
-        [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs]
-        + [partial(_delete, api.delete_job, owner.namespace, n) for n in the_plan.delete_jobs],
+        [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs],
+    )
+    parallel.each(
+        writers,
+        [partial(_delete, api.delete_job, owner.namespace, n) for n in the_plan.delete_jobs],
     )
     outcome.deleted += the_plan.delete_jobs
     parallel.each(

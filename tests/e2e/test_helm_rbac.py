@@ -524,6 +524,20 @@ def stays_without_status(name: str) -> Callable[[Api], None]:
     return check
 
 
+def results_never_recorded(api: Api) -> None:
+    """The first pass has nothing to record and writes the status; the result of the Job
+    that then finishes is never recorded, so the run and the EvalTask never finish."""
+    wait_for(lambda: generation_observed(api, "basic"), 30, "the first pass's status")
+    wait_for(
+        lambda: any(j.status.succeeded for j in jobs_of(api, "basic")), 60, "the first Job's end"
+    )
+    time.sleep(QUIET_SECONDS)
+    # Each chain's first EvalRun (m1 and m2), never written to.
+    assert [r["state"] for r in api.runs("basic")] == [None, None], "no record was written"
+    assert api.status("basic")["phase"] not in ("Succeeded", "Failed")
+    assert len(jobs_of(api, "basic")) == 2, "one Job per chain, and nothing after it"
+
+
 def no_events(api: Api) -> None:
     """Status is written, but what the operator would tell in events is lost."""
     api.wait_phase("basic", ("Succeeded",), timeout=30)
@@ -684,7 +698,7 @@ DROPS = {
         "evaloperator.io", "evalruns", "delete", EDIT, not_rerun
     ),
     "patch evalruns/status: the records": Drop(
-        "evaloperator.io", "evalruns/status", "patch", BASIC, NO_STATUS
+        "evaloperator.io", "evalruns/status", "patch", BASIC, results_never_recorded
     ),
     "update evalruns/finalizers: Jobs owned with blockOwnerDeletion": Drop(
         "evaloperator.io",
