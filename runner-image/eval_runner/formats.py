@@ -30,24 +30,36 @@ from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
 FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "bfcl")
 
 
-def newest(root: Path, pattern: str, started: int | None, what: str) -> Path:
-    """The newest file matching `pattern` at or below `root` (or `root` itself if a file),
-    written during this run (after `started`, in ns), else a MetricsError saying why."""
+def _files(
+    root: Path,
+    pattern: str,
+    what: str,
+    keep: Callable[[Path], bool] = bool,
+    looked_for: str = "",
+) -> list[Path]:
+    """The files matching `pattern` (and `keep`) at or below `root`, or `root` itself if a
+    file, oldest first; a MetricsError saying why (`looked_for`: what the message calls
+    them, `pattern` by default) when there are none."""
     if root.is_file():
-        found = [root]
-    elif root.is_dir():
-        found = sorted(root.rglob(pattern), key=lambda p: p.stat().st_mtime_ns)
-    else:
+        return [root]
+    if not root.is_dir():
         raise MetricsError(f"{root} not found: the task wrote no {what} there")
+    found = sorted((p for p in root.rglob(pattern) if keep(p)), key=lambda p: p.stat().st_mtime_ns)
     if not found:
-        raise MetricsError(f"no {pattern} below {root}: the task wrote no {what}")
-    path = found[-1]
-    if started is not None and path.stat().st_mtime_ns < started:
-        raise MetricsError(
-            f"{path} is older than this run's pod: it was left by an earlier run, and this "
-            f"run's task wrote no {what}"
-        )
-    return path
+        raise MetricsError(f"no {looked_for or pattern} below {root}: the task wrote no {what}")
+    return found
+
+
+def _written_before(path: Path, started: int | None) -> bool:
+    """Whether `path` is older than this run's pod (`started`, ns): an earlier run's."""
+    return started is not None and path.stat().st_mtime_ns < started
+
+
+def _earlier(path: Path, what: str) -> MetricsError:
+    return MetricsError(
+        f"{path} is older than this run's pod: it was left by an earlier run, and this "
+        f"run's task wrote no {what}"
+    )
 
 
 def _load(path: Path) -> Any:
@@ -69,7 +81,10 @@ def _number(value: Any) -> float | None:
 
 
 def lm_eval(root: Path, started: int | None) -> dict[str, float]:
-    path = newest(root, "results_*.json", started, "lm-evaluation-harness results")
+    what = "lm-evaluation-harness results"
+    path = _files(root, "results_*.json", what)[-1]
+    if _written_before(path, started):
+        raise _earlier(path, what)
     doc = _load(path)
     results = doc.get("results") if isinstance(doc, dict) else None
     if not isinstance(results, dict) or not results:
@@ -84,34 +99,20 @@ def lm_eval(root: Path, started: int | None) -> dict[str, float]:
             if not sep or metric.endswith("_stderr") or number is None:
                 continue  # name, alias, sample_len; standard errors; "N/A"
             name = f"{task}/{metric}" if filter_name == "none" else f"{task}/{metric}/{filter_name}"
-            if len(name) > MAX_NAME_LENGTH:
-                raise MetricsError(
-                    f"{path}: the metric name {name[:40]!r}... is {len(name)} characters "
-                    f"long; at most {MAX_NAME_LENGTH} allowed"
-                )
             metrics[name] = number
     if not metrics:
         raise MetricsError(f"{path} holds no numeric score in results")
-    if len(metrics) > MAX_METRICS:
-        raise MetricsError(
-            f"{path} holds {len(metrics)} scores; a run records at most {MAX_METRICS}"
-        )
     return metrics
 
 
 def evalscope(root: Path, started: int | None) -> dict[str, float]:
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = [p for p in root.rglob("*.json") if p.parent.parent.name == "reports"]
-    else:
-        raise MetricsError(f"{root} not found: the task wrote no evalscope reports there")
-    if not files:
-        raise MetricsError(f"no reports/<model>/<dataset>.json below {root}: no evalscope report")
+    files = _files(
+        root, "reports/*/*.json", "evalscope reports", looked_for="reports/<model>/<dataset>.json"
+    )
     metrics: dict[str, float] = {}
     # Oldest first: a dataset evaluated twice keeps the newer report's scores.
-    for path in sorted(files, key=lambda p: p.stat().st_mtime_ns):
-        if started is not None and path.stat().st_mtime_ns < started:
+    for path in files:
+        if _written_before(path, started):
             continue  # an earlier run's report, in a work dir it shares
         doc = _load(path)
         items = doc.get("metrics") if isinstance(doc, dict) else None
@@ -139,22 +140,18 @@ _BFCL_KEYS: Final = ("accuracy", "correct_count", "total_count")
 
 
 def bfcl(root: Path, started: int | None) -> dict[str, float]:
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*_score.json") if _BFCL_SCORE.match(p.name))
-    else:
-        raise MetricsError(f"{root} not found: the task wrote no BFCL scores there")
-    if not files:
-        raise MetricsError(
-            f"no BFCL_v*_<category>_score.json below {root}: the task wrote no BFCL scores"
-        )
+    what = "BFCL scores"
+    files = _files(
+        root,
+        "BFCL_v*_score.json",
+        what,
+        lambda p: bool(_BFCL_SCORE.match(p.name)),
+        "BFCL_v*_<category>_score.json",
+    )
     metrics: dict[str, float] = {}
-    for path in files:
-        if started is not None and path.stat().st_mtime_ns < started:
-            raise MetricsError(
-                f"{path} is older than this run's pod: it was left by an earlier run"
-            )
+    for path in sorted(files):
+        if _written_before(path, started):
+            raise _earlier(path, what)
         match = _BFCL_SCORE.match(path.name)
         category = match["category"] if match else path.stem
         try:
@@ -189,4 +186,16 @@ def read(output_dir: Path, run_dir: Path | None, format_: str, path: str) -> dic
     reader = READERS.get(format_)
     if reader is None:
         raise MetricsError(f"EVAL_RESULTS_FORMAT={format_!r} is none of {', '.join(FORMATS)}")
-    return reader(output_dir / path, results.started_mark(output_dir, run_dir))
+    metrics = reader(output_dir / path, results.started_mark(output_dir, run_dir))
+    # The bounds metrics.json has (results.py), for every framework's names.
+    for name in metrics:
+        if len(name) > MAX_NAME_LENGTH:
+            raise MetricsError(
+                f"the metric name {name[:40]!r}... is {len(name)} characters long; at most "
+                f"{MAX_NAME_LENGTH} allowed"
+            )
+    if len(metrics) > MAX_METRICS:
+        raise MetricsError(
+            f"the results hold {len(metrics)} scores; a run records at most {MAX_METRICS}"
+        )
+    return metrics

@@ -6,6 +6,7 @@ remakes them), named by the tool's version.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -192,3 +193,12 @@ def test_results_left_by_an_earlier_run_are_not_this_runs(tmp_path, output, form
     (run_dir / results.STARTED_MARKER).write_text("pod\n")
     with pytest.raises(results.MetricsError, match=words):
         formats.read(out, run_dir, format_, "")
+
+
+def test_every_formats_names_keep_the_bounds_of_metrics_json(tmp_path):
+    out = tmp_path / "out"
+    (out / "reports" / "m1").mkdir(parents=True)
+    report = {"dataset_name": "d" * 120, "metrics": [{"identity": {"name": "rouge"}, "score": 1}]}
+    (out / "reports" / "m1" / "long.json").write_text(json.dumps(report))
+    with pytest.raises(results.MetricsError, match="characters long; at most 100 allowed"):
+        formats.read(out, None, "evalscope", "")
