@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install deps binaries images test test-unit lint typecheck crds up down demo clean bench-scale
+.PHONY: install deps binaries images real-model demo-real test test-unit lint typecheck crds up down demo clean bench-scale
 
 # The local cluster's Python helpers live in hack/localkube (not shipped).
 export PYTHONPATH := $(CURDIR)/hack
@@ -28,7 +28,7 @@ deps:
 		>/dev/null; fi
 
 ## test: lint, type-check and run every test tier (building, or reusing, binaries and images first)
-test: install deps lint typecheck binaries images
+test: install deps lint typecheck binaries images real-model
 	$(PY) -m pytest
 
 ## test-unit: the fast tiers only (pure tables and handler level)
@@ -51,6 +51,12 @@ crds: install
 ## images: build or reuse the real node's images (base, pause, runner, operator)
 images: install
 	$(PY) -m localkube.images
+
+## real-model: build or reuse the real-model tier's parts: llama.cpp's server with SmolLM2
+## (its wheel built from source once, about 12 minutes) and the lm-eval and BFCL images
+real-model: install deps
+	$(PY) -m localkube.llama
+	$(PY) -m localkube.images --examples
 
 ## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
 binaries:
@@ -84,6 +90,11 @@ down:
 ## demo: everything up, two mock model services, examples/demo.yaml, a results table, all down
 demo: install deps binaries images
 	$(PY) -m localkube demo
+
+## demo-real: lm-eval and BFCL (examples/images) on SmolLM2 served by llama.cpp,
+## examples/real.yaml, a results table beside what the tools printed, all down
+demo-real: install deps binaries images real-model
+	$(PY) -m localkube demo-real
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

@@ -8,12 +8,16 @@ up    start the control plane, the node and the operator, write the kubeconfig t
       keep running until SIGTERM/SIGINT (`make down` sends it).
 demo  bring everything up in a temporary folder, start two mock model services on the
       host, apply examples/demo.yaml, show progress, print the results, stop everything.
+demo-real
+      the same with examples/real.yaml: lm-eval and BFCL images (examples/images) on
+      SmolLM2-135M-Instruct served by llama.cpp; also prints the tools' own score lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import sys
@@ -21,13 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from eval_runner import config, samples
-from localkube import realnode
+from localkube import images, llama, realnode
 from localkube.cluster import ROOT, LocalCluster, load_documents
 from localkube.mockmodel import MockModel
 
 DEMO_FILE = ROOT / "examples" / "demo.yaml"
+REAL_FILE = ROOT / "examples" / "real.yaml"
+# The lines in which lm-eval (its results table) and BFCL (its checker) report a score.
+TOOL_LINE = re.compile(r"^\|[^|]*\|\s*[\d.]*\|[^|]*\|\s*\d+\|[^|]*\||Accuracy: ")
 DEMO_NAMESPACE = "demo"
 DEMO_MODELS = {"small-model": (0.55, 18431), "large-model": (0.9, 18432)}
 
@@ -72,18 +80,19 @@ def up(state: Path, network: realnode.Network = realnode.FIRST) -> int:
     return 0
 
 
-def demo_tasks() -> list[dict[str, Any]]:
-    for doc in load_documents(DEMO_FILE):
+def example_docs(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The example's documents, and its EvalTask among them."""
+    docs: list[dict[str, Any]] = load_documents(path)  # type: ignore[assignment]
+    for doc in docs:
         if doc.get("kind") == "EvalTask":
-            spec: dict[str, Any] = doc["spec"]  # type: ignore[assignment]
-            return list(spec["tasks"])
-    raise ValueError(f"{DEMO_FILE} has no EvalTask")
+            return docs, doc
+    raise ValueError(f"{path} has no EvalTask")
 
 
 def answer_key() -> dict[str, str]:
     """Questions and answers of the builtin sets the demo's tasks run, for the mock models."""
     answers: dict[str, str] = {}
-    for task in demo_tasks():
+    for task in example_docs(DEMO_FILE)[1]["spec"]["tasks"]:
         env = {e["name"]: e.get("value", "") for e in task.get("env", [])}
         for sample in samples.load(env["EVAL_DATASET"], config.Fields()):
             if sample.query is not None and sample.answers:
@@ -91,33 +100,40 @@ def answer_key() -> dict[str, str]:
     return answers
 
 
-def get_evaltask(cluster: LocalCluster) -> dict[str, Any]:
-    out = cluster.kubectl("get", "evaltask", "demo", "-n", DEMO_NAMESPACE, "-o", "json").stdout
-    doc: dict[str, Any] = json.loads(out)
-    return doc
-
-
-def get_evalruns(cluster: LocalCluster) -> list[dict[str, Any]]:
-    """The demo's EvalRuns, model-major in task order as the EvalTask lists its runs."""
+def get_evalruns(cluster: LocalCluster, name: str) -> list[dict[str, Any]]:
+    """The example's EvalRuns."""
     out = cluster.kubectl(
-        "get", "evalruns", "-n", DEMO_NAMESPACE, "-l", "evaloperator.io/evaltask=demo", "-o", "json"
+        "get",
+        "evalruns",
+        "-n",
+        DEMO_NAMESPACE,
+        "-l",
+        f"evaloperator.io/evaltask={name}",
+        "-o",
+        "json",
     ).stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items
 
 
-def print_results(status: dict[str, Any], evalruns: list[dict[str, Any]]) -> None:
+def print_results(evaltask: dict[str, Any], evalruns: list[dict[str, Any]]) -> None:
     """Each run's record (its EvalRun): the score, samples, errors, latency."""
-    primary = {t["name"]: t.get("primaryMetric", "") for t in demo_tasks()}
+    status = evaltask.get("status") or {}
+    tasks = evaltask["spec"]["tasks"]
+    primary = {t["name"]: t.get("primaryMetric", "") for t in tasks}
     records = {(r["spec"]["model"], r["spec"]["task"]): r.get("status") or {} for r in evalruns}
+    runs = status.get("runs", [])
+    wm = 2 + max(len("MODEL"), *(len(r["model"]) for r in runs))
+    wt = 2 + max(len("TASK"), *(len(r["task"]) for r in runs))
+    wp = 2 + max(len("METRIC"), *(len(m) for m in primary.values()))
     print(f"\nphase={status.get('phase')} progress={status.get('progress')}\n")
     header = (
-        f"{'MODEL':<13}{'TASK':<17}{'STATE':<11}{'METRIC':<17}{'SCORE':>6}"
+        f"{'MODEL':<{wm}}{'TASK':<{wt}}{'STATE':<11}{'METRIC':<{wp}}{'SCORE':>6}"
         f"{'SAMPLES':>9}{'ERRORS':>8}{'P95(s)':>8}"
     )
     print(header)
     print("-" * len(header))
-    for run in status.get("runs", []):
+    for run in runs:
         record = records.get((run["model"], run["task"]), {})
         m = {x["name"]: x["value"] for x in record.get("metrics") or []}
         metric = primary.get(run["task"], "")
@@ -126,7 +142,7 @@ def print_results(status: dict[str, Any], evalruns: list[dict[str, Any]]) -> Non
             return format(m[key], fmt) if key in m else "-"
 
         print(
-            f"{run['model']:<13}{run['task']:<17}{run['state']:<11}{metric:<17}"
+            f"{run['model']:<{wm}}{run['task']:<{wt}}{run['state']:<11}{metric:<{wp}}"
             f"{cell(metric, '.3f'):>6}{cell('samples', '.0f'):>9}{cell('errors', '.0f'):>8}"
             f"{cell('latency_p95_seconds', '.3f'):>8}"
         )
@@ -135,9 +151,45 @@ def print_results(status: dict[str, Any], evalruns: list[dict[str, Any]]) -> Non
     print("\nleaderboard (weighted mean of each task's score)")
     for entry in status.get("leaderboard", []):
         print(
-            f"  #{entry['rank']} {entry['model']:<13} {entry['score']:.3f} over "
+            f"  #{entry['rank']} {entry['model']:<{wm}} {entry['score']:.3f} over "
             f"{entry['tasks']} tasks"
         )
+
+
+def run_example(cluster: LocalCluster, path: Path, timeout: float, started: float) -> int:
+    """Apply the example, show progress until it ends, print its results."""
+    _, evaltask = example_docs(path)
+    name = evaltask["metadata"]["name"]
+    cluster.kubectl("create", "namespace", DEMO_NAMESPACE)
+    print(cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(path)).stdout, flush=True)
+    last = ""
+    deadline = time.monotonic() + timeout
+    total = len(evaltask["spec"]["models"]) * len(evaltask["spec"]["tasks"])
+    while time.monotonic() < deadline:
+        out = cluster.kubectl("get", "evaltask", name, "-n", DEMO_NAMESPACE, "-o", "json").stdout
+        evaltask = json.loads(out)
+        status = evaltask.get("status") or {}
+        running = [
+            f"{r['model']}/{r['task']}" for r in status.get("runs", []) if r["state"] == "Running"
+        ]
+        line = (
+            f"{status.get('phase', 'Pending'):<10} {status.get('progress', f'0/{total}')}"
+            f"  running: {', '.join(running) or '-'}"
+        )
+        if line != last:
+            print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
+            last = line
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.5)
+    else:
+        print("the example did not finish in time", file=sys.stderr)
+        print(cluster.operator_log.read_text()[-3000:], file=sys.stderr)
+        return 1
+    print_results(evaltask, get_evalruns(cluster, name))
+    print(f"\n$ kubectl get evalruns -n {DEMO_NAMESPACE}")
+    print(cluster.kubectl("get", "evalruns", "-n", DEMO_NAMESPACE).stdout, end="")
+    return 0 if status.get("phase") == "Succeeded" else 1
 
 
 def demo(timeout: float) -> int:
@@ -168,43 +220,55 @@ def demo(timeout: float) -> int:
                 + ", ".join(m.url for m in models),
                 flush=True,
             )
-            cluster.kubectl("create", "namespace", DEMO_NAMESPACE)
-            print(
-                cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(DEMO_FILE)).stdout,
-                flush=True,
-            )
-            last = ""
-            deadline = time.monotonic() + timeout
-            status: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                status = get_evaltask(cluster).get("status") or {}
-                running = [
-                    f"{r['model']}/{r['task']}"
-                    for r in status.get("runs", [])
-                    if r["state"] == "Running"
-                ]
-                line = (
-                    f"{status.get('phase', 'Pending'):<10} {status.get('progress', '0/6')}"
-                    f"  running: {', '.join(running) or '-'}"
-                )
-                if line != last:
-                    print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
-                    last = line
-                if status.get("phase") in ("Succeeded", "Failed"):
-                    break
-                time.sleep(0.5)
-            else:
-                print("the demo did not finish in time", file=sys.stderr)
-                print(cluster.operator_log.read_text()[-3000:], file=sys.stderr)
-                return 1
-            print_results(status, get_evalruns(cluster))
-            print("\n$ kubectl get evalruns -n demo")
-            print(cluster.kubectl("get", "evalruns", "-n", DEMO_NAMESPACE).stdout, end="")
+            code = run_example(cluster, DEMO_FILE, timeout, started)
             print(f"\ndemo finished in {time.monotonic() - started:.1f}s; stopping everything")
-            return 0 if status.get("phase") == "Succeeded" else 1
+            return code
     finally:
         for model in models:
             model.__exit__(None, None, None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def demo_real(timeout: float) -> int:
+    """examples/real.yaml: lm-eval and BFCL images on SmolLM2 served by llama.cpp."""
+    docs, evaltask = example_docs(REAL_FILE)
+    url = urlsplit(evaltask["spec"]["models"][0]["url"])
+    [secret] = [d for d in docs if d.get("kind") == "Secret"]
+    key = secret["stringData"]["token"].removeprefix("Bearer ")
+    started = time.monotonic()
+    llama.venv()
+    built = images.default().examples()
+    print(f"  llama.cpp server and images ready in {time.monotonic() - started:.1f}s", flush=True)
+    state = Path(tempfile.mkdtemp(prefix="eval-operator-demo-"))
+    try:
+        print("starting the local control plane, kubelet, containerd and operator ...", flush=True)
+        with LocalCluster(state) as cluster:
+            assert cluster.kubelet is not None
+            for archive in built.values():
+                cluster.kubelet.load(archive)
+            assert url.hostname is not None and url.port is not None
+            with llama.LlamaServer(url.hostname, url.port, key, state / "llama.log") as model:
+                print(f"  SmolLM2-135M-Instruct (llama.cpp) at {model.url}", flush=True)
+                code = run_example(cluster, REAL_FILE, timeout, started)
+                print("\nwhat the tools printed themselves (the task containers' logs):")
+                for task in evaltask["spec"]["tasks"]:
+                    log = cluster.kubectl(
+                        "logs",
+                        "-n",
+                        DEMO_NAMESPACE,
+                        "-c",
+                        "task",
+                        "-l",
+                        f"evaloperator.io/task={task['name']}",
+                        "--tail",
+                        "-1",
+                    ).stdout
+                    for line in log.splitlines():
+                        if TOOL_LINE.search(line):
+                            print(f"  {task['name']}: {line.strip()}")
+            print(f"\ndemo finished in {time.monotonic() - started:.1f}s; stopping everything")
+            return code
+    finally:
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -224,9 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo_parser = sub.add_parser("demo")
     demo_parser.add_argument("--timeout", type=float, default=600)
+    real_parser = sub.add_parser("demo-real")
+    real_parser.add_argument("--timeout", type=float, default=2400)
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.state, realnode.SECOND if args.second_network else realnode.FIRST)
+    if args.command == "demo-real":
+        return demo_real(args.timeout)
     return demo(args.timeout)
 
 

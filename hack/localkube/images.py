@@ -48,6 +48,13 @@ PAUSE_IMAGE: Final = "registry.k8s.io/pause:3.10"
 RUNNER_IMAGE: Final = "eval-operator/runner:dev"
 OPERATOR_IMAGE: Final = "eval-operator/operator:dev"
 K8S_VERSION: Final = "v1.34.4"
+# Evaluation images of real frameworks, as users build them (examples/images/<name>).
+LM_EVAL_IMAGE: Final = "eval-operator/lm-eval:0.4.13"
+BFCL_IMAGE: Final = "eval-operator/bfcl:2026.3.23"
+EXAMPLE_IMAGES: Final = {
+    LM_EVAL_IMAGE: "examples/images/lm-eval",
+    BFCL_IMAGE: "examples/images/bfcl",
+}
 # What each of our images is built from, besides its Dockerfile.
 SOURCES: Final = (
     "pyproject.toml",
@@ -188,10 +195,19 @@ class Images:
             docker_archive(rootfs, PAUSE_IMAGE, out, ["/pause"])
         return out
 
-    def dockerfile(self, name: str, dockerfile: str, base: Path) -> Path:
-        """An image of ours, built by buildah from the Dockerfile FROM the local base."""
+    def dockerfile(
+        self,
+        name: str,
+        dockerfile: str,
+        base: Path,
+        context: str = ".",
+        sources: tuple[str, ...] = SOURCES,
+    ) -> Path:
+        """An image of ours, built by buildah from the Dockerfile FROM the local base;
+        `context` is the build's folder and `sources` what the image is made from (both
+        relative to the repository)."""
         key = _digest(
-            (ROOT / dockerfile).read_bytes(), _tree_bytes(SOURCES), base.name.encode(), b"v1"
+            (ROOT / dockerfile).read_bytes(), _tree_bytes(sources), base.name.encode(), b"v1"
         )
         out = self.path(name.split("/")[-1].split(":")[0], key)
         if out.exists():
@@ -233,7 +249,7 @@ class Images:
                 str(ROOT / dockerfile),
                 "-t",
                 name,
-                str(ROOT),
+                str(ROOT / context),
             ]
         )
         tmp = out.with_suffix(".partial")
@@ -253,6 +269,17 @@ class Images:
             RUNNER_IMAGE: self.dockerfile(RUNNER_IMAGE, "runner-image/Dockerfile", base),
             OPERATOR_IMAGE: self.dockerfile(OPERATOR_IMAGE, "operator/Dockerfile", base),
         }
+
+    def examples(self) -> dict[str, Path]:
+        """The example evaluation images (examples/images/*), for the real-model tier."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        base = self.base()
+        out = {}
+        for name, folder in EXAMPLE_IMAGES.items():
+            out[name] = self.dockerfile(
+                name, f"{folder}/Dockerfile", base, context=folder, sources=(folder,)
+            )
+        return out
 
 
 def _local_name(archive: Path) -> str:
@@ -286,5 +313,6 @@ def default() -> Images:
 
 
 if __name__ == "__main__":
-    for image, path in default().all().items():
+    wanted = default().examples() if sys.argv[1:] == ["--examples"] else default().all()
+    for image, path in wanted.items():
         print(f"{image} {path}")

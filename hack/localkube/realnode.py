@@ -85,7 +85,7 @@ class RealNode:
             self._add_address()
             self._start_containerd()
             for archive in images.values():
-                self.ctr("images", "import", "--no-unpack=false", str(archive))
+                self.load(archive)
             self._write_cni()
             self._make_cgroups()
             self._start_kubelet()
@@ -194,6 +194,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"containerd did not start:\n{self._tail('containerd')}")
             time.sleep(0.1)
+
+    def load(self, archive: Path) -> None:
+        """Import a docker-archive image (also while the node runs)."""
+        self.ctr("images", "import", "--no-unpack=false", str(archive))
 
     def tag(self, image: str, *aliases: str) -> None:
         """Give a loaded image more names (as the tags a chart or an example uses)."""
