@@ -315,11 +315,11 @@ class Results(_ApiModel):
 
     # The collector's formats (runner-image/eval_runner/formats.py); README.md names the
     # metrics each gives.
-    format: Literal["metrics-json", "lm-eval", "evalscope", "bfcl"] = Field(
+    format: Literal["metrics-json", "lm-eval", "evalscope", "opencompass", "bfcl"] = Field(
         default="metrics-json",
         description="metrics-json (default), lm-eval (lm-evaluation-harness results_*.json), "
-        "evalscope (reports/<model>/<dataset>.json) or bfcl (BFCL "
-        "score/**/BFCL_v*_<category>_score.json).",
+        "evalscope (reports/<model>/<dataset>.json), opencompass (OpenCompass "
+        "summary/summary_*.csv) or bfcl (BFCL score/**/BFCL_v*_<category>_score.json).",
     )
     path: str = Field(
         default="",

@@ -13,10 +13,16 @@ Metric names (README.md, "Results formats"):
   `reports/<model>/<dataset>.json` (schema_version 2); per-subset scores are left out.
 - bfcl: `<category>/accuracy`, `<category>/correct_count`, `<category>/total_count` from
   the first line of each `BFCL_v*_<category>_score.json` (the rest lists failed cases).
+- opencompass: `<dataset>/<metric>` from the newest `summary/summary_*.csv` (columns
+  dataset, version, metric, mode, then one per model), its values as OpenCompass prints
+  them (accuracy in percent); with several model columns, `<dataset>/<metric>/<model>`.
+  A "-" is a score OpenCompass could not compute: the run fails.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -27,7 +33,7 @@ from typing import Any, Final
 from eval_runner import results
 from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
 
-FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "bfcl")
+FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "opencompass", "bfcl")
 
 
 def _files(
@@ -169,9 +175,61 @@ def bfcl(root: Path, started: int | None) -> dict[str, float]:
     return metrics
 
 
+_OPENCOMPASS_COLUMNS: Final = ("dataset", "version", "metric", "mode")
+
+
+def opencompass(root: Path, started: int | None) -> dict[str, float]:
+    what = "OpenCompass summary"
+    path = _files(
+        root, "summary_*.csv", what, lambda p: p.parent.name == "summary", "summary/summary_*.csv"
+    )[-1]
+    if _written_before(path, started):
+        raise _earlier(path, what)
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except UnicodeDecodeError as e:
+        raise MetricsError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+    except csv.Error as e:
+        raise MetricsError(f"{path} is not valid CSV: {e}") from None
+    header = rows[0] if rows else []
+    models = header[len(_OPENCOMPASS_COLUMNS) :]
+    if tuple(header[: len(_OPENCOMPASS_COLUMNS)]) != _OPENCOMPASS_COLUMNS or not models:
+        raise MetricsError(
+            f"{path}: its header must be {','.join(_OPENCOMPASS_COLUMNS)} and a column per "
+            f"model, not {','.join(header)!r}: not an OpenCompass summary"
+        )
+    metrics: dict[str, float] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise MetricsError(
+                f"{path}: line {line} has {len(row)} columns, the header {len(header)}"
+            )
+        dataset, _version, metric, _mode, *values = row
+        if dataset.startswith("-"):
+            continue  # a summarizer's group heading ("--------- Exam ---------,-,-,-,-")
+        for model, value in zip(models, values, strict=True):
+            name = f"{dataset}/{metric}" if len(models) == 1 else f"{dataset}/{metric}/{model}"
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                raise MetricsError(
+                    f"{path}: {dataset} has no score for {model} ({value!r}): OpenCompass "
+                    "could not evaluate it (its logs/ say why)"
+                )
+            metrics[name] = number
+    if not metrics:
+        raise MetricsError(f"{path} holds no scores")
+    return metrics
+
+
 READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {
     "lm-eval": lm_eval,
     "evalscope": evalscope,
+    "opencompass": opencompass,
     "bfcl": bfcl,
 }
 

@@ -1,5 +1,5 @@
-"""End to end: tasks that write lm-evaluation-harness, evalscope and BFCL results, read by
-the collector.
+"""End to end: tasks that write lm-evaluation-harness, evalscope, OpenCompass and BFCL
+results, read by the collector.
 
 The tasks copy real results files (tests/runner/fixtures) into their output folder as
 `lm_eval --output_path $EVAL_OUTPUT_DIR` and BFCL with BFCL_PROJECT_ROOT=$EVAL_OUTPUT_DIR
@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.e2e.support import BASE_IMAGE, BASE_VERSION, model, namespace
-from tests.runner.test_formats import BFCL, EVALSCOPE, LM_EVAL
+from tests.runner.test_formats import BFCL, EVALSCOPE, LM_EVAL, OPENCOMPASS
 
 pytestmark = pytest.mark.e2e
 TOKEN = "Bearer e2e-formats-token"
@@ -47,12 +47,14 @@ def copying(name: str, script: str, format_: str = "lm-eval") -> dict:
 def test_frameworks_results_become_the_runs_metrics(api):
     [bfcl_score] = BFCL.rglob("*_score.json")
     [report] = EVALSCOPE.rglob("*.json")
+    [summary] = OPENCOMPASS.glob("*/summary/summary_*.csv")
     api.configmap(
         "lm-eval-results",
         {
             "results.json": LM_EVAL.read_text(),
             "bfcl.json": bfcl_score.read_text(),
             "evalscope.json": report.read_text(),
+            "summary.csv": summary.read_text(),
         },
     )
     target = '"$EVAL_OUTPUT_DIR/m1/results_2026-12-02T07-35-07.json"'
@@ -63,6 +65,10 @@ def test_frameworks_results_become_the_runs_metrics(api):
     )
     reports = '"$EVAL_OUTPUT_DIR/20261202_074720/reports/m1"'
     evalscope_write = f"mkdir -p {reports} && cp /recorded/evalscope.json {reports}/general_qa.json"
+    summaries = '"$EVAL_OUTPUT_DIR/20261202_125818/summary"'
+    opencompass_write = (
+        f"mkdir -p {summaries} && cp /recorded/summary.csv {summaries}/summary_20261202_125818.csv"
+    )
     api.create_evaltask(
         "formats",
         {
@@ -72,6 +78,7 @@ def test_frameworks_results_become_the_runs_metrics(api):
                 copying("forgot", "true"),
                 copying("bfcl", bfcl_write, "bfcl"),
                 copying("evalscope", evalscope_write, "evalscope"),
+                copying("opencompass", opencompass_write, "opencompass"),
             ],
             "probe": False,
         },
@@ -92,3 +99,5 @@ def test_frameworks_results_become_the_runs_metrics(api):
     }, scored
     rouge = api.run("formats", "m1", "evalscope")["metrics"]
     assert rouge["general_qa/rouge/statistic=f1/variant=l"] == 0.5, rouge
+    compass = api.run("formats", "m1", "opencompass")["metrics"]
+    assert compass == {"capitals/accuracy": 50.0, "colors/accuracy": 25.0}, compass

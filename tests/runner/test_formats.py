@@ -19,6 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 [LM_EVAL] = (FIXTURES / "lm-eval-0.4.13").glob("results_*.json")
 BFCL = FIXTURES / "bfcl-2026.3.23" / "score"
 EVALSCOPE = FIXTURES / "evalscope-1.14.1"
+OPENCOMPASS = FIXTURES / "opencompass-0.5.4"
 
 
 def lm_eval_output(tmp_path: Path) -> Path:
@@ -79,7 +80,8 @@ def test_the_collector_fails_the_run_with_the_reason_as_its_message(tmp_path):
         (
             "helm",
             "",
-            "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval, evalscope, bfcl",
+            "EVAL_RESULTS_FORMAT='helm' is none of metrics-json, lm-eval, evalscope, "
+            "opencompass, bfcl",
         ),
         ("lm-eval", "../elsewhere", "must be a path below EVAL_OUTPUT_DIR"),
         ("lm-eval", "/etc", "must be a path below EVAL_OUTPUT_DIR"),
@@ -175,18 +177,84 @@ def evalscope_output(tmp_path: Path) -> Path:
     return out
 
 
+def opencompass_output(tmp_path: Path) -> Path:
+    """OpenCompass with `work_dir` $EVAL_OUTPUT_DIR: <stamp>/summary/summary_<stamp>.csv."""
+    out = tmp_path / "out"
+    shutil.copytree(OPENCOMPASS, out)
+    return out
+
+
+def opencompass_summary(out: Path) -> Path:
+    [summary] = out.glob("*/summary/summary_*.csv")
+    return summary
+
+
+def test_opencompass_scores_are_named_by_dataset_and_metric(tmp_path):
+    metrics = formats.read(opencompass_output(tmp_path), None, "opencompass", "")
+    assert metrics == {"capitals/accuracy": 50.0, "colors/accuracy": 25.0}, "as it prints them"
+
+
+def test_opencompass_with_several_models_names_each(tmp_path):
+    out = opencompass_output(tmp_path)
+    summary = opencompass_summary(out)
+    lines = summary.read_text().splitlines()
+    two = [lines[0] + ",m2"] + [line + ",75.00" for line in lines[1:]]
+    summary.write_text("\n".join(two) + "\n")
+    metrics = formats.read(out, None, "opencompass", "")
+    assert metrics["capitals/accuracy/m1"] == 50.0
+    assert metrics["colors/accuracy/m2"] == 75.0
+
+
+def test_opencompass_reads_the_newest_summary_and_skips_group_headings(tmp_path):
+    out = opencompass_output(tmp_path)
+    older = opencompass_summary(out)
+    os.utime(older, (1, 1))
+    newer = out / "20261202_130000" / "summary" / "summary_20261202_130000.csv"
+    newer.parent.mkdir(parents=True)
+    newer.write_text(
+        "dataset,version,metric,mode,m1\n--------- Exam ---------,-,-,-,-\n"
+        "capitals,359d58,accuracy,gen,75.00\n"
+    )
+    assert formats.read(out, None, "opencompass", "") == {"capitals/accuracy": 75.0}
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, r"no summary/summary_\*\.csv below"),
+        # What OpenCompass writes when a dataset's inference or evaluation failed.
+        ("dataset,version,metric,mode,m1\ncapitals,-,-,-,-\n", "capitals has no score for m1"),
+        ("dataset,metric,m1\ncapitals,accuracy,50\n", "not an OpenCompass summary"),
+        ("dataset,version,metric,mode,m1\ncapitals,1,accuracy\n", "line 2 has 3 columns"),
+        (b"\xff\xfe", "not UTF-8 text"),
+    ],
+    ids=["no summary", "a failed dataset", "another header", "a short row", "not text"],
+)
+def test_a_missing_or_wrong_opencompass_summary_says_what_is_wrong(tmp_path, content, words):
+    out = tmp_path / "out"
+    summary = out / "20261202_125818" / "summary" / "summary_20261202_125818.csv"
+    summary.parent.mkdir(parents=True)
+    if isinstance(content, bytes):
+        summary.write_bytes(content)
+    elif content is not None:
+        summary.write_text(content)
+    with pytest.raises(results.MetricsError, match=words):
+        formats.read(out, None, "opencompass", "")
+
+
 @pytest.mark.parametrize(
     ("output", "format_", "words"),
     [
         (lm_eval_output, "lm-eval", "older than this run's pod"),
         (bfcl_output, "bfcl", "older than this run's pod"),
         (evalscope_output, "evalscope", "written during this run"),
+        (opencompass_output, "opencompass", "older than this run's pod"),
     ],
-    ids=["lm-eval", "bfcl", "evalscope"],
+    ids=["lm-eval", "bfcl", "evalscope", "opencompass"],
 )
 def test_results_left_by_an_earlier_run_are_not_this_runs(tmp_path, output, format_, words):
     out = output(tmp_path)
-    for old in out.rglob("*.json"):
+    for old in [*out.rglob("*.json"), *out.rglob("*.csv")]:
         os.utime(old, (1, 1))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
