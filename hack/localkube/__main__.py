@@ -148,6 +148,18 @@ def print_results(evaltask: dict[str, Any], evalruns: list[dict[str, Any]]) -> N
         )
         if run["state"] == "Failed":
             print(f"    {record.get('message', '')}")
+    framework_runs = [
+        r
+        for r in runs
+        if "samples"
+        not in {x["name"] for x in records.get((r["model"], r["task"]), {}).get("metrics") or []}
+    ]
+    if framework_runs:
+        print("\nevery metric of the runs whose task is a framework's (no samples/errors)")
+        for run in framework_runs:
+            record = records.get((run["model"], run["task"]), {})
+            values = ", ".join(f"{x['name']}={x['value']:g}" for x in record.get("metrics") or [])
+            print(f"  {run['model']}/{run['task']}: {values or '-'}")
     print("\nleaderboard (weighted mean of each task's score)")
     for entry in status.get("leaderboard", []):
         print(

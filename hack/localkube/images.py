@@ -256,6 +256,10 @@ class Images:
         tmp.unlink(missing_ok=True)
         _run(["buildah", *common, "push", name, f"docker-archive:{tmp}:{name}"])
         tmp.rename(out)
+        # The archives of earlier sources of this image are of no further use (and large).
+        for stale in self.folder.glob(f"{out.name.rsplit('-', 1)[0]}-*.tar"):
+            if stale != out:
+                stale.unlink()
         log(f"built {name} in {time.monotonic() - started:.0f}s")
         return out
 
