@@ -40,10 +40,16 @@ class Record:
 
 
 def score(task: spec.TaskConfig, metrics: Metrics) -> float | None:
-    """primaryMetric's value, or the first metric's; None when the run has no such metric."""
+    """metricWeights' weighted mean, else primaryMetric's value, else the first metric's;
+    None when the run lacks a metric that the rule names."""
     if not metrics:
         return None
     values = dict(metrics)
+    if task.metric_weights:
+        if any(name not in values for name in task.metric_weights):
+            return None
+        total = sum(task.metric_weights.values())
+        return sum(values[name] * w for name, w in task.metric_weights.items()) / total
     name = task.primary_metric or metrics[0][0]
     return values.get(name)
 

@@ -69,7 +69,9 @@ class EvalRunStatus(_Model):
         description="The run's metrics, in the order the task reported them.",
     )
     score: float | None = Field(
-        default=None, description="primaryMetric's value (default: the first metric)."
+        default=None,
+        description="primaryMetric's value (default: the first metric), or metricWeights' "
+        "weighted mean.",
     )
     progress: RunProgress | None = Field(
         default=None, description="While Running: progress from the task's log."

@@ -44,6 +44,9 @@ MAX_MOUNTS: Final = 32
 # models x tasks: keeps the EvalTask's status (one compact entry per run) far below etcd's
 # object size limit (tests/unit/test_object_sizes.py measures the largest one).
 MAX_RUNS: Final = 1024
+# A task's weighted metrics: a few in practice; the bound keeps the largest EvalTask small.
+MAX_WEIGHTED_METRICS: Final = 16
+MAX_METRIC_NAME: Final = 100  # as runtypes.MAX_METRIC_NAME: a recorded metric's name
 MAX_TIMEOUT_SECONDS: Final = 30 * 24 * 3600
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
@@ -396,9 +399,35 @@ class TaskConfig(_ApiModel):
         min_length=1,
         description="The metric that is the run's score. Default: the run's first metric.",
     )
+    metric_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_WEIGHTED_METRICS,
+        description="Instead of primaryMetric: metric -> weight (>= 0, not all 0); the run's "
+        "score is these metrics' weighted mean.",
+    )
     weight: float = Field(
         default=1.0, ge=0, description="The task's weight in the leaderboard. Default: 1."
     )
+
+    @model_validator(mode="after")
+    def _one_score_rule(self) -> TaskConfig:
+        if self.primary_metric is not None and self.metric_weights is not None:
+            raise PydanticCustomError(
+                "ScoreRuleInvalid", "set primaryMetric or metricWeights, not both"
+            )
+        long = [m for m in self.metric_weights or {} if not 0 < len(m) <= MAX_METRIC_NAME]
+        if long:
+            raise PydanticCustomError(
+                "ScoreRuleInvalid",
+                "metricWeights names metrics of 1 to {limit} characters; {name!r} is not",
+                {"limit": MAX_METRIC_NAME, "name": long[0][:40]},
+            )
+        if self.metric_weights is not None and not any(self.metric_weights.values()):
+            raise PydanticCustomError(
+                "ScoreRuleInvalid", "metricWeights needs a weight above 0 (they are all 0)"
+            )
+        return self
 
     @field_validator("env")
     @classmethod

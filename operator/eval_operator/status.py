@@ -22,8 +22,8 @@ def leaderboard(
 ) -> list[dict[str, Any]]:
     """Models ranked by the weighted mean (task weights) of their runs' scores.
 
-    A task counts for a model once its run has a score (Succeeded or Reused, with its
-    primary metric). Equal scores share a rank (1, 1, 3).
+    A task counts for a model once its run has a score (Succeeded or Reused, with the
+    metrics its primaryMetric or metricWeights name). Equal scores share a rank (1, 1, 3).
     """
     tasks = {t.name: t for t in evalspec.tasks}
     scores: list[tuple[str, float, int]] = []

@@ -24,7 +24,9 @@ def api(cluster, api_client):
         yield the_api
 
 
-def runner_task(name: str, dataset: str, scorers: str, primary: str) -> dict:
+def runner_task(name: str, dataset: str, scorers: str, primary: str | dict) -> dict:
+    """`primary`: the primaryMetric, or metricWeights (metric -> weight)."""
+    rule = {"metricWeights": primary} if isinstance(primary, dict) else {"primaryMetric": primary}
     return {
         "name": name,
         "image": "eval-operator/runner",
@@ -34,7 +36,7 @@ def runner_task(name: str, dataset: str, scorers: str, primary: str) -> dict:
             {"name": "EVAL_DATASET", "value": f"builtin:{dataset}"},
             {"name": "EVAL_SCORER", "value": scorers},
         ],
-        "primaryMetric": primary,
+        **rule,
         "timeoutSeconds": 120,
     }
 
@@ -52,7 +54,12 @@ def test_the_runner_image_scores_a_model_through_the_operator(api):
                 "models": [model("m1", mock.url)],
                 "tasks": [
                     runner_task("arithmetic", "arithmetic", "exact_match,numeric", "exact_match"),
-                    runner_task("graded", "qa-predictions", "exact_match,contains", "contains"),
+                    runner_task(
+                        "graded",
+                        "qa-predictions",
+                        "exact_match,contains",
+                        {"exact_match": 1, "contains": 3},
+                    ),
                 ],
             },
         )
@@ -70,6 +77,8 @@ def test_the_runner_image_scores_a_model_through_the_operator(api):
     assert (graded["exact_match"], graded["contains"], graded["samples"]) == (0.4, 0.666667, 30)
     assert "latency_mean_seconds" not in graded
     assert (mock.requests, mock.unauthorized) == (len(rows), 0)
+    # graded's score: its metricWeights' weighted mean.
+    assert api.run("runner", "m1", "graded")["score"] == pytest.approx((0.4 + 3 * 0.666667) / 4)
     assert status["leaderboard"] == [
-        {"model": "m1", "score": pytest.approx((expected + 0.666667) / 2), "rank": 1, "tasks": 2}
+        {"model": "m1", "score": pytest.approx((expected + 0.6000002) / 2), "rank": 1, "tasks": 2}
     ]

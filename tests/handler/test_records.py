@@ -96,6 +96,27 @@ def test_changing_primary_metric_rescores_without_rerunning(api):
     assert api.calls.count("create_job") == 1
 
 
+def test_metric_weights_make_the_score_their_weighted_mean_and_rescore_on_edit(api):
+    edited = spec(models=("m1",), tasks=("t1",))
+    edited["tasks"][0]["metricWeights"] = {"alpha": 3, "zeta": 1}
+    api.add_evaltask("et", edited)
+    run(api)
+    api.succeed(job_for(api, "m1", "t1"), {"zeta": 0.2, "alpha": 0.6})
+    run(api)
+    assert record(api, "m1", "t1")["score"] == pytest.approx((3 * 0.6 + 1 * 0.2) / 4)
+    assert api.status("et")["leaderboard"][0]["score"] == pytest.approx(0.5)
+    edited["tasks"][0]["metricWeights"] = {"zeta": 1}
+    api.edit_spec("et", edited)
+    run(api)
+    assert record(api, "m1", "t1")["score"] == pytest.approx(0.2)
+    # A weighted metric the run lacks: no score (as a primaryMetric the run lacks).
+    edited["tasks"][0]["metricWeights"] = {"zeta": 1, "beta": 1}
+    api.edit_spec("et", edited)
+    run(api)
+    assert record(api, "m1", "t1").get("score") is None
+    assert api.calls.count("create_job") == 1, "weights rescore, they rerun nothing"
+
+
 def test_deleting_an_evalrun_reruns_just_that_run(api):
     api.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2")))
     run(api)

@@ -86,6 +86,7 @@ def test_fingerprint_changes_with_what_determines_the_result(mutate):
     [
         lambda d: d["tasks"][0].update(weight=5),
         lambda d: d["tasks"][0].update(primaryMetric="f1"),
+        lambda d: d["tasks"][0].update(metricWeights={"f1": 1, "acc": 2}),
         lambda d: d["tasks"][0].update(timeoutSeconds=60),
         lambda d: d["tasks"][0].update(retries=3),
         lambda d: d.update(parallelism=1, suspend=True),
@@ -96,6 +97,7 @@ def test_fingerprint_changes_with_what_determines_the_result(mutate):
     ids=[
         "weight",
         "primary metric",
+        "metric weights",
         "timeout",
         "retries",
         "parallelism and suspend",

@@ -38,7 +38,15 @@ def largest_evaltask() -> dict:
             for i in range(models)
         ],
         "tasks": [
-            {"name": label("t", i), "image": "i" * 512, "primaryMetric": "a" * 100}
+            {
+                "name": label("t", i),
+                "image": "i" * 512,
+                # Larger than any primaryMetric: the most weighted metrics, longest names.
+                "metricWeights": {
+                    f"{j:02d}".ljust(spec.MAX_METRIC_NAME, "a"): -LONGEST_FLOAT
+                    for j in range(spec.MAX_WEIGHTED_METRICS)
+                },
+            }
             for i in range(tasks)
         ],
     }
@@ -103,3 +111,4 @@ def test_the_bounds_are_the_ones_the_collector_enforces():
         runtypes.MAX_METRICS,
         runtypes.MAX_METRIC_NAME,
     )
+    assert spec.MAX_METRIC_NAME == runtypes.MAX_METRIC_NAME, "metricWeights names metrics"

@@ -206,6 +206,31 @@ def test_literal_auth_value_is_not_in_repr():
             "spec.tasks[0].resources.requests.cpu",
             "InvalidQuantity",
         ),
+        (
+            lambda d: d["tasks"][0].update(primaryMetric="a", metricWeights={"a": 1}),
+            "spec.tasks[0]",
+            "ScoreRuleInvalid",
+        ),
+        (
+            lambda d: d["tasks"][0].update(metricWeights={"a": 0, "b": 0}),
+            "spec.tasks[0]",
+            "ScoreRuleInvalid",
+        ),
+        (
+            lambda d: d["tasks"][0].update(metricWeights={"a": -1}),
+            "spec.tasks[0].metricWeights.a",
+            "InvalidField",
+        ),
+        (
+            lambda d: d["tasks"][0].update(metricWeights={"x" * 101: 1}),
+            "spec.tasks[0]",
+            "ScoreRuleInvalid",
+        ),
+        (
+            lambda d: d["tasks"][0].update(metricWeights={f"m{i}": 1 for i in range(17)}),
+            "spec.tasks[0].metricWeights",
+            "InvalidField",
+        ),
     ],
     ids=[
         "models missing",
@@ -244,6 +269,11 @@ def test_literal_auth_value_is_not_in_repr():
         "negative parallelism",
         "an unknown field",
         "a fractional quantity as a number",
+        "both primaryMetric and metricWeights",
+        "metricWeights all 0",
+        "a negative metric weight",
+        "a weighted metric name longer than a metric's",
+        "more weighted metrics than a task may have",
     ],
 )
 def test_invalid_specs_name_the_field_and_reason(mutate, field, reason):
