@@ -50,6 +50,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "account, image pull) before the run fails (default 600; env EVAL_OPERATOR_START_TIMEOUT)",
     )
     parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=float(
+            env(
+                "EVAL_OPERATOR_PROGRESS_INTERVAL",
+                str(constants.DEFAULT_PROGRESS_INTERVAL_SECONDS),
+            )
+        ),
+        help="seconds between two reads of a running run's log for its progress (at most "
+        "one read per run per interval; default 30, 0 disables; env "
+        "EVAL_OPERATOR_PROGRESS_INTERVAL)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("EVAL_OPERATOR_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -102,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import kopf
 
-    from eval_operator import handlers, kube, reconcile, server
+    from eval_operator import handlers, kube, progress, reconcile, server
 
     namespaces: list[str] = args.namespaces or []
     api_client = _api_client(2 * args.workers)
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             runner_image=args.runner_image,
             default_timeout=args.default_timeout,
             start_timeout=args.start_timeout,
+            progress=progress.Poller(args.progress_interval) if args.progress_interval else None,
         ),
         workers=args.workers,
     )

@@ -77,3 +77,5 @@ RERUN_FAILED: Final = "failed"
 RERUN_ALL: Final = "all"
 # Reconcile passes of different EvalTasks that may run at once (--workers).
 DEFAULT_WORKERS: Final = 16
+# How often a running run's log is read for its progress (pods/log), at most.
+DEFAULT_PROGRESS_INTERVAL_SECONDS: Final = 30.0

@@ -103,16 +103,16 @@ class Reconciler:
                 snapshot = self._source(namespace, name)
                 snapshot = self.writes.merge(snapshot) if snapshot is not None else None
             loop = asyncio.get_running_loop()
-            delay = await loop.run_in_executor(
+            delay, fresh = await loop.run_in_executor(
                 self._executor, self._pass, namespace, name, snapshot
             )
             if delay is not None:
-                self._schedule(key, delay)
+                self._schedule(key, delay, fresh)
 
-    def _schedule(self, key: Key, delay: float) -> None:
+    def _schedule(self, key: Key, delay: float, fresh: bool = True) -> None:
         loop = asyncio.get_running_loop()
         self._timers[key] = loop.call_later(
-            delay, lambda: loop.create_task(self.trigger(*key, fresh=True))
+            delay, lambda: loop.create_task(self.trigger(*key, fresh=fresh))
         )
 
     def changed(self, namespace: str, name: str, body: kopf.Body | dict[str, Any]) -> bool:
@@ -140,8 +140,9 @@ class Reconciler:
 
     def _pass(
         self, namespace: str, name: str, snapshot: cache.Snapshot | None = None
-    ) -> float | None:
-        """One pass; the seconds until the next one it asks for (None: none)."""
+    ) -> tuple[float | None, bool]:
+        """One pass; the seconds until the next one it asks for (None: none), and whether
+        that one reads the API server afresh."""
         started = time.monotonic()
         result = metrics.RESULT_ERROR
         owner = str(snapshot.evaltask["metadata"]["uid"]) if snapshot else ""
@@ -154,14 +155,14 @@ class Reconciler:
         except kube.ApiError as e:
             # The API refused or was unreachable: look again soon.
             log.warning("%s/%s: %s; retrying in %gs", namespace, name, e, RETRY_DELAY_SECONDS)
-            return RETRY_DELAY_SECONDS
+            return RETRY_DELAY_SECONDS, True
         finally:
             elapsed = time.monotonic() - started
             metrics.RECONCILE_TOTAL.labels(result).inc()
             metrics.RECONCILE_SECONDS.labels(result).observe(elapsed)
         if outcome is None:
             metrics.forget(namespace, name)
-            return None
+            return None, True
         metrics.record_status(namespace, name, outcome.status, outcome.runs)
         for task, seconds in outcome.finished:
             metrics.observe_run(task, seconds)
@@ -174,7 +175,7 @@ class Reconciler:
                 outcome.created or "-",
                 outcome.deleted or "-",
             )
-        return outcome.requeue_after
+        return outcome.requeue_after, outcome.requeue_fresh
 
 
 RECONCILER: Reconciler | None = None

@@ -158,7 +158,8 @@ def _ran(pod: Mapping[str, Any]) -> bool:
     return False
 
 
-def _task_running(pod: Mapping[str, Any]) -> bool:
+def task_running(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod's task container runs (or, before its status says so, the pod)."""
     if _state(pod, constants.TASK_CONTAINER, "running") is not None:
         return True
     return bool(pod.get("status", {}).get("phase") == "Running")
@@ -249,7 +250,7 @@ def describe(
 
     live = [p for p in mine if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
     current = live[-1] if live else None
-    if current is not None and _task_running(current):
+    if current is not None and task_running(current):
         return JobOutcome("Running", attempts, start, started=True)
 
     if current is None:

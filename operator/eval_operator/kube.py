@@ -103,6 +103,9 @@ class Api(Protocol):
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]: ...
     def create_failures(self, namespace: str, job_uid: str) -> list[str]: ...
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> str: ...
     def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]: ...
     def delete_job(self, namespace: str, name: str) -> str: ...
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -144,13 +147,26 @@ class KubeApi:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
+        text = self._call_text(method, path, body, query, content_type)
+        result: dict[str, Any] = json.loads(text) if text else {}
+        return result
+
+    def _call_text(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> str:
         from kubernetes.client.exceptions import ApiException
 
         method, url, headers, payload, post = self._client.param_serialize(
             method=method,
             resource_path=path,
             query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": content_type},
+            header_params={"Accept": accept, "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -168,11 +184,12 @@ class KubeApi:
             if type(e).__module__.startswith("urllib3"):
                 raise Transient(0, "Unreachable", str(e)) from None
             raise
-        text = data.decode("utf-8") if isinstance(data, bytes) else str(data or "")
+        text = (
+            data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data or "")
+        )
         if not 200 <= response.status < 300:
             raise error_from_status(response.status, text)
-        result: dict[str, Any] = json.loads(text) if text else {}
-        return result
+        return text
 
     @staticmethod
     def _evaltask_path(namespace: str, name: str) -> str:
@@ -245,6 +262,21 @@ class KubeApi:
             f"{self._evalruns_path(namespace)}/{name}/status",
             body={"status": dict(status)},
             content_type="application/merge-patch+json",
+        )
+
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> str:
+        """The end of a container's log (pods/log): its last lines, at most so many bytes."""
+        return self._call_text(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+            query=[
+                ("container", container),
+                ("tailLines", str(tail_lines)),
+                ("limitBytes", str(limit_bytes)),
+            ],
+            accept="text/plain",
         )
 
     def create_failures(self, namespace: str, job_uid: str) -> list[str]:

@@ -9,7 +9,7 @@ counters. Label values are bounded:
 - `metric` is capped at MAX_METRICS_PER_RUN names per run (the first ones, in the order
   metrics.json gives them), so one run adds at most that many `run_metric` series.
 So the series count is about: EvalTasks x (1 + 5 states) + runs x (1 score + metrics per
-run, <= 50).
+run, <= 50) + running runs (their progress).
 """
 
 from __future__ import annotations
@@ -58,6 +58,16 @@ RUN_METRIC: Final = Gauge(
     ["namespace", "evaltask", "model", "task", "metric"],
 )
 
+PROGRESS_READS_TOTAL: Final = Counter(
+    "eval_operator_progress_log_reads_total",
+    "Reads of running task containers' logs (pods/log) for their progress.",
+)
+RUN_PROGRESS: Final = Gauge(
+    "eval_operator_run_progress_ratio",
+    "A running run's progress (done / total), as its task's log last told it.",
+    ["namespace", "evaltask", "model", "task"],
+)
+
 RUN_SCORE: Final = Gauge(
     "eval_operator_run_score",
     "The score of a run (its primaryMetric, or its first metric), once it has one.",
@@ -69,6 +79,7 @@ _lock = threading.Lock()
 # stale ones.
 _run_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 _score_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+_progress_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
 
 def record_status(
@@ -86,7 +97,13 @@ def record_status(
     runs = status.get("runs") or []
     series: set[tuple[str, ...]] = set()
     scores: set[tuple[str, ...]] = set()
+    running: set[tuple[str, ...]] = set()
     for model, task, record in results:
+        done = record.progress if record.state == "Running" else None
+        if done and int(done.get("total") or 0) > 0:
+            run = (namespace, evaltask, str(model), str(task))
+            running.add(run)
+            RUN_PROGRESS.labels(*run).set(int(done["done"]) / int(done["total"]))
         if record.score is not None:
             scored = (namespace, evaltask, str(model), str(task))
             scores.add(scored)
@@ -102,6 +119,9 @@ def record_status(
         for stale in _score_series.get((namespace, evaltask), set()) - scores:
             RUN_SCORE.remove(*stale)
         _score_series[(namespace, evaltask)] = scores
+        for stale in _progress_series.get((namespace, evaltask), set()) - running:
+            RUN_PROGRESS.remove(*stale)
+        _progress_series[(namespace, evaltask)] = running
     PROGRESS_RATIO.labels(namespace, evaltask).set(completed / total if total else 0.0)
     for state in STATES:
         count = sum(1 for r in runs if r.get("state") == state)
@@ -115,6 +135,8 @@ def forget(namespace: str, evaltask: str) -> None:
             RUN_METRIC.remove(*labels)
         for labels in _score_series.pop((namespace, evaltask), set()):
             RUN_SCORE.remove(*labels)
+        for labels in _progress_series.pop((namespace, evaltask), set()):
+            RUN_PROGRESS.remove(*labels)
     for gauge, extra in ((PROGRESS_RATIO, [()]), (RUNS, [(s,) for s in STATES])):
         for suffix in extra:
             # KeyError: never exported, e.g. deleted before its first pass.

@@ -43,6 +43,8 @@ class Observed:
     now: datetime
     # Job name -> the Job controller's latest FailedCreate message.
     create_failures: Mapping[str, str] = field(default_factory=dict)
+    # Job name -> progress just read from its running task's log (done, total, updateTime).
+    progress: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -279,7 +281,9 @@ def _follow(
         completion_time=outcome.completion_time,
         metrics=outcome.metrics,
         message=outcome.message,
-        progress=old.progress if outcome.state == "Running" else None,
+        progress=observed.progress.get(run.name, old.progress)
+        if outcome.state == "Running"
+        else None,
     )
     if new.final:
         new = replace(

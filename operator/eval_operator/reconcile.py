@@ -29,9 +29,11 @@ from eval_operator import (
     jobstate,
     kube,
     manifests,
+    metrics,
     naming,
     parallel,
     plan,
+    progress,
     records,
     spec,
     statustypes,
@@ -58,6 +60,8 @@ class Config:
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
     default_timeout: int = constants.DEFAULT_TIMEOUT_SECONDS
     start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS
+    # Reads running runs' logs for their progress, at a bounded rate; None: never.
+    progress: progress.Poller | None = None
 
 
 @dataclass
@@ -76,6 +80,9 @@ class Outcome:
     finished: list[tuple[str, float]] = field(default_factory=list)
     # Seconds until this EvalTask needs another pass although nothing changes; None: never.
     requeue_after: float | None = None
+    # Whether that pass reads the API server (a timeout is due), or may use the watches'
+    # copy (only a progress read is due).
+    requeue_fresh: bool = True
 
 
 @dataclass
@@ -160,6 +167,7 @@ def reconcile(
         now=now,
         create_failures=_create_failures(api, namespace, seen.jobs, seen.pods, now),
     )
+    observed = replace(observed, progress=_read_progress(api, observed, config.progress))
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []
     blocked = ""
@@ -210,6 +218,10 @@ def reconcile(
     outcome.status = new_status
     outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
     outcome.requeue_after = _requeue_after(the_plan)
+    read = _next_progress_read(config.progress, observed)
+    if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
+        # A pass only to read logs: what the watches show is enough for it.
+        outcome.requeue_after, outcome.requeue_fresh = read, False
     outcome.status_written = _write_status(api, observed, new_status)
     parallel.each(
         writers,
@@ -568,6 +580,67 @@ def _requeue_after(the_plan: plan.Plan) -> float | None:
         return None  # a finished EvalTask costs nothing until something changes
     asked = [v.recheck_after for v in unfinished if v.recheck_after is not None]
     return max(REQUEUE_MIN_SECONDS, min([REQUEUE_ACTIVE_SECONDS, *asked]))
+
+
+def _next_progress_read(poller: progress.Poller | None, observed: plan.Observed) -> float | None:
+    """Seconds until a running task's log is due its next read; None: no task runs."""
+    if poller is None:
+        return None
+    waits = [poller.wait(key) for key, _ in _running_tasks(observed)]
+    return max(REQUEUE_MIN_SECONDS, min(waits)) if waits else None
+
+
+def _running_tasks(observed: plan.Observed) -> list[tuple[str, tuple[str, str]]]:
+    """(poller key, (Job name, pod name)) of each pod whose task container runs."""
+    jobs = {str(j["metadata"].get("uid", "")): str(j["metadata"]["name"]) for j in observed.jobs}
+    out = []
+    for uid, pods in jobstate.pods_by_job(observed.pods).items():
+        if uid not in jobs:
+            continue
+        for pod in pods:
+            if jobstate.task_running(pod):
+                pod_name = str(pod["metadata"]["name"])
+                out.append((f"{observed.uid}/{pod_name}", (jobs[uid], pod_name)))
+    return out
+
+
+def _read_progress(
+    api: kube.Api, observed: plan.Observed, poller: progress.Poller | None
+) -> dict[str, dict[str, Any]]:
+    """Job name -> the progress its running task's log tells, for the runs whose log is
+    due a read (the poller allows one per run per interval); the others keep theirs."""
+    if poller is None:
+        return {}
+    running = _running_tasks(observed)
+    poller.forget({key for key, _ in running}, prefix=f"{observed.uid}/")
+    out: dict[str, dict[str, Any]] = {}
+    for key, (job, pod) in running:
+        if not poller.take(key):
+            continue
+        try:
+            text = api.read_pod_log(
+                observed.namespace,
+                pod,
+                constants.TASK_CONTAINER,
+                progress.TAIL_LINES,
+                progress.LIMIT_BYTES,
+            )
+        except kube.ApiError as e:
+            # Not fatal: the log may be gone with its pod, or not readable yet. A 403 (the
+            # operator may not get pods/log) is the admin's to fix: said where they look.
+            level = logging.WARNING if e.status == 403 else logging.DEBUG
+            log.log(level, "%s/%s: no progress from its log: %s", observed.namespace, pod, e)
+            continue
+        finally:
+            metrics.PROGRESS_READS_TOTAL.inc()
+        found = progress.parse(text)
+        if found is not None:
+            out[job] = {
+                "done": found.done,
+                "total": found.total,
+                "updateTime": status_mod.timestamp(observed.now),
+            }
+    return out
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:

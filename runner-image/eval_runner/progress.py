@@ -1,4 +1,7 @@
-"""How far the run is: progress.json (rewritten atomically) and a line on stdout.
+"""How far the run is: progress.json (rewritten atomically) and lines on stdout.
+
+The line `EVAL_PROGRESS done=<n> total=<n>` is the one the operator reads from the task's
+log (its EvalRun's status.progress); the other is for people.
 
 Both at most every `interval` seconds, whatever the sample rate, so a fast run does not
 spend its time on fsyncs and a slow one still shows signs of life in `kubectl logs`.
@@ -70,7 +73,8 @@ class Progress:
         eta = "?" if doc["eta_seconds"] is None else f"{doc['eta_seconds']:.0f}s"
         print(
             f"progress: {doc['done']}/{doc['total']} done, {doc['errors']} errors, "
-            f"{doc['samples_per_second']:.1f}/s, eta {eta}",
+            f"{doc['samples_per_second']:.1f}/s, eta {eta}\n"
+            f"EVAL_PROGRESS done={doc['done']} total={doc['total']}",
             file=self.out,
             flush=True,
         )

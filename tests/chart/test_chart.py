@@ -45,6 +45,7 @@ NAMESPACED_RULES = [
         "verbs": ["list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
@@ -106,14 +107,15 @@ def test_the_deployment_runs_one_locked_down_operator(helm):
 def test_the_operator_is_told_what_to_watch(helm, values, expected):
     args = container(helm.template(*values))["args"]
     version = chart_meta()["appVersion"]
-    assert args[:5] == [
+    assert args[:6] == [
         f"--runner-image=eval-operator/runner:{version}",
         "--log-level=INFO",
         "--metrics-port=8080",
         "--default-timeout=86400",
         "--start-timeout=600",
+        "--progress-interval=30",
     ]
-    assert args[5:] == expected
+    assert args[6:] == expected
 
 
 def test_all_namespaces_one_clusterrole_with_every_rule(helm):

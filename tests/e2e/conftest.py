@@ -17,7 +17,7 @@ from localkube import realnode
 from localkube.cluster import LocalCluster
 from localkube.controlplane import ControlPlane
 from localkube.mockmodel import MockModel
-from tests.e2e.support import START_TIMEOUT, TASKS, TOKEN, Api, namespace
+from tests.e2e.support import PROGRESS_INTERVAL, START_TIMEOUT, TASKS, TOKEN, Api, namespace
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     missing = realnode.environment_ok()
     assert missing is None, f"the real node cannot run here: {missing}"
     # A short start timeout, so that runs whose pod cannot start fail within a test.
-    operator_args = ("--start-timeout", str(START_TIMEOUT))
+    operator_args = (
+        "--start-timeout",
+        str(START_TIMEOUT),
+        "--progress-interval",
+        str(PROGRESS_INTERVAL),
+    )
     with LocalCluster(
         tmp_path_factory.mktemp("cluster"), operator_args=operator_args
     ) as the_cluster:

@@ -16,6 +16,8 @@ TOKEN = "Bearer e2e-token-123"
 TASKS = ("alpha", "beta", "gamma", "delta")
 # The session operator's --start-timeout (seconds).
 START_TIMEOUT = 15
+# The session operator's --progress-interval (seconds): short, so that tests see progress.
+PROGRESS_INTERVAL = 2.0
 # The node's Debian base image (bash and python3): tasks' scripts run on it.
 BASE_IMAGE, BASE_VERSION = "eval-operator/base", "bookworm"
 T = TypeVar("T")
@@ -191,6 +193,9 @@ TASK_SCRIPT = textwrap.dedent("""
                                      json.dumps(body).encode(), headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         answer = json.load(response)["choices"][0]["message"]["content"]
+    if os.environ.get("PROGRESS"):  # "<done>/<total>": the line the operator reads
+        done, total = os.environ["PROGRESS"].split("/")
+        print(f"EVAL_PROGRESS done={done} total={total}", flush=True)
     time.sleep(float(os.environ.get("SLEEP", "0")))
     print("answer:", answer, flush=True)
     if os.environ.get("EXIT_CODE"):

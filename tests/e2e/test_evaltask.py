@@ -10,12 +10,22 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import urllib.request
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.support import BASE_IMAGE, BASE_VERSION, TASKS, model, task, wait_for
+from tests.e2e.support import (
+    BASE_IMAGE,
+    BASE_VERSION,
+    PROGRESS_INTERVAL,
+    TASKS,
+    model,
+    task,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -371,3 +381,50 @@ def test_parallelism_one_runs_one_job_at_a_time(api, models):
     )
     for (_, end), (start, _) in itertools.pairwise(windows):
         assert end <= start, "two runs overlapped"
+
+
+def operator_metric(cluster, name: str, **labels: str) -> float | None:
+    """One sample of the session operator's /metrics (None when it has none)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics").read()
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def test_a_running_runs_evalrun_shows_the_progress_its_log_tells(api, models, cluster):
+    """The task prints `EVAL_PROGRESS done=3 total=10` and runs on for RUNNING seconds: its
+    EvalRun shows the progress while it runs, a gauge exports it, the EvalTask's progress
+    stays run-level, and the operator reads the log at most once per interval."""
+    running = 16.0
+    reads = "eval_operator_progress_log_reads_total"
+    before = operator_metric(cluster, reads) or 0.0
+    api.create_evaltask(
+        "progress",
+        {
+            "models": [model("m1", models[0].url)],
+            "tasks": [task("alpha", 1, SLEEP=running, PROGRESS="3/10")],
+        },
+    )
+    shown = wait_for(lambda: (api.runs("progress") or [{}])[0].get("progress"), 30, "progress")
+    seen_at = time.monotonic()
+    assert (shown["done"], shown["total"]) == (3, 10), shown
+    assert shown["updateTime"].endswith("Z")
+    assert api.status("progress")["progress"] == "0/1", "the EvalTask's progress is run-level"
+    gauge = {"evaltask": "progress", "model": "m1", "task": "alpha", "namespace": api.ns}
+    ratio = wait_for(
+        lambda: operator_metric(cluster, "eval_operator_run_progress_ratio", **gauge),
+        10,
+        "the run's progress gauge",
+    )
+    assert ratio == 0.3
+    status = api.wait_phase("progress", ("Succeeded",), timeout=60)
+    window = time.monotonic() - seen_at
+    assert status["progress"] == "1/1"
+    assert api.run("progress", "m1", "alpha").get("progress") is None, "a finished run has none"
+    assert operator_metric(cluster, "eval_operator_run_progress_ratio", **gauge) is None
+    made = (operator_metric(cluster, reads) or 0.0) - before
+    # At most one read per interval while it ran (plus the first one, before `seen_at`).
+    assert 1 <= made <= window / PROGRESS_INTERVAL + 2, (made, window)
+    print(f"progress_log_reads_per_running_run_per_minute={made * 60 / running:.1f}")

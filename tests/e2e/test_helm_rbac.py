@@ -108,6 +108,8 @@ class Release:
                 {
                     "metrics": {"port": self.port},
                     "watchNamespaces": self.watch,
+                    # Progress reads soon after a run starts, so the test need not wait.
+                    "progressIntervalSeconds": 1,
                     "extraEnv": [
                         {"name": "KUBERNETES_SERVICE_HOST", "value": api_server.hostname},
                         {"name": "KUBERNETES_SERVICE_PORT", "value": str(api_server.port)},
@@ -371,6 +373,11 @@ def suspend(api: Api, url: str) -> None:
     api.patch_spec("suspend", {"suspend": True})
 
 
+def progress(api: Api, url: str) -> None:
+    """A run that prints its progress and runs on: the operator reads its log (pods/log)."""
+    api.create_evaltask("progress", one_run(url, SLEEP=30, PROGRESS="3/10"))
+
+
 def edit(api: Api, url: str) -> None:
     """A finished run, then an edit of its task: the operator deletes the old Job."""
     api.create_evaltask("edit", one_run(url))
@@ -466,6 +473,23 @@ def suspend_works(api: Api) -> None:
     api.wait_phase("suspend", ("Suspended",), timeout=30)
     [job] = jobs_of(api, "suspend")
     assert job.spec.suspend is True
+
+
+def run_progress(api: Api) -> dict[str, Any] | None:
+    runs = api.runs("progress")
+    return runs[0].get("progress") if runs else None
+
+
+def progress_works(api: Api) -> None:
+    shown = wait_for(lambda: run_progress(api), 30, "the run's progress in its EvalRun")
+    assert (shown["done"], shown["total"]) == (3, 10)
+
+
+def no_progress(api: Api) -> None:
+    wait_for(lambda: run_state(api, "progress") == "Running", 30, "the run to start")
+    time.sleep(QUIET_SECONDS)
+    assert run_state(api, "progress") == "Running", "the run goes on"
+    assert run_progress(api) is None, "but shows no progress"
 
 
 def edit_works(api: Api) -> None:
@@ -641,6 +665,7 @@ class Scenario:
 
 BASIC = Scenario(basic, basic_works)
 SUSPEND = Scenario(suspend, suspend_works)
+PROGRESS = Scenario(progress, progress_works)
 EDIT = Scenario(edit, edit_works)
 ROTATE = Scenario(rotate, rotate_works)
 RERUN = Scenario(rerun, rerun_works)
@@ -717,6 +742,7 @@ DROPS = {
         "batch", "jobs", "delete", NO_SA_FIXED, not_replaced
     ),
     "list pods: a pass reads the results": Drop("", "pods", "list", BASIC, NO_STATUS, True),
+    "get pods/log: in-job progress": Drop("", "pods/log", "get", PROGRESS, no_progress),
     "list events: why a pod cannot be created": Drop(
         "", "events", "list", NO_SA, without_the_reason
     ),
@@ -800,7 +826,7 @@ def test_every_verb_of_the_clusterrole_is_proven_below(chart):
 
 
 def test_with_every_rule_each_scenario_works(chart):
-    for scenario in (BASIC, SUSPEND, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED):
+    for scenario in (BASIC, SUSPEND, PROGRESS, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED):
         api = chart.namespace()
         scenario.act(api, chart.model.url)
         scenario.works(api)

@@ -67,6 +67,8 @@ class FakeApi:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, str]] = []
+        # (namespace, pod) -> what its task container printed (see `print`).
+        self.logs: dict[tuple[str, str], str] = {}
         self.calls: list[str] = []
         self.dry_runs: list[dict[str, Any]] = []
         # Job name -> FailedCreate event messages the Job controller would have posted.
@@ -424,6 +426,33 @@ class FakeApi:
         run = self.evalruns[(namespace, name)]
         _merge(run.setdefault("status", {}), status)
         return _sorted(self._touch(run))
+
+    def print(self, job_name: str, text: str, namespace: str = "ns") -> None:
+        """The task container of the Job's newest pod prints `text`."""
+        pod = self.pods_of(job_name, namespace)[-1]
+        self.logs[(namespace, pod)] = self.logs.get((namespace, pod), "") + text
+
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> str:
+        """As the API server answers: 404 for a pod that is gone, 400 for a container that
+        has not started; else the last lines, cut to limit_bytes from their start."""
+        self.calls.append("read_pod_log")
+        found = self.pods.get((namespace, pod))
+        if found is None:
+            raise kube.NotFound(404, "NotFound", f'pods "{pod}" not found')
+        statuses = (found["status"].get("initContainerStatuses") or []) + (
+            found["status"].get("containerStatuses") or []
+        )
+        [state] = [c.get("state") or {} for c in statuses if c["name"] == container] or [{}]
+        if "running" not in state and "terminated" not in state:
+            raise kube.Refused(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{pod}" is waiting to start: PodInitializing',
+            )
+        lines = self.logs.get((namespace, pod), "").splitlines(keepends=True)
+        return "".join(lines[-tail_lines:]).encode()[:limit_bytes].decode(errors="ignore")
 
     def create_failures(self, namespace: str, job_uid: str) -> list[str]:
         self.calls.append("list_events")

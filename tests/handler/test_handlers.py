@@ -133,10 +133,10 @@ def test_a_finished_evaltask_asks_for_no_more_passes():
     api.add_secret("key", {"token": "t"})
     api.add_evaltask("et", spec(models=("m1",), tasks=("t1",)))
     reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
-    assert reconciler._pass("ns", "et") == reconcile.REQUEUE_ACTIVE_SECONDS
+    assert reconciler._pass("ns", "et") == (reconcile.REQUEUE_ACTIVE_SECONDS, True)
     [name] = api.job_names()
     api.succeed(name, {"a": 1.0})
-    assert reconciler._pass("ns", "et") is None
+    assert reconciler._pass("ns", "et") == (None, True)
 
 
 def test_jobs_created_are_counted():

@@ -69,9 +69,13 @@ def test_progress_lines_are_throttled(tmp_path, capsys, interval, most):
             EVAL_PROGRESS_INTERVAL_SECONDS=interval,
         )
         assert run.main(environ=env) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress")]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if line.startswith("progress")]
     assert 2 <= len(lines) <= most
     assert lines[-1].startswith("progress: 40/40 done, 0 errors")
+    assert [line for line in out if line.startswith("EVAL_PROGRESS")][-1] == (
+        "EVAL_PROGRESS done=40 total=40"
+    )
 
 
 def test_evaluation_only_scores_the_predictions_in_the_rows_without_any_model(tmp_path):

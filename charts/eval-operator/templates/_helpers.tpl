@@ -105,6 +105,10 @@ removes each verb in turn and shows what breaks (README.md, "Install", lists why
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# The end of a running task's log: its in-job progress (no exec, no rights for the pod).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # Why a Job cannot create its pod (the Job controller's FailedCreate events: a quota, a
 # missing service account).
 - apiGroups: [""]
