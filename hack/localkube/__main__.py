@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -201,7 +203,21 @@ def run_example(cluster: LocalCluster, path: Path, timeout: float, started: floa
     print_results(evaltask, get_evalruns(cluster, name))
     print(f"\n$ kubectl get evalruns -n {DEMO_NAMESPACE}")
     print(cluster.kubectl("get", "evalruns", "-n", DEMO_NAMESPACE).stdout, end="")
-    return 0 if status.get("phase") == "Succeeded" else 1
+    # The plugin as a user runs it: kubectl finds kubectl-eval on PATH (the venv's bin); a
+    # plugin gets no flags placed before its name, so the kubeconfig goes in KUBECONFIG.
+    print(f"\n$ kubectl eval results {name} -n {DEMO_NAMESPACE}")
+    plugin = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "eval", "results", name, "-n", DEMO_NAMESPACE],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        capture_output=True,
+        text=True,
+    )
+    print(plugin.stdout + plugin.stderr, end="")
+    return 0 if status.get("phase") == "Succeeded" and plugin.returncode == 0 else 1
 
 
 def demo(timeout: float) -> int:
