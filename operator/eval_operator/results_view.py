@@ -55,6 +55,13 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _cell(run: Run | None) -> str:
+    """A run in a models x tasks table: its score once it has one, else its state."""
+    if run is None:
+        return ""
+    return _score(run.score) if run.state in ("Succeeded", "Reused") else run.state
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """kubectl's style: upper-case headers, columns padded by three spaces."""
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
@@ -124,18 +131,7 @@ def results(evaltask: Mapping[str, Any], runs: Sequence[Run], output: str = "tab
         models = _ordered([r.model for r in runs])
         tasks = _ordered([r.task for r in runs])
         scores = {(r.model, r.task): r for r in runs}
-        rows = []
-        for model in models:
-            cells = []
-            for task in tasks:
-                run = scores.get((model, task))
-                if run is None:
-                    cells.append("")
-                elif run.state in ("Succeeded", "Reused"):
-                    cells.append(_score(run.score))
-                else:
-                    cells.append(run.state)
-            rows.append([model, *cells])
+        rows = [[m, *(_cell(scores.get((m, t))) for t in tasks)] for m in models]
         body = _table(["MODEL", *(t.upper() for t in tasks)], rows)
     board = _table(
         ["RANK", "MODEL", "SCORE", "TASKS"],
@@ -163,15 +159,7 @@ def compare(tasks: Sequence[tuple[Mapping[str, Any], Sequence[Run]]]) -> str:
     names = [str(t["metadata"]["name"]) for t, _ in tasks]
     rows = []
     for model in models:
-        cells = []
-        for column in columns:
-            run = scores.get((model, column))
-            if run is None:
-                cells.append("")
-            elif run.state in ("Succeeded", "Reused"):
-                cells.append(_score(run.score))
-            else:
-                cells.append(run.state)
+        cells = [_cell(scores.get((model, column))) for column in columns]
         overall = [
             _score(boards[(model, n)]["score"]) if (model, n) in boards else "" for n in names
         ]
