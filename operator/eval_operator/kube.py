@@ -276,7 +276,9 @@ class KubeApi:
                 ("tailLines", str(tail_lines)),
                 ("limitBytes", str(limit_bytes)),
             ],
-            accept="text/plain",
+            # The log is text, but the API server takes only its API media types or */*
+            # here (text/plain: 406 Not Acceptable).
+            accept="*/*",
         )
 
     def create_failures(self, namespace: str, job_uid: str) -> list[str]:

@@ -281,7 +281,7 @@ def _follow(
         completion_time=outcome.completion_time,
         metrics=outcome.metrics,
         message=outcome.message,
-        progress=observed.progress.get(run.name, old.progress)
+        progress=_progress(old, observed.progress.get(run.name))
         if outcome.state == "Running"
         else None,
     )
@@ -322,6 +322,19 @@ def _reused(run: DesiredRun, source: Mapping[str, Any]) -> Record:
         metrics=found.metrics,
         reused_from=f"{meta['namespace']}/{meta['name']}",
     ).with_score(run.task)
+
+
+def _progress(old: Record, read: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The progress a running run shows: what its log told just now, unless that is what
+    it shows already (then with its time, so that an unchanged count writes nothing)."""
+    if read is None:
+        return old.progress
+    if old.progress and (old.progress.get("done"), old.progress.get("total")) == (
+        read["done"],
+        read["total"],
+    ):
+        return old.progress
+    return read
 
 
 def _plan_suspension(observed: Observed, job: Mapping[str, Any], result: Plan) -> None:

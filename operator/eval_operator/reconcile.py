@@ -626,9 +626,10 @@ def _read_progress(
                 progress.LIMIT_BYTES,
             )
         except kube.ApiError as e:
-            # Not fatal: the log may be gone with its pod, or not readable yet. A 403 (the
-            # operator may not get pods/log) is the admin's to fix: said where they look.
-            level = logging.WARNING if e.status == 403 else logging.DEBUG
+            # Not fatal: the log may be gone with its pod (404), or not readable yet (400).
+            # Anything else (a 403: the operator may not get pods/log) is for the admin to
+            # fix: said where they look.
+            level = logging.DEBUG if e.status in (400, 404) else logging.WARNING
             log.log(level, "%s/%s: no progress from its log: %s", observed.namespace, pod, e)
             continue
         finally:

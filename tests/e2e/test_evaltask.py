@@ -419,6 +419,8 @@ def test_a_running_runs_evalrun_shows_the_progress_its_log_tells(api, models, cl
         "the run's progress gauge",
     )
     assert ratio == 0.3
+    time.sleep(2 * PROGRESS_INTERVAL)  # more reads, the same count: the EvalRun is not written
+    assert api.run("progress", "m1", "alpha")["progress"] == shown
     status = api.wait_phase("progress", ("Succeeded",), timeout=60)
     window = time.monotonic() - seen_at
     assert status["progress"] == "1/1"
