@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from eval_operator import constants, results_view
@@ -177,25 +178,40 @@ def rerun(client: Client, args: argparse.Namespace) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="kubectl eval", description="Read and rerun eval-operator's evaluations."
+    # -n and --context before or after the command, as kubectl takes them; a default of
+    # SUPPRESS keeps a subcommand from overwriting one given before it.
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "-n",
+        "--namespace",
+        default=argparse.SUPPRESS,
+        help="the namespace (default: the context's)",
     )
-    top.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
-    top.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    where.add_argument(
+        "--context",
+        default=argparse.SUPPRESS,
+        help="the kubeconfig context (default: the current one)",
+    )
+    top = argparse.ArgumentParser(
+        prog="kubectl eval",
+        description="Read and rerun eval-operator's evaluations.",
+        parents=[where],
+    )
     sub = top.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("results", help="an EvalTask's scores (models x tasks), its leaderboard")
+    add = partial(sub.add_parser, parents=[where])
+    p = add("results", help="an EvalTask's scores (models x tasks), its leaderboard")
     p.add_argument("name")
     p.add_argument("-o", "--output", choices=["table", "wide", "json", "csv"], default="table")
     p.set_defaults(run=results)
-    p = sub.add_parser("compare", help="several EvalTasks' scores side by side")
+    p = add("compare", help="several EvalTasks' scores side by side")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(run=compare)
-    p = sub.add_parser("logs", help="a run's evaluation log (its task container's)")
+    p = add("logs", help="a run's evaluation log (its task container's)")
     p.add_argument("name")
     p.add_argument("model")
     p.add_argument("task")
     p.set_defaults(run=logs)
-    p = sub.add_parser("rerun", help="run failed runs, all runs, or one run again")
+    p = add("rerun", help="run failed runs, all runs, or one run again")
     p.add_argument("name")
     p.add_argument("model", nargs="?")
     p.add_argument("task", nargs="?")
@@ -209,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        client = Client(args.context, args.namespace)
+        client = Client(getattr(args, "context", None), getattr(args, "namespace", None))
         sys.stdout.write(args.run(client, args))
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)

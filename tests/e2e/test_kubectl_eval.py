@@ -62,6 +62,8 @@ def test_kubectl_eval_reads_and_reruns_an_evaltask(api, models, cluster):
         ["1", "m2", "0.7", "1"],
     ], "equal scores share a rank"
 
+    # -n also after the command, as kubectl takes it.
+    assert kubectl_eval(cluster, "results", "cli", "-n", api.ns).stdout.splitlines() == table
     doc = json.loads(kubectl_eval(cluster, *ns, "results", "cli", "-o", "json").stdout)
     by_run = {(r["model"], r["task"]): r for r in doc["runs"]}
     assert by_run[("m2", "alpha")]["metrics"]["score"] == 0.7
