@@ -167,7 +167,9 @@ def reconcile(
         now=now,
         create_failures=_create_failures(api, namespace, seen.jobs, seen.pods, now),
     )
-    observed = replace(observed, progress=_read_progress(api, observed, config.progress))
+    # The pods whose task runs: their logs are read now or at the pass the requeue asks for.
+    running = _running_tasks(observed) if config.progress is not None else []
+    observed = replace(observed, progress=_read_progress(api, observed, config.progress, running))
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []
     blocked = ""
@@ -218,7 +220,7 @@ def reconcile(
     outcome.status = new_status
     outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
     outcome.requeue_after = _requeue_after(the_plan)
-    read = _next_progress_read(config.progress, observed)
+    read = _next_progress_read(config.progress, running)
     if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
         # A pass only to read logs: what the watches show is enough for it.
         outcome.requeue_after, outcome.requeue_fresh = read, False
@@ -582,11 +584,13 @@ def _requeue_after(the_plan: plan.Plan) -> float | None:
     return max(REQUEUE_MIN_SECONDS, min([REQUEUE_ACTIVE_SECONDS, *asked]))
 
 
-def _next_progress_read(poller: progress.Poller | None, observed: plan.Observed) -> float | None:
+def _next_progress_read(
+    poller: progress.Poller | None, running: list[tuple[str, tuple[str, str]]]
+) -> float | None:
     """Seconds until a running task's log is due its next read; None: no task runs."""
     if poller is None:
         return None
-    waits = [poller.wait(key) for key, _ in _running_tasks(observed)]
+    waits = [poller.wait(key) for key, _ in running]
     return max(REQUEUE_MIN_SECONDS, min(waits)) if waits else None
 
 
@@ -605,13 +609,15 @@ def _running_tasks(observed: plan.Observed) -> list[tuple[str, tuple[str, str]]]
 
 
 def _read_progress(
-    api: kube.Api, observed: plan.Observed, poller: progress.Poller | None
+    api: kube.Api,
+    observed: plan.Observed,
+    poller: progress.Poller | None,
+    running: list[tuple[str, tuple[str, str]]],
 ) -> dict[str, dict[str, Any]]:
     """Job name -> the progress its running task's log tells, for the runs whose log is
     due a read (the poller allows one per run per interval); the others keep theirs."""
     if poller is None:
         return {}
-    running = _running_tasks(observed)
     poller.forget({key for key, _ in running}, prefix=f"{observed.uid}/")
     out: dict[str, dict[str, Any]] = {}
     for key, (job, pod) in running:
