@@ -137,6 +137,8 @@ class Reconciler:
         if timer is not None:
             timer.cancel()
         metrics.forget(namespace, name)
+        if self._config.progress is not None and uid:
+            self._config.progress.forget(set(), prefix=f"{uid}/")  # its pods' read times
 
     def _pass(
         self, namespace: str, name: str, snapshot: cache.Snapshot | None = None

@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from eval_operator import handlers, kube, metrics, reconcile
+from eval_operator import handlers, kube, metrics, progress, reconcile
 from tests.handler.fake_api import FakeApi
 from tests.handler.test_reconcile import CONFIG, spec
 
@@ -248,3 +248,13 @@ def test_a_job_or_pod_event_that_changes_nothing_a_pass_reads_runs_no_pass():
         assert passes(handlers.pod_event, "MODIFIED", backoff) == 1
     finally:
         handlers.RECONCILER = None
+
+
+def test_a_deleted_evaltask_leaves_no_progress_read_times_behind():
+    poller = progress.Poller(30.0, lambda: 0.0)
+    config = reconcile.Config(runner_image="runner:test", progress=poller)
+    reconciler = handlers.Reconciler(FakeApi, config, CLOCK)
+    assert poller.take("uid-1/pod-a") and poller.take("uid-2/pod-b")
+    reconciler.forget("ns", "et", "uid-1")
+    assert poller.wait("uid-1/pod-a") == 0.0, "forgotten with its EvalTask"
+    assert poller.wait("uid-2/pod-b") == 30.0, "another EvalTask's stay"
