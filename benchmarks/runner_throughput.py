@@ -41,10 +41,21 @@ ANSWER = b"42"
 
 
 def serve(delay: float) -> None:
+    # A complete chat completion: some clients (the OpenAI SDK's models) validate every field.
     body = json.dumps(
         {
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+            "id": "bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "42"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
         }
     ).encode()
     reply = (
@@ -52,7 +63,8 @@ def serve(delay: float) -> None:
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    stats = {"requests": 0, "first": 0.0, "last": 0.0}
+    # peak: the most requests in flight at once, to tell whether a client reached its C.
+    stats = {"requests": 0, "first": 0.0, "last": 0.0, "inflight": 0, "peak": 0}
 
     class Service(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,10 +85,12 @@ def serve(delay: float) -> None:
                 if head.startswith(b"get /stats"):
                     self.send_stats()
                 elif head.startswith(b"get /reset"):
-                    stats.update(requests=0, first=0.0, last=0.0)
+                    stats.update(requests=0, first=0.0, last=0.0, inflight=0, peak=0)
                     self.send_stats()
                 elif head.startswith(b"post"):
                     stats["first"] = stats["first"] or time.monotonic()
+                    stats["inflight"] += 1
+                    stats["peak"] = max(stats["peak"], stats["inflight"])
                     if delay:
                         asyncio.get_running_loop().call_later(delay, self.answer)
                     else:
@@ -87,6 +101,7 @@ def serve(delay: float) -> None:
                     )
 
         def answer(self) -> None:
+            stats["inflight"] -= 1
             if not self.transport.is_closing():
                 self.transport.write(reply)
                 stats["requests"] += 1

@@ -1,14 +1,10 @@
-"""The pooled HTTP client of a run: one httpx.AsyncClient per service, on a lean pool.
+"""The pooled HTTP client of a run: one httpx.AsyncClient per service, on a lean transport.
 
-Why not httpx's default transport: its connection pool (httpcore 1.0) re-scans every
-connection for every queued request, and probes each idle socket on every request, so
-its cost per request grows with the square of the pool size. Measured with
-benchmarks/runner_throughput.py against a service answering in 50 ms, 128 connections
-gave 119 requests/s where 2560 were possible. This pool keeps idle connections in a
-deque per origin and a semaphore for the limit: constant work per request, whatever the
-size. Each connection is still httpcore's own HTTP/1.1 connection (h11), on the asyncio
-streams of netstream.py, so the wire protocol is httpx's, and so are the exceptions
-callers see.
+httpx stays the client API (requests, responses, timeouts and exceptions are httpx's), but
+beneath it runs the runner's own HTTP/1.1 pool (http11.py): httpx's default transport,
+httpcore with h11 on anyio, cost the runner about three quarters of each request's CPU
+and capped it near 800 requests/s, below the rate a fast service allows
+(benchmarks/runner_vs_peers.py).
 
 Proxies: when the environment names a proxy for the service (HTTP_PROXY, HTTPS_PROXY,
 ALL_PROXY, minus NO_PROXY), httpx's own transport is used, which knows how to tunnel.
@@ -16,37 +12,13 @@ ALL_PROXY, minus NO_PROXY), httpx's own transport is used, which knows how to tu
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import urllib.request
-from collections import deque
-from collections.abc import AsyncIterator
-from typing import Final, NoReturn
+from http.cookiejar import CookieJar
 
-import httpcore
 import httpx
 
-from eval_runner import netstream
-
-KEEPALIVE_SECONDS: Final = 5.0
-
-# httpcore's exceptions as httpx's, most specific first (httpx does the same, privately).
-_EXCEPTIONS: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-)
+from eval_runner.http11 import PoolTransport
 
 
 def http_client(size: int, timeout: float, verify: bool | str, url: str) -> httpx.AsyncClient:
@@ -55,8 +27,8 @@ def http_client(size: int, timeout: float, verify: bool | str, url: str) -> http
     context = ssl_context(verify)
     if uses_proxy(url):
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        return httpx.AsyncClient(limits=limits, timeout=timeouts, verify=context)
-    return httpx.AsyncClient(transport=PoolTransport(size, context), timeout=timeouts)
+        return Client(limits=limits, timeout=timeouts, verify=context)
+    return Client(transport=PoolTransport(size, context), timeout=timeouts)
 
 
 def ssl_context(verify: bool | str) -> ssl.SSLContext:
@@ -75,132 +47,32 @@ def uses_proxy(url: str) -> bool:
     return not urllib.request.proxy_bypass(parsed.host)
 
 
-class PoolTransport(httpx.AsyncBaseTransport):
-    def __init__(self, size: int, context: ssl.SSLContext) -> None:
-        self._slots = asyncio.Semaphore(size)
-        self._idle: dict[_Key, deque[httpcore.AsyncHTTPConnection]] = {}
-        self._all: set[httpcore.AsyncHTTPConnection] = set()
-        self._ssl = context
-        self._backend = netstream.Backend()
+class Cookies(httpx.Cookies):
+    """httpx's cookie jar, minus its cost when a reply sets no cookie.
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        origin = httpcore.Origin(url.raw_scheme, url.raw_host, url.port or _port(url.raw_scheme))
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        await self._slots.acquire()
-        try:
-            connection, response = await self._send(origin, core_request)
-        except BaseException as e:
-            self._slots.release()
-            _raise_as_httpx(e, request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(self, origin, connection, response),
-            extensions=response.extensions,
-        )
+    httpx hands every reply to http.cookiejar through urllib shims, about a tenth of a
+    request's CPU in the runner; model services rarely set cookies, so a reply without
+    Set-Cookie skips that. Cookies a service does set are kept and sent as usual.
+    """
 
-    async def _send(
-        self, origin: httpcore.Origin, request: httpcore.Request
-    ) -> tuple[httpcore.AsyncHTTPConnection, httpcore.Response]:
-        idle = self._idle.setdefault(_key(origin), deque())
-        while idle:
-            connection = idle.pop()  # the most recently used is the least likely to be stale
-            if connection.is_idle() and not connection.has_expired():
-                try:
-                    return connection, await connection.handle_async_request(request)
-                except httpcore.ConnectionNotAvailable:
-                    pass  # it closed between the check and the send
-                except BaseException:
-                    await self._discard(connection)
-                    raise
-            await self._discard(connection)
-        connection = httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl,
-            keepalive_expiry=KEEPALIVE_SECONDS,
-            network_backend=self._backend,
-        )
-        self._all.add(connection)
-        try:
-            return connection, await connection.handle_async_request(request)
-        except BaseException:
-            await self._discard(connection)
-            raise
-
-    async def _discard(self, connection: httpcore.AsyncHTTPConnection) -> None:
-        """Close a connection that failed or went stale, and forget it."""
-        self._all.discard(connection)
-        await connection.aclose()
-
-    def _release(self, origin: httpcore.Origin, connection: httpcore.AsyncHTTPConnection) -> None:
-        if connection.is_idle():
-            self._idle.setdefault(_key(origin), deque()).append(connection)
-        else:
-            self._all.discard(connection)
-        self._slots.release()
-
-    async def aclose(self) -> None:
-        connections, self._all = self._all, set()
-        self._idle.clear()
-        for connection in connections:
-            await connection.aclose()
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
 
 
-class _Body(httpx.AsyncByteStream):
-    """The response body; closing it hands the connection back to the pool, once."""
+class Client(httpx.AsyncClient):
+    """httpx.AsyncClient with the cheaper cookie jar above."""
 
-    def __init__(
-        self,
-        pool: PoolTransport,
-        origin: httpcore.Origin,
-        connection: httpcore.AsyncHTTPConnection,
-        response: httpcore.Response,
+    _jar: Cookies | None = None
+
+    @property
+    def cookies(self) -> Cookies:
+        if self._jar is None:
+            self._jar = Cookies()
+        return self._jar
+
+    @cookies.setter
+    def cookies(
+        self, cookies: httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]
     ) -> None:
-        self._pool = pool
-        self._origin = origin
-        self._connection = connection
-        self._response = response
-        self._open = True
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for part in self._response.aiter_stream():
-                yield part
-        except Exception as e:
-            _raise_as_httpx(e, None)
-
-    async def aclose(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        try:
-            await self._response.aclose()
-        finally:
-            self._pool._release(self._origin, self._connection)
-
-
-def _raise_as_httpx(error: BaseException, request: httpx.Request | None) -> NoReturn:
-    for core, mapped in _EXCEPTIONS:
-        if isinstance(error, core):
-            raise mapped(str(error), request=request) from error
-    raise error
-
-
-_Key = tuple[bytes, bytes, int]
-
-
-def _key(origin: httpcore.Origin) -> _Key:
-    return origin.scheme, origin.host, origin.port
-
-
-def _port(scheme: bytes) -> int:
-    return 443 if scheme == b"https" else 80
+        self._jar = Cookies(cookies)

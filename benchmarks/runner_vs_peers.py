@@ -1,0 +1,158 @@
+"""The runner's request throughput beside real evaluation frameworks', in one run.
+
+Each client evaluates N samples against the model service of runner_throughput.py (its own
+process, answering after a fixed delay D), at concurrency C = 8, 24, 128; the service
+measures the rate from the first request's arrival to the last reply, so a framework's
+start-up does not count, and counts the requests (all N must come; peak = most in flight):
+
+    client=NAME concurrency=C ratio=R rps=X ideal=C/D ...     (D = 50 ms by default)
+
+The clients: `runner` (in-process), `lm-eval` (lm-evaluation-harness 0.4.13's
+local-chat-completions model, num_concurrent=C), `evalscope` (evalscope 1.14.1's
+openai_api evaluation of a local general_qa set, eval_batch_size=C) and `raw` (a bare
+asyncio socket loop: the service's capacity). The frameworks run from cached venvs
+(installed on first use) through the drivers in benchmarks/peers/. Then, at D = 0, the
+rate each reaches, and d0_rps_vs_lmeval = the runner's best rate / lm-eval's best.
+
+    python benchmarks/runner_vs_peers.py [--clients runner,lm-eval] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from runner_throughput import CONCURRENCIES, Service, run_raw, run_runner
+
+Client = Callable[[str, int, int], None]  # (url, concurrency, samples)
+HERE = Path(__file__).resolve().parent
+VENVS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eval-operator/venvs"
+
+
+@dataclass(frozen=True)
+class Peer:
+    venv: str  # the folder under VENVS, shared with hack/fixtures/*/record.sh
+    requirement: str
+    entry_point: str  # a script the package installs: the venv is complete
+    driver: str
+
+
+PEERS = {
+    "lm-eval": Peer("lm-eval-0.4.13", "lm-eval[api]==0.4.13", "lm_eval", "lm_eval_driver.py"),
+    "evalscope": Peer("evalscope-1.14.1", "evalscope==1.14.1", "evalscope", "evalscope_driver.py"),
+}
+CLIENTS = ("runner", "lm-eval", "evalscope", "raw")
+
+
+def venv_python(peer: Peer) -> Path:
+    venv = VENVS / peer.venv
+    if not (venv / "bin" / peer.entry_point).exists():
+        print(f"installing {peer.requirement} into {venv}", file=sys.stderr, flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([venv / "bin/pip", "install", "-q", peer.requirement], check=True)
+    return venv / "bin/python"
+
+
+def peer_client(peer: Peer) -> Client:
+    python = venv_python(peer)
+    # Offline: the drivers' data are local, and nothing should wait on a model hub.
+    offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MODELSCOPE_OFFLINE")
+    env = {**os.environ, **dict.fromkeys(offline, "1")}
+
+    def run(url: str, concurrency: int, samples: int) -> None:
+        command = [python, HERE / "peers" / peer.driver, url, str(concurrency), str(samples)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{peer.driver} failed:\n{done.stderr[-4000:]}")
+
+    return run
+
+
+@dataclass(frozen=True, order=True)
+class Rate:
+    rps: float
+    server_cpu: float
+    peak: int
+
+
+def measure(service: Service, client: Client, concurrency: int, samples: int, repeat: int) -> Rate:
+    """The median of `repeat` runs (this machine is shared; one run can be unlucky)."""
+    rates = []
+    for _ in range(repeat):
+        service.reset()
+        client(service.url, concurrency, samples)
+        rps, cpu = service.rate()
+        stats = httpx.get(f"{service.base}/stats").json()
+        # A client that retried, or skipped samples, would not be measuring the same work.
+        assert stats["requests"] == samples, f"{stats['requests']} requests, not {samples}"
+        rates.append(Rate(rps, cpu, stats["peak"]))
+    return statistics.median_low(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="a comma-separated subset")
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="target length of each run")
+    parser.add_argument("--samples-at-zero", type=int, default=4000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per line for runner and raw")
+    parser.add_argument("--peer-repeat", type=int, default=1, help="runs per line for peers")
+    args = parser.parse_args()
+    names = args.clients.split(",")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    if unknown := set(names) - set(CLIENTS):
+        parser.error(f"unknown clients {sorted(unknown)}; known: {', '.join(CLIENTS)}")
+    clients: dict[str, tuple[Client, int]] = {}
+    for name in names:
+        if name in PEERS:
+            clients[name] = (peer_client(PEERS[name]), args.peer_repeat)
+        else:
+            clients[name] = ({"runner": run_runner, "raw": run_raw}[name], args.repeat)
+
+    delay = args.delay_ms / 1000
+    service = Service(delay)
+    try:
+        for c in concurrencies:
+            ideal = c / delay
+            n = max(4 * c, int(ideal * args.seconds))
+            for name, (client, repeat) in clients.items():
+                rate = measure(service, client, c, n, repeat)
+                print(
+                    f"client={name} concurrency={c} ratio={rate.rps / ideal:.3f} "
+                    f"rps={rate.rps:.1f} ideal={ideal:.1f} samples={n} peak={rate.peak} "
+                    f"server_cpu={rate.server_cpu:.2f} delay_ms={args.delay_ms:g}",
+                    flush=True,
+                )
+    finally:
+        service.stop()
+
+    best: dict[str, float] = {}
+    service = Service(0.0)
+    try:
+        for c in concurrencies:
+            n = max(4 * c, args.samples_at_zero)
+            for name, (client, repeat) in clients.items():
+                rate = measure(service, client, c, n, repeat)
+                best[name] = max(best.get(name, 0.0), rate.rps)
+                # No peak here: answered at once, a request is never in flight with another.
+                print(
+                    f"client={name} delay_ms=0 concurrency={c} rps={rate.rps:.1f} samples={n} "
+                    f"server_cpu={rate.server_cpu:.2f}",
+                    flush=True,
+                )
+    finally:
+        service.stop()
+    if "runner" in best and "lm-eval" in best:
+        print(f"d0_rps_vs_lmeval={best['runner'] / best['lm-eval']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
