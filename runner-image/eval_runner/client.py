@@ -24,6 +24,7 @@ from eval_runner.config import Endpoint, Retry
 from eval_runner.errors import SampleError
 
 _SNIPPET: Final = 200  # characters of a bad reply quoted in an error
+_BODY: Final = json.JSONEncoder(ensure_ascii=False)  # one encoder for every request
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class ModelClient:
             self.headers[endpoint.header_key] = endpoint.header_value
 
     async def complete(self, body: dict[str, Any]) -> Completion:
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        content = _BODY.encode(body).encode("utf-8")
         attempts = 0
         while True:
             attempts += 1

@@ -20,6 +20,7 @@ from eval_runner.config import Fields
 from eval_runner.errors import DatasetError
 
 BUILTIN_PREFIX: Final = "builtin:"
+_DIGEST: Final = json.JSONEncoder(ensure_ascii=False)  # as json.dumps, built once
 Message = dict[str, str]
 
 
@@ -34,7 +35,7 @@ class Sample:
     @property
     def digest(self) -> str:
         """A short hash of what the model is asked: an answer is reused only for the same."""
-        text = json.dumps([self.query, self.messages], ensure_ascii=False)
+        text = _DIGEST.encode([self.query, self.messages])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
