@@ -7,10 +7,13 @@ start-up does not count, and counts the requests (all N must come; peak = most i
 
     client=NAME concurrency=C ratio=R rps=X ideal=C/D ...     (D = 50 ms by default)
 
-The clients: `runner` (in-process), `lm-eval` (lm-evaluation-harness 0.4.13's
-local-chat-completions model, num_concurrent=C), `evalscope` (evalscope 1.14.1's
-openai_api evaluation of a local general_qa set, eval_batch_size=C) and `raw` (a bare
-asyncio socket loop: the service's capacity). The frameworks run from cached venvs
+The clients: `runner` (in-process), `httpx` (a bare loop of httpx.AsyncClient on the
+runner's transport: the runner's client layer alone), `transport` (httpx.Requests handed to
+the runner's transport directly, no AsyncClient), `lm-eval` (lm-evaluation-harness
+0.4.13's local-chat-completions model, num_concurrent=C), `aiohttp` (a bare aiohttp loop:
+lm-eval's client library alone), `evalscope` (evalscope 1.14.1's openai_api evaluation of
+a local general_qa set, eval_batch_size=C) and `raw` (a bare asyncio socket loop: the
+service's capacity). The frameworks run from cached venvs
 (installed on first use) through the drivers in benchmarks/peers/. Then, at D = 0, the
 rate each reaches, and d0_rps_vs_lmeval = the runner's best rate / lm-eval's best.
 
@@ -20,6 +23,7 @@ rate each reaches, and d0_rps_vs_lmeval = the runner's best rate / lm-eval's bes
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import httpx
 from runner_throughput import CONCURRENCIES, Service, run_raw, run_runner
+
+from eval_runner import http11, transport
 
 Client = Callable[[str, int, int], None]  # (url, concurrency, samples)
 HERE = Path(__file__).resolve().parent
@@ -46,9 +52,54 @@ class Peer:
 
 PEERS = {
     "lm-eval": Peer("lm-eval-0.4.13", "lm-eval[api]==0.4.13", "lm_eval", "lm_eval_driver.py"),
+    "aiohttp": Peer("lm-eval-0.4.13", "lm-eval[api]==0.4.13", "lm_eval", "aiohttp_driver.py"),
     "evalscope": Peer("evalscope-1.14.1", "evalscope==1.14.1", "evalscope", "evalscope_driver.py"),
 }
-CLIENTS = ("runner", "lm-eval", "evalscope", "raw")
+CLIENTS = ("runner", "httpx", "transport", "lm-eval", "aiohttp", "evalscope", "raw")
+
+
+def run_httpx(url: str, concurrency: int, samples: int) -> None:
+    """httpx.AsyncClient on the runner's transport, and nothing else of the runner."""
+
+    target = httpx.URL(url)  # parsed once, as the runner does
+
+    async def main() -> None:
+        async with transport.http_client(concurrency, 60, True, url) as client:
+            todo = iter(range(samples))
+
+            async def worker() -> None:
+                for i in todo:
+                    body = {"model": "bench", "messages": [{"role": "user", "content": f"q{i}"}]}
+                    response = await client.post(target, json=body)
+                    assert response.json()["choices"][0]["message"]["content"] == "42"
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(main())
+
+
+def run_transport(url: str, concurrency: int, samples: int) -> None:
+    """The runner's transport alone: httpx.Requests handed to it, no AsyncClient above."""
+
+    target = httpx.URL(url)
+
+    async def main() -> None:
+        pool = http11.PoolTransport(concurrency, transport.ssl_context(True))
+        timeout = dict.fromkeys(("connect", "read", "write", "pool"), 60.0)
+        todo = iter(range(samples))
+
+        async def worker() -> None:
+            for i in todo:
+                body = {"model": "bench", "messages": [{"role": "user", "content": f"q{i}"}]}
+                request = httpx.Request("POST", target, json=body, extensions={"timeout": timeout})
+                response = await pool.handle_async_request(request)
+                await response.aread()
+                assert response.json()["choices"][0]["message"]["content"] == "42"
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await pool.aclose()
+
+    asyncio.run(main())
 
 
 def venv_python(peer: Peer) -> Path:
@@ -115,7 +166,13 @@ def main() -> None:
         if name in PEERS:
             clients[name] = (peer_client(PEERS[name]), args.peer_repeat)
         else:
-            clients[name] = ({"runner": run_runner, "raw": run_raw}[name], args.repeat)
+            local = {
+                "runner": run_runner,
+                "httpx": run_httpx,
+                "transport": run_transport,
+                "raw": run_raw,
+            }
+            clients[name] = (local[name], args.repeat)
 
     delay = args.delay_ms / 1000
     service = Service(delay)
