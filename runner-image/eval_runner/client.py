@@ -61,6 +61,9 @@ class ModelClient:
         self.rng = rng or random.Random()
         self.wall_clock = wall_clock
         self.url = httpx.URL(endpoint.url)
+        # EVAL_REQUEST_TIMEOUT bounds an attempt's whole reply: the runner's transport does
+        # that itself; httpx's own (behind a proxy) bounds each read, so a deadline is added.
+        self.own_deadline = not getattr(http, "bounds_whole_reply", False)
         self.headers = {"Content-Type": "application/json"}
         if endpoint.header_value is not None:
             self.headers[endpoint.header_key] = endpoint.header_value
@@ -87,8 +90,11 @@ class ModelClient:
     async def _attempt(self, content: bytes, attempts: int) -> Completion:
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout):
-                response = await self.http.post(self.url, content=content, headers=self.headers)
+            if self.own_deadline:
+                async with asyncio.timeout(self.timeout):
+                    response = await self._post(content)
+            else:
+                response = await self._post(content)
         except TimeoutError:
             raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
         except httpx.TimeoutException:
@@ -109,6 +115,9 @@ class ModelClient:
             raise SampleError(f"HTTP {status}: {_snippet(response.text)}{hint}")
         text, prompt_tokens, completion_tokens = parse_reply(response.content, self.endpoint.api)
         return Completion(text, latency, attempts, prompt_tokens, completion_tokens)
+
+    async def _post(self, content: bytes) -> httpx.Response:
+        return await self.http.post(self.url, content=content, headers=self.headers)
 
     def _final(self, reason: str, attempts: int) -> str:
         if attempts > 1:

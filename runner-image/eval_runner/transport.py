@@ -28,7 +28,9 @@ def http_client(size: int, timeout: float, verify: bool | str, url: str) -> http
     if uses_proxy(url):
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         return Client(limits=limits, timeout=timeouts, verify=context)
-    return Client(transport=PoolTransport(size, context), timeout=timeouts)
+    client = Client(transport=PoolTransport(size, context), timeout=timeouts)
+    client.bounds_whole_reply = True
+    return client
 
 
 def ssl_context(verify: bool | str) -> ssl.SSLContext:
@@ -64,6 +66,9 @@ class Client(httpx.AsyncClient):
     """httpx.AsyncClient with the cheaper cookie jar above."""
 
     _jar: Cookies | None = None
+    # On the runner's transport, the read timeout bounds the whole reply, not each read
+    # (httpx's meaning), so a caller needs no deadline of its own around a request.
+    bounds_whole_reply = False
 
     @property
     def cookies(self) -> Cookies:

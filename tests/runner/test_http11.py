@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from eval_runner import transport
+from eval_runner import http11, transport
+from eval_runner.client import ModelClient
+from eval_runner.config import Endpoint, Retry
+from eval_runner.errors import SampleError
 
 Script = Callable[["Peer"], Awaitable[None]]
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": "b"}\n'
@@ -405,3 +408,42 @@ def test_an_unsupported_scheme():
 
     with pytest.raises(httpx.UnsupportedProtocol):
         exchange(serve_each(), call)
+
+
+async def trickle(peer: Peer) -> None:
+    """A head, then one body byte every 50 ms: each read is quick, the whole reply is not."""
+    await peer.request()
+    await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+    for _ in range(40):
+        await peer.send(b"x")
+        await asyncio.sleep(0.05)
+
+
+def test_the_read_timeout_bounds_the_whole_reply_not_each_read():
+    async def timed(client, url):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):
+            await post(client, url)
+        return asyncio.get_running_loop().time() - started
+
+    waited, _ = exchange(trickle, timed, timeout=0.3)
+    assert 0.3 <= waited < 0.3 + 2 * http11.Deadlines.TICK + 0.2
+
+
+@pytest.mark.parametrize("runner_transport", [True, False], ids=["own transport", "httpx's"])
+def test_eval_request_timeout_bounds_an_attempt_on_either_transport(runner_transport):
+    # Behind a proxy the runner uses httpx's transport, whose read timeout is per read: the
+    # model client then keeps a deadline of its own.
+    async def attempt(client, url):
+        http = client if runner_transport else httpx.AsyncClient(timeout=0.3)
+        model = ModelClient(Endpoint(url), http, 0.3, Retry(retries=0))
+        assert model.own_deadline is not runner_transport
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(SampleError, match=r"no answer within 0.3s \(EVAL_REQUEST_TIMEOUT\)"):
+            await model.complete({"messages": [{"role": "user", "content": "q"}]})
+        if not runner_transport:
+            await http.aclose()
+        return asyncio.get_running_loop().time() - started
+
+    waited, _ = exchange(trickle, attempt, timeout=0.3)
+    assert waited < 1.0, "the 2 s trickle was cut off"
