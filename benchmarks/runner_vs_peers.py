@@ -13,11 +13,14 @@ the runner's transport directly, no AsyncClient), `lm-eval` (lm-evaluation-harne
 0.4.13's local-chat-completions model, num_concurrent=C), `aiohttp` (a bare aiohttp loop:
 lm-eval's client library alone), `evalscope` (evalscope 1.14.1's openai_api evaluation of
 a local general_qa set, eval_batch_size=C) and `raw` (a bare asyncio socket loop: the
-service's capacity). The frameworks run from cached venvs
-(installed on first use) through the drivers in benchmarks/peers/. Then, at D = 0, the
-rate each reaches, and d0_rps_vs_lmeval = the runner's best rate / lm-eval's best.
+service's capacity). The frameworks run from cached venvs (installed on first use)
+through the drivers in benchmarks/peers/. `--before DIR` adds `runner-before`, the runner
+of another revision (its runner-image folder, say from `git worktree add`), in its own
+process. The clients take turns, run by run (the median of --repeat runs is printed):
+this machine's speed drifts. Then, at D = 0, the rate each reaches, and
+d0_rps_vs_lmeval = the runner's best rate over the Cs / lm-eval's best.
 
-    python benchmarks/runner_vs_peers.py [--clients runner,lm-eval] [--seconds 3]
+    python benchmarks/runner_vs_peers.py [--clients runner,lm-eval] [--before DIR]
 """
 
 from __future__ import annotations
@@ -78,6 +81,23 @@ def run_httpx(url: str, concurrency: int, samples: int) -> None:
     asyncio.run(main())
 
 
+def runner_from(source: Path) -> Client:
+    """The runner of another revision (its runner-image folder), in a process of its own."""
+
+    def run(url: str, concurrency: int, samples: int) -> None:
+        code = (
+            "import sys, runner_throughput as b; b.run_runner(sys.argv[1], *map(int, sys.argv[2:]))"
+        )
+        path = os.pathsep.join([str(source), str(HERE)])
+        subprocess.run(
+            [sys.executable, "-c", code, url, str(concurrency), str(samples)],
+            env={**os.environ, "PYTHONPATH": path},
+            check=True,
+        )
+
+    return run
+
+
 def run_transport(url: str, concurrency: int, samples: int) -> None:
     """The runner's transport alone: httpx.Requests handed to it, no AsyncClient above."""
 
@@ -133,18 +153,27 @@ class Rate:
     peak: int
 
 
-def measure(service: Service, client: Client, concurrency: int, samples: int, repeat: int) -> Rate:
-    """The median of `repeat` runs (this machine is shared; one run can be unlucky)."""
-    rates = []
-    for _ in range(repeat):
-        service.reset()
-        client(service.url, concurrency, samples)
-        rps, cpu = service.rate()
-        stats = httpx.get(f"{service.base}/stats").json()
-        # A client that retried, or skipped samples, would not be measuring the same work.
-        assert stats["requests"] == samples, f"{stats['requests']} requests, not {samples}"
-        rates.append(Rate(rps, cpu, stats["peak"]))
-    return statistics.median_low(rates)
+def run_once(service: Service, client: Client, concurrency: int, samples: int) -> Rate:
+    service.reset()
+    client(service.url, concurrency, samples)
+    rps, cpu = service.rate()
+    stats = httpx.get(f"{service.base}/stats").json()
+    # A client that retried, or skipped samples, would not be measuring the same work.
+    assert stats["requests"] == samples, f"{stats['requests']} requests, not {samples}"
+    return Rate(rps, cpu, stats["peak"])
+
+
+def measure(
+    service: Service, clients: dict[str, tuple[Client, int]], concurrency: int, samples: int
+) -> dict[str, Rate]:
+    """Each client's median rate over its runs, the clients taking turns run by run: this
+    machine's speed drifts, and turns spread the drift over all of them alike."""
+    rates: dict[str, list[Rate]] = {name: [] for name in clients}
+    for turn in range(max(repeat for _, repeat in clients.values())):
+        for name, (client, repeat) in clients.items():
+            if turn < repeat:
+                rates[name].append(run_once(service, client, concurrency, samples))
+    return {name: statistics.median_low(found) for name, found in rates.items()}
 
 
 def main() -> None:
@@ -154,8 +183,18 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=3.0, help="target length of each run")
     parser.add_argument("--samples-at-zero", type=int, default=4000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per line for runner and raw")
-    parser.add_argument("--peer-repeat", type=int, default=1, help="runs per line for peers")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per line (the median)")
+    parser.add_argument(
+        "--evalscope-repeat",
+        type=int,
+        default=1,
+        help="runs per line for evalscope (a run of it takes tens of seconds)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="the runner-image folder of another revision: measured too, as runner-before",
+    )
     args = parser.parse_args()
     names = args.clients.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -164,7 +203,8 @@ def main() -> None:
     clients: dict[str, tuple[Client, int]] = {}
     for name in names:
         if name in PEERS:
-            clients[name] = (peer_client(PEERS[name]), args.peer_repeat)
+            repeat = args.evalscope_repeat if name == "evalscope" else args.repeat
+            clients[name] = (peer_client(PEERS[name]), repeat)
         else:
             local = {
                 "runner": run_runner,
@@ -174,14 +214,16 @@ def main() -> None:
             }
             clients[name] = (local[name], args.repeat)
 
+    if args.before is not None:
+        clients = {"runner-before": (runner_from(args.before.resolve()), args.repeat), **clients}
+
     delay = args.delay_ms / 1000
     service = Service(delay)
     try:
         for c in concurrencies:
             ideal = c / delay
             n = max(4 * c, int(ideal * args.seconds))
-            for name, (client, repeat) in clients.items():
-                rate = measure(service, client, c, n, repeat)
+            for name, rate in measure(service, clients, c, n).items():
                 print(
                     f"client={name} concurrency={c} ratio={rate.rps / ideal:.3f} "
                     f"rps={rate.rps:.1f} ideal={ideal:.1f} samples={n} peak={rate.peak} "
@@ -196,8 +238,7 @@ def main() -> None:
     try:
         for c in concurrencies:
             n = max(4 * c, args.samples_at_zero)
-            for name, (client, repeat) in clients.items():
-                rate = measure(service, client, c, n, repeat)
+            for name, rate in measure(service, clients, c, n).items():
                 best[name] = max(best.get(name, 0.0), rate.rps)
                 # No peak here: answered at once, a request is never in flight with another.
                 print(

@@ -43,7 +43,8 @@ class _Retryable(Exception):
 
 
 class ModelClient:
-    """One service, one pooled httpx.AsyncClient, one retry policy."""
+    """One service, one pooled httpx.AsyncClient (its own: the service's headers go on it),
+    one retry policy."""
 
     def __init__(
         self,
@@ -64,9 +65,11 @@ class ModelClient:
         # EVAL_REQUEST_TIMEOUT bounds an attempt's whole reply: the runner's transport does
         # that itself; httpx's own (behind a proxy) bounds each read, so a deadline is added.
         self.own_deadline = not getattr(http, "bounds_whole_reply", False)
-        self.headers = {"Content-Type": "application/json"}
+        # Set once on the client, which serves this service alone: headers given with each
+        # request are merged into a new httpx.Headers every time (a tenth of its cost).
+        http.headers["Content-Type"] = "application/json"
         if endpoint.header_value is not None:
-            self.headers[endpoint.header_key] = endpoint.header_value
+            http.headers[endpoint.header_key] = endpoint.header_value
 
     async def complete(self, body: dict[str, Any]) -> Completion:
         content = _BODY.encode(body).encode("utf-8")
@@ -117,7 +120,7 @@ class ModelClient:
         return Completion(text, latency, attempts, prompt_tokens, completion_tokens)
 
     async def _post(self, content: bytes) -> httpx.Response:
-        return await self.http.post(self.url, content=content, headers=self.headers)
+        return await self.http.post(self.url, content=content)
 
     def _final(self, reason: str, attempts: int) -> str:
         if attempts > 1:
