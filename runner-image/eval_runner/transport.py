@@ -1,10 +1,9 @@
 """The pooled HTTP client of a run: one httpx.AsyncClient per service, on a lean transport.
 
 httpx stays the client API (requests, responses, timeouts and exceptions are httpx's), but
-beneath it runs the runner's own HTTP/1.1 pool (http11.py): httpx's default transport,
-httpcore with h11 on anyio, cost the runner about three quarters of each request's CPU
-and capped it near 800 requests/s, below the rate a fast service allows
-(benchmarks/runner_vs_peers.py).
+beneath it runs the runner's own HTTP/1.1 pool (http11.py): on httpcore's connections (h11
+on anyio) the runner topped out near 1,300 requests/s and a third of the ideal rate at 128
+requests in flight; on its own, 4,000 and 0.87 (benchmarks/runner_vs_peers.py).
 
 Proxies: when the environment names a proxy for the service (HTTP_PROXY, HTTPS_PROXY,
 ALL_PROXY, minus NO_PROXY), httpx's own transport is used, which knows how to tunnel.
