@@ -2,7 +2,7 @@
 
 httpx stays the client API (requests, responses, timeouts and exceptions are httpx's), but
 beneath it runs the runner's own HTTP/1.1 pool (http11.py): on httpcore's connections (h11
-on anyio) the runner topped out near 1,300 requests/s and a third of the ideal rate at 128
+on anyio) the runner topped out near 1,300 requests/s and 0.43 of the ideal rate at 128
 requests in flight; on its own, 4,000 and 0.87 (benchmarks/runner_vs_peers.py).
 
 Proxies: when the environment names a proxy for the service (HTTP_PROXY, HTTPS_PROXY,
