@@ -14,10 +14,13 @@ from __future__ import annotations
 import ssl
 import urllib.request
 from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 
 from eval_runner.http11 import PoolTransport
+
+_CookieTypes = httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]
 
 
 def http_client(size: int, timeout: float, verify: bool | str, url: str) -> httpx.AsyncClient:
@@ -64,19 +67,18 @@ class Cookies(httpx.Cookies):
 class Client(httpx.AsyncClient):
     """httpx.AsyncClient with the cheaper cookie jar above."""
 
-    _jar: Cookies | None = None
     # On the runner's transport, the read timeout bounds the whole reply, not each read
     # (httpx's meaning), so a caller needs no deadline of its own around a request.
     bounds_whole_reply = False
 
+    def __init__(self, *, cookies: _CookieTypes | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._jar = Cookies(cookies)
+
     @property
     def cookies(self) -> Cookies:
-        if self._jar is None:
-            self._jar = Cookies()
         return self._jar
 
     @cookies.setter
-    def cookies(
-        self, cookies: httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]
-    ) -> None:
+    def cookies(self, cookies: _CookieTypes) -> None:
         self._jar = Cookies(cookies)

@@ -447,3 +447,21 @@ def test_eval_request_timeout_bounds_an_attempt_on_either_transport(runner_trans
 
     waited, _ = exchange(trickle, attempt, timeout=0.3)
     assert waited < 1.0, "the 2 s trickle was cut off"
+
+
+def test_cookies_given_to_the_client_are_kept_and_sent():
+    heads: list[bytes] = []
+
+    async def script(peer):
+        heads.append((await peer.request())[0])
+        await peer.send(OK)
+        await peer.reader.read()
+
+    async def call(client, url):
+        client.cookies = {"session": "s1"}
+        await post(client, url)
+        return dict(transport.Client(cookies={"a": "1"}).cookies)
+
+    given, _ = exchange(script, call)
+    assert given == {"a": "1"}
+    assert b"cookie: session=s1" in heads[0].lower()
