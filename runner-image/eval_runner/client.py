@@ -93,11 +93,8 @@ class ModelClient:
     async def _attempt(self, content: bytes, attempts: int) -> Completion:
         started = time.monotonic()
         try:
-            if self.own_deadline:
-                async with asyncio.timeout(self.timeout):
-                    response = await self._post(content)
-            else:
-                response = await self._post(content)
+            async with asyncio.timeout(self.timeout if self.own_deadline else None):
+                response = await self.http.post(self.url, content=content)
         except TimeoutError:
             raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
         except httpx.TimeoutException:
@@ -118,9 +115,6 @@ class ModelClient:
             raise SampleError(f"HTTP {status}: {_snippet(response.text)}{hint}")
         text, prompt_tokens, completion_tokens = parse_reply(response.content, self.endpoint.api)
         return Completion(text, latency, attempts, prompt_tokens, completion_tokens)
-
-    async def _post(self, content: bytes) -> httpx.Response:
-        return await self.http.post(self.url, content=content)
 
     def _final(self, reason: str, attempts: int) -> str:
         if attempts > 1:

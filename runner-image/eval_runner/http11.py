@@ -266,9 +266,7 @@ class Connection(asyncio.Protocol):
             except ValueError:
                 raise _Malformed(f"a bad chunk size: {size_text[:20]!r}") from None
             if size == 0:  # the last chunk, then optional trailers, then a blank line
-                trailers_end = buffer.find(b"\r\n\r\n", line_end)
-                if buffer[line_end : line_end + 4] == b"\r\n\r\n":
-                    trailers_end = line_end
+                trailers_end = buffer.find(b"\r\n\r\n", line_end)  # line_end itself: none
                 if trailers_end < 0:
                     break
                 del buffer[: trailers_end + 4]
