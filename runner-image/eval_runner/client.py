@@ -1,21 +1,26 @@
 """Calls to an OpenAI-compatible service: one request body in, one Completion out.
 
-The retry policy lives here: timeouts, connection errors, 429 and 5xx are retried up to
+Two layers. A Sender makes one attempt and says what came back: a Reply (status, body),
+Transient (no answer: a timeout or a broken connection) or SampleError (a request that can
+never succeed). HttpSender does that over an httpx.AsyncClient in this process;
+http_process.ProcessSender hands the same work to a second process. ModelClient holds the
+retry policy on top of either: timeouts, connection errors, 429 and 5xx are retried up to
 `retries` times with full-jitter backoff (or the server's Retry-After); any other answer
 is final. A request that still fails raises SampleError, whose message is what the user
 reads in reviews.jsonl and report.json, so it says what happened in plain words and never
-contains the auth header's value. Every httpx exception stops at this boundary.
+contains the auth header's value. Every httpx exception stops at HttpSender.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -25,9 +30,11 @@ from eval_runner.errors import SampleError
 
 _SNIPPET: Final = 200  # characters of a bad reply quoted in an error
 _BODY: Final = json.JSONEncoder(ensure_ascii=False)  # one encoder for every request
+# Reusable, and far cheaper per request than asyncio.timeout(None).
+_NO_DEADLINE: Final = contextlib.nullcontext()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     latency: float  # seconds, of the attempt that succeeded
@@ -36,31 +43,36 @@ class Completion:
     completion_tokens: int | None = None
 
 
-class _Retryable(Exception):
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one attempt brought back."""
+
+    status: int
+    content: bytes
+    retry_after: str | None = None  # the header; read only for 429 and 5xx
+
+
+class Transient(Exception):
+    """No answer this time (timeout, connection error): worth another attempt."""
+
     def __init__(self, reason: str, delay: float | None = None) -> None:
         super().__init__(reason)
-        self.delay = delay
+        self.delay = delay  # the server's Retry-After, when it gave one
 
 
-class ModelClient:
-    """One service, one pooled httpx.AsyncClient (its own: the service's headers go on it),
-    one retry policy."""
+class Sender(Protocol):
+    async def send(self, content: bytes) -> Reply: ...
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        http: httpx.AsyncClient,
-        timeout: float,
-        retry: Retry,
-        rng: random.Random | None = None,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.endpoint = endpoint
+    async def aclose(self) -> None: ...
+
+
+class HttpSender:
+    """One attempt over one pooled httpx.AsyncClient (its own: the service's headers go on
+    it): a Reply, Transient or SampleError, never an httpx exception."""
+
+    def __init__(self, endpoint: Endpoint, http: httpx.AsyncClient, timeout: float) -> None:
         self.http = http
         self.timeout = timeout
-        self.retry = retry
-        self.rng = rng or random.Random()
-        self.wall_clock = wall_clock
         self.url = httpx.URL(endpoint.url)
         # EVAL_REQUEST_TIMEOUT bounds an attempt's whole reply: the runner's transport does
         # that itself; httpx's own (behind a proxy) bounds each read, so a deadline is added.
@@ -71,6 +83,43 @@ class ModelClient:
         if endpoint.header_value is not None:
             http.headers[endpoint.header_key] = endpoint.header_value
 
+    async def send(self, content: bytes) -> Reply:
+        try:
+            async with asyncio.timeout(self.timeout) if self.own_deadline else _NO_DEADLINE:
+                response = await self.http.post(self.url, content=content)
+        except (TimeoutError, httpx.TimeoutException):
+            raise Transient(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
+        except httpx.TransportError as e:
+            raise Transient(_transport_reason(e)) from None
+        except httpx.RequestError as e:  # a body that cannot be decoded, say: not transient
+            raise SampleError(f"{type(e).__name__}: {e}") from None
+        status = response.status_code
+        retry_after = None
+        if status == 429 or status >= 500:
+            retry_after = response.headers.get("Retry-After")
+        return Reply(status, response.content, retry_after)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class ModelClient:
+    """One service, one Sender, one retry policy."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        sender: Sender,
+        retry: Retry,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.sender = sender
+        self.retry = retry
+        self.rng = rng or random.Random()
+        self.wall_clock = wall_clock
+
     async def complete(self, body: dict[str, Any]) -> Completion:
         content = _BODY.encode(body).encode("utf-8")
         attempts = 0
@@ -78,7 +127,7 @@ class ModelClient:
             attempts += 1
             try:
                 return await self._attempt(content, attempts)
-            except _Retryable as e:
+            except Transient as e:
                 if attempts > self.retry.retries:
                     raise SampleError(self._final(str(e), attempts), attempts) from None
                 delay = e.delay
@@ -92,28 +141,18 @@ class ModelClient:
 
     async def _attempt(self, content: bytes, attempts: int) -> Completion:
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.timeout if self.own_deadline else None):
-                response = await self.http.post(self.url, content=content)
-        except TimeoutError:
-            raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
-        except httpx.TimeoutException:
-            raise _Retryable(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
-        except httpx.TransportError as e:
-            raise _Retryable(_transport_reason(e)) from None
-        except httpx.RequestError as e:  # a body that cannot be decoded, say: not transient
-            raise SampleError(f"{type(e).__name__}: {e}") from None
+        reply = await self.sender.send(content)
         latency = time.monotonic() - started
-        status = response.status_code
+        status = reply.status
         if status == 429 or status >= 500:
-            delay = backoff.retry_after(response.headers.get("Retry-After"), self.wall_clock())
-            raise _Retryable(f"HTTP {status}: {_snippet(response.text)}", delay)
+            delay = backoff.retry_after(reply.retry_after, self.wall_clock())
+            raise Transient(f"HTTP {status}: {_snippet(reply.content)}", delay)
         if status != 200:
             hint = ""
             if status in (401, 403):
                 hint = " (check EVAL_AUTHORIZATION_HEADER_KEY and EVAL_AUTHORIZATION_HEADER_VALUE)"
-            raise SampleError(f"HTTP {status}: {_snippet(response.text)}{hint}")
-        text, prompt_tokens, completion_tokens = parse_reply(response.content, self.endpoint.api)
+            raise SampleError(f"HTTP {status}: {_snippet(reply.content)}{hint}")
+        text, prompt_tokens, completion_tokens = parse_reply(reply.content, self.endpoint.api)
         return Completion(text, latency, attempts, prompt_tokens, completion_tokens)
 
     def _final(self, reason: str, attempts: int) -> str:

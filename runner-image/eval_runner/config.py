@@ -130,6 +130,7 @@ class Config:
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     resume: bool = True
     progress_interval: float = 5.0
+    http_process: bool | None = None  # None: auto (http_process.worth_it)
     model_name: str = ""
     task_name: str = ""
 
@@ -256,6 +257,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         max_error_rate=_fraction(read, "EVAL_MAX_ERROR_RATE", DEFAULT_MAX_ERROR_RATE),
         resume=_flag(read, "EVAL_RESUME", True),
         progress_interval=read.positive("EVAL_PROGRESS_INTERVAL_SECONDS", 5.0),
+        http_process=_auto_flag(read, "EVAL_HTTP_PROCESS"),
         model_name=read.text("EVAL_MODEL_NAME", "") or "",
         task_name=read.text("EVAL_TASK_NAME", "") or "",
     )
@@ -370,6 +372,15 @@ def _flag(read: _Env, name: str, default: bool) -> bool:
     value = (read.text(name) or str(default)).lower()
     if value not in ("true", "1", "yes", "false", "0", "no"):
         raise ConfigError(f"{name}={value!r} must be true or false")
+    return value in ("true", "1", "yes")
+
+
+def _auto_flag(read: _Env, name: str) -> bool | None:
+    value = (read.text(name) or "auto").lower()
+    if value == "auto":
+        return None
+    if value not in ("true", "1", "yes", "false", "0", "no"):
+        raise ConfigError(f"{name}={value!r} must be auto, true or false")
     return value in ("true", "1", "yes")
 
 

@@ -26,10 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import httpx
-
 from eval_runner import config as configuration
 from eval_runner import (
+    http_process,
     pipeline,
     prompts,
     results,
@@ -41,8 +40,8 @@ from eval_runner import (
     transport,
 )
 from eval_runner import progress as progress_mod
-from eval_runner.client import ModelClient
-from eval_runner.config import Config
+from eval_runner.client import HttpSender, ModelClient, Sender
+from eval_runner.config import Config, Endpoint
 from eval_runner.errors import ConfigError, RunnerError
 from eval_runner.progress import Progress
 from eval_runner.waiting import wait_for_model
@@ -118,18 +117,14 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
     if inference:
         predictions_journal = store.Journal(output / PREDICTIONS, earlier.predictions_intact)
     reviews_journal = store.Journal(output / REVIEWS, earlier.reviews_intact)
-    clients: list[httpx.AsyncClient] = []
+    senders: list[Sender] = []
     try:
         model: ModelClient | None = None
         judge: ModelClient | None = None
         if pending and config.model is not None:
-            http = transport.http_client(
-                config.concurrency, config.request_timeout, config.tls_verify, config.model.url
-            )
-            clients.append(http)
-            if config.wait_for_model > 0:
-                await wait_for_model(http, config.model, config.wait_for_model, out)
-            model = ModelClient(config.model, http, config.request_timeout, config.retry, rng)
+            sender = await _model_sender(config, config.model, out)
+            senders.append(sender)
+            model = ModelClient(config.model, sender, config.retry, rng)
         if config.judge is not None:
             judge_http = transport.http_client(
                 config.judge.concurrency,
@@ -137,10 +132,9 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
                 config.tls_verify,
                 config.judge.endpoint.url,
             )
-            clients.append(judge_http)
-            judge = ModelClient(
-                config.judge.endpoint, judge_http, config.request_timeout, config.judge.retry, rng
-            )
+            judge_sender = HttpSender(config.judge.endpoint, judge_http, config.request_timeout)
+            senders.append(judge_sender)
+            judge = ModelClient(config.judge.endpoint, judge_sender, config.judge.retry, rng)
         flow = pipeline.Pipeline(
             reviewer=_reviewer(config),
             progress=progress,
@@ -155,13 +149,37 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
         )
         await flow.run(pending, earlier.known, earlier.judged)
     finally:
-        for client in clients:
-            await client.aclose()
+        for each in senders:
+            await each.aclose()
         if predictions_journal is not None:
             predictions_journal.close()
         reviews_journal.close()
     progress.report()
     return _finish(config, rows, flow, mode, started)
+
+
+async def _model_sender(config: Config, endpoint: Endpoint, out: TextIO) -> Sender:
+    """The model's sender, once the service answers: in a second process when that pays."""
+    http = transport.http_client(
+        config.concurrency, config.request_timeout, config.tls_verify, endpoint.url
+    )
+    sender = HttpSender(endpoint, http, config.request_timeout)
+    try:
+        if config.wait_for_model > 0:
+            await wait_for_model(http, endpoint, config.wait_for_model, out)
+    except BaseException:
+        await sender.aclose()
+        raise
+    offload = config.http_process
+    if offload is None:
+        offload = http_process.worth_it(config.concurrency)
+    if not offload:
+        return sender
+    await sender.aclose()  # it served the wait; the child has a client of its own
+    print("run: the model's requests go from a second process (EVAL_HTTP_PROCESS)", file=out)
+    return await http_process.ProcessSender.start(
+        endpoint, config.concurrency, config.request_timeout, config.tls_verify
+    )
 
 
 def _reviewer(config: Config) -> pipeline.Reviewer:

@@ -27,6 +27,10 @@ def qa_dataset(path: Path, count: int) -> Path:
     return write_dataset(path, rows)
 
 
+# EVAL_HTTP_PROCESS in every environment() below; the `http_process` fixture sets it.
+HTTP_PROCESS = "auto"
+
+
 def environment(url: str | None, dataset: Path | str, output: Path, **extra: Any) -> dict[str, str]:
     """What the operator injects, plus the task's own variables; fast timings for tests."""
     env = {
@@ -39,6 +43,7 @@ def environment(url: str | None, dataset: Path | str, output: Path, **extra: Any
         "EVAL_RETRY_BACKOFF_SECONDS": "0.01",
         "EVAL_WAIT_FOR_MODEL_SECONDS": "5",
         "EVAL_REQUEST_TIMEOUT": "5",
+        "EVAL_HTTP_PROCESS": HTTP_PROCESS,
     }
     if url is not None:
         env["EVAL_INFERENCE_URL"] = url

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from eval_runner import http11, transport
-from eval_runner.client import ModelClient
+from eval_runner.client import HttpSender, ModelClient
 from eval_runner.config import Endpoint, Retry
 from eval_runner.errors import SampleError
 
@@ -436,8 +436,9 @@ def test_eval_request_timeout_bounds_an_attempt_on_either_transport(runner_trans
     # model client then keeps a deadline of its own.
     async def attempt(client, url):
         http = client if runner_transport else httpx.AsyncClient(timeout=0.3)
-        model = ModelClient(Endpoint(url), http, 0.3, Retry(retries=0))
-        assert model.own_deadline is not runner_transport
+        sender = HttpSender(Endpoint(url), http, 0.3)
+        assert sender.own_deadline is not runner_transport
+        model = ModelClient(Endpoint(url), sender, Retry(retries=0))
         started = asyncio.get_running_loop().time()
         with pytest.raises(SampleError, match=r"no answer within 0.3s \(EVAL_REQUEST_TIMEOUT\)"):
             await model.complete({"messages": [{"role": "user", "content": "q"}]})

@@ -18,6 +18,9 @@ from tests.runner.support import (
     write_dataset,
 )
 
+# Each test twice: requests from the runner's own process, then from its second one.
+pytestmark = pytest.mark.usefixtures("http_process")
+
 
 @pytest.mark.parametrize("limit", [1, 4, 9], ids=["one at a time", "four", "nine"])
 def test_requests_in_flight_never_exceed_max_concurrency(tmp_path, limit):

@@ -20,6 +20,8 @@ from eval_runner import backoff, run
 from tests.runner.server import FlakyModel, Reply
 from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
+# Each test twice: requests from the runner's own process, then from its second one.
+pytestmark = pytest.mark.usefixtures("http_process")
 SLACK = 0.15
 SEED = 3
 
