@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -263,6 +264,8 @@ async def serve(requests_in: Any, replies_out: Any) -> None:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it and closes our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # a stray print goes to stderr, never into a frame
     asyncio.run(serve(os.fdopen(0, "rb", buffering=0), replies_out))

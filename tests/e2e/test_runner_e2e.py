@@ -24,8 +24,9 @@ def api(cluster, api_client):
         yield the_api
 
 
-def runner_task(name: str, dataset: str, scorers: str, primary: str | dict) -> dict:
-    """`primary`: the primaryMetric, or metricWeights (metric -> weight)."""
+def runner_task(name: str, dataset: str, scorers: str, primary: str | dict, **env: str) -> dict:
+    """`primary`: the primaryMetric, or metricWeights (metric -> weight); `env`: more
+    variables for the task."""
     rule = {"metricWeights": primary} if isinstance(primary, dict) else {"primaryMetric": primary}
     return {
         "name": name,
@@ -35,6 +36,7 @@ def runner_task(name: str, dataset: str, scorers: str, primary: str | dict) -> d
         "env": [
             {"name": "EVAL_DATASET", "value": f"builtin:{dataset}"},
             {"name": "EVAL_SCORER", "value": scorers},
+            *({"name": k, "value": v} for k, v in env.items()),
         ],
         **rule,
         "timeoutSeconds": 120,
@@ -53,7 +55,14 @@ def test_the_runner_image_scores_a_model_through_the_operator(api):
             {
                 "models": [model("m1", mock.url)],
                 "tasks": [
-                    runner_task("arithmetic", "arithmetic", "exact_match,numeric", "exact_match"),
+                    # The second process as well, in the image, with the auth header.
+                    runner_task(
+                        "arithmetic",
+                        "arithmetic",
+                        "exact_match,numeric",
+                        "exact_match",
+                        EVAL_HTTP_PROCESS="true",
+                    ),
                     runner_task(
                         "graded",
                         "qa-predictions",
