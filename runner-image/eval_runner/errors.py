@@ -4,7 +4,8 @@
     ├── ConfigError      an environment variable is missing or malformed
     ├── DatasetError     the dataset cannot be read, or its rows lack the configured fields
     ├── OutputError      the output folder holds a journal that is not ours to repair
-    └── ModelUnreachable the model service gave no HTTP answer within the wait limit
+    ├── ModelUnreachable the model service gave no HTTP answer within the wait limit
+    └── HttpProcessGone  the second process that sends the model's requests died
     SampleError          one sample failed after its retries: recorded, and the run goes on
 
 Everything raised by httpx is turned into one of these at the client's boundary, so the
@@ -31,6 +32,10 @@ class OutputError(RunnerError):
 
 
 class ModelUnreachable(RunnerError):
+    pass
+
+
+class HttpProcessGone(RunnerError):
     pass
 
 

@@ -32,7 +32,7 @@ from typing import Any, Final
 from eval_runner import transport
 from eval_runner.client import HttpSender, Reply, Transient
 from eval_runner.config import Endpoint
-from eval_runner.errors import RunnerError, SampleError
+from eval_runner.errors import HttpProcessGone, SampleError
 
 # Below this many requests in flight one core keeps up (benchmarks/runner_vs_peers.py:
 # 0.94 of the ideal rate at 8 and 24), and a second process would only cost its start-up.
@@ -45,10 +45,6 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 _CHILD = f"import sys; sys.path.append({_ROOT!r}); import eval_runner.http_process as h; h.main()"
 
 Message = tuple[Any, ...]
-
-
-class HttpProcessGone(RunnerError):
-    """The child process ended or failed: the run cannot send its requests."""
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> float:

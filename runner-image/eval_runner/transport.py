@@ -3,7 +3,8 @@
 httpx stays the client API (requests, responses, timeouts and exceptions are httpx's), but
 beneath it runs the runner's own HTTP/1.1 pool (http11.py): on httpcore's connections (h11
 on anyio) the runner topped out near 1,300 requests/s and 0.43 of the ideal rate at 128
-requests in flight; on its own, 4,000 and 0.87 (benchmarks/runner_vs_peers.py).
+requests in flight; on its own, 4,000 and 0.87 (benchmarks/runner_vs_peers.py; the rest
+of the way to 0.9 is http_process.py).
 
 Proxies: when the environment names a proxy for the service (HTTP_PROXY, HTTPS_PROXY,
 ALL_PROXY, minus NO_PROXY), httpx's own transport is used, which knows how to tunnel.

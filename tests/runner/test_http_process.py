@@ -17,8 +17,8 @@ import pytest
 from eval_runner import config, http_process, run
 from eval_runner.client import Transient
 from eval_runner.config import Endpoint
-from eval_runner.errors import ConfigError
-from eval_runner.http_process import Frames, HttpProcessGone, ProcessSender, frame
+from eval_runner.errors import ConfigError, HttpProcessGone
+from eval_runner.http_process import Frames, ProcessSender, frame
 from tests.runner.server import FlakyModel, Reply, answer_from
 from tests.runner.support import environment, journal, qa_dataset, questions
 
