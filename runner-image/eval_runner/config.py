@@ -368,20 +368,25 @@ def _judge(read: _Env, backoff: float, backoff_max: float) -> Judge:
     )
 
 
+_YES: Final = ("true", "1", "yes")
+_NO: Final = ("false", "0", "no")
+
+
 def _flag(read: _Env, name: str, default: bool) -> bool:
     value = (read.text(name) or str(default)).lower()
-    if value not in ("true", "1", "yes", "false", "0", "no"):
+    if value not in _YES + _NO:
         raise ConfigError(f"{name}={value!r} must be true or false")
-    return value in ("true", "1", "yes")
+    return value in _YES
 
 
 def _auto_flag(read: _Env, name: str) -> bool | None:
+    """auto (None), true or false."""
     value = (read.text(name) or "auto").lower()
     if value == "auto":
         return None
-    if value not in ("true", "1", "yes", "false", "0", "no"):
+    if value not in _YES + _NO:
         raise ConfigError(f"{name}={value!r} must be auto, true or false")
-    return value in ("true", "1", "yes")
+    return value in _YES
 
 
 def _fraction(read: _Env, name: str, default: float) -> float:
@@ -398,9 +403,9 @@ def _tls_verify(read: _Env) -> bool | str:
         # The model's tls.caConfigMap, mounted by the operator.
         name, value = "EVAL_CA_BUNDLE", read.text("EVAL_CA_BUNDLE")
     value = value or "true"
-    if value.lower() in ("true", "1", "yes"):
+    if value.lower() in _YES:
         return True
-    if value.lower() in ("false", "0", "no"):
+    if value.lower() in _NO:
         return False
     if not Path(value).is_file():
         raise ConfigError(f"{name}={value!r}: no such CA bundle file")

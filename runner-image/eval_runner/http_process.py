@@ -112,20 +112,16 @@ class _ChildWatch(asyncio.SubprocessProtocol):
 
     def process_exited(self) -> None:
         assert self.transport is not None
-        self._fail(f"exited with code {self.transport.get_returncode()}")
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def _fail(self, what: str) -> None:
-        if self.gone is None:
-            self.gone = HttpProcessGone(
-                f"the runner's HTTP process {what}; its messages are above. "
-                "EVAL_HTTP_PROCESS=false sends the requests from the runner's own process"
-            )
+        self.gone = HttpProcessGone(
+            f"the runner's HTTP process exited with code {self.transport.get_returncode()}; "
+            "its messages are above. EVAL_HTTP_PROCESS=false sends the requests from the "
+            "runner's own process"
+        )
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(self.gone)
         self.pending.clear()
+        self.exited.set_result(None)
 
 
 class ProcessSender:

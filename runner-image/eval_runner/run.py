@@ -160,22 +160,22 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
 
 async def _model_sender(config: Config, endpoint: Endpoint, out: TextIO) -> Sender:
     """The model's sender, once the service answers: in a second process when that pays."""
+    offload = config.http_process
+    if offload is None:
+        offload = http_process.worth_it(config.concurrency)
     http = transport.http_client(
         config.concurrency, config.request_timeout, config.tls_verify, endpoint.url
     )
-    sender = HttpSender(endpoint, http, config.request_timeout)
     try:
         if config.wait_for_model > 0:
             await wait_for_model(http, endpoint, config.wait_for_model, out)
     except BaseException:
-        await sender.aclose()
+        await http.aclose()
         raise
-    offload = config.http_process
-    if offload is None:
-        offload = http_process.worth_it(config.concurrency)
     if not offload:
-        return sender
-    await sender.aclose()  # it served the wait; the child has a client of its own
+        # Made after the wait: the service's headers go on the client here, not on the wait's.
+        return HttpSender(endpoint, http, config.request_timeout)
+    await http.aclose()  # it served the wait; the child has a client of its own
     print("run: the model's requests go from a second process (EVAL_HTTP_PROCESS)", file=out)
     return await http_process.ProcessSender.start(
         endpoint, config.concurrency, config.request_timeout, config.tls_verify
