@@ -46,9 +46,14 @@ def up(state: Path, network: realnode.Network = realnode.FIRST) -> int:
     shutil.rmtree(state / "cluster", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     stop = False
+    ready = False
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stop
+        if not ready:
+            # While it starts: give up starting now (start() then stops what it began)
+            # rather than finish a start nobody wants.
+            raise SystemExit(128 + signum)
         stop = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,6 +78,7 @@ def up(state: Path, network: realnode.Network = realnode.FIRST) -> int:
         )
         print(f"the node's own files (containerd, kubelet): {cluster.kubelet.dir}", flush=True)
         (state / "ready").write_text("ok\n")
+        ready = True
         print(f"export KUBECONFIG={(state / 'kubeconfig').resolve()}", flush=True)
         while not stop:
             time.sleep(0.5)

@@ -19,7 +19,7 @@ import yaml
 
 from localkube import images as images_mod
 from localkube import realnode
-from localkube.controlplane import ControlPlane, free_port
+from localkube.controlplane import ControlPlane, free_port, signals_held
 from localkube.realnode import RealNode
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -60,7 +60,8 @@ class LocalCluster:
             # Pods reach the API server at the node's address.
             address=network.node_ip,
         )
-        self._address_added = False
+        # Whether the node's address was on `lo` before start (None: not looked yet).
+        self._address_was_there: bool | None = None
         self.kubelet: RealNode | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.operator_log = state_dir / "operator.log"
@@ -79,7 +80,8 @@ class LocalCluster:
     def start(self, operator: bool = True) -> LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._address_added = realnode.add_node_address(self.network.node_ip)
+            self._address_was_there = realnode.has_node_address(self.network.node_ip)
+            realnode.add_node_address(self.network.node_ip)
             self.control_plane.start()
             built = images_mod.default().all()
             self.kubelet = RealNode(self.bin_dir, self.kubeconfig, self.state_dir, self.network)
@@ -153,24 +155,34 @@ class LocalCluster:
                     )
                 time.sleep(0.2)
 
+    def operator_argv(self, metrics_port: int, *extra: str) -> list[str]:
+        """The operator's command line, as it would run in a pod. One process: it
+        reconciles without leader election unless `extra` turns that on (a restarted
+        operator would otherwise wait for its predecessor's Lease to expire)."""
+        election = (
+            [] if any(a.startswith("--leader-elect") for a in extra) else ["--leader-elect=false"]
+        )
+        return [
+            sys.executable,
+            "-m",
+            "eval_operator",
+            "--runner-image",
+            images_mod.RUNNER_IMAGE,
+            "--metrics-port",
+            str(metrics_port),
+            "--metrics-host",
+            "127.0.0.1",
+            *election,
+            *self.operator_args,
+            *extra,
+        ]
+
     def start_operator(self, *extra: str) -> None:
         """Run the operator as a process, as it would run in a pod."""
         self.metrics_port = self.metrics_port or free_port()
         log = self.operator_log.open("ab")
         self.operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "eval_operator",
-                "--runner-image",
-                images_mod.RUNNER_IMAGE,
-                "--metrics-port",
-                str(self.metrics_port),
-                "--metrics-host",
-                "127.0.0.1",
-                *self.operator_args,
-                *extra,
-            ],
+            self.operator_argv(self.metrics_port, *extra),
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -209,14 +221,25 @@ class LocalCluster:
         self.operator = None
 
     def stop(self) -> None:
-        self.stop_operator()
-        if self.kubelet is not None:
-            self.kubelet.stop()
-            self.kubelet = None
-        self.control_plane.stop()
-        if self._address_added:
-            realnode.remove_node_address(self.network.node_ip)
-            self._address_added = False
+        """Everything, in order, whatever fails on the way; stop signals (a second
+        Ctrl-C) wait until it is done, so an interrupted stop leaves nothing behind."""
+        failed: list[BaseException] = []
+        with signals_held():
+            for step in (self.stop_operator, self._stop_node, self.control_plane.stop):
+                try:
+                    step()
+                except Exception as e:  # the later steps must still run
+                    failed.append(e)
+            if self._address_was_there is False:
+                realnode.remove_node_address(self.network.node_ip)
+            self._address_was_there = None
+        if failed:
+            raise failed[0]
+
+    def _stop_node(self) -> None:
+        node, self.kubelet = self.kubelet, None
+        if node is not None:
+            node.stop()
 
 
 def load_documents(path: Path) -> list[dict[str, object]]:

@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -108,6 +109,21 @@ def _die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold stop signals back (on the main thread) while a teardown runs: a second
+    Ctrl-C or SIGTERM then lands after it, not in the middle of it. Nests: the mask
+    in force before is put back, so only the outermost block delivers them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -163,6 +179,9 @@ class ControlPlane:
         self.kubeconfig = self.data_dir / "kubeconfig"
         self.ready_after: dict[str, float] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Each component's flags and readiness URL, to start it again after an outage.
+        self._args: dict[str, tuple[str, ...]] = {}
+        self._ready: dict[str, tuple[str, str | None]] = {}
         # Readiness probing only: clients verify the server through the kubeconfig's CA.
         probe_tls = ssl.create_default_context()
         probe_tls.check_hostname = False
@@ -311,7 +330,24 @@ class ControlPlane:
         )
         self._wait_ready("kube-scheduler", f"https://127.0.0.1:{port}/healthz")
 
+    def stop_component(self, name: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL), as an outage would; its data stays,
+        so `start_component` brings it back as it was."""
+        proc = self._procs.pop(name)
+        self._signal(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(proc, signal.SIGKILL)
+            proc.wait()
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again, with the same flags, ports and data."""
+        self._spawn(name, *self._args[name])
+        self._wait_ready(name, *self._ready[name])
+
     def _spawn(self, name: str, *args: str) -> None:
+        self._args[name] = args
         with self.log_path(name).open("ab") as log:
             self._procs[name] = subprocess.Popen(
                 [str(self.bin_dir / name), *args],
@@ -323,6 +359,7 @@ class ControlPlane:
             )
 
     def _wait_ready(self, name: str, url: str, token: str | None = None) -> None:
+        self._ready[name] = (url, token)
         started = time.monotonic()
         deadline = started + self.ready_timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -355,10 +392,7 @@ class ControlPlane:
         cannot leave processes behind; they are delivered once cleanup is done.
         """
         atexit.unregister(self.stop)
-        on_main = threading.current_thread() is threading.main_thread()
-        if on_main:
-            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
+        with signals_held():
             procs = list(reversed(self._procs.values()))
             self._procs.clear()
             for proc in procs:
@@ -371,9 +405,6 @@ class ControlPlane:
                     self._signal(proc, signal.SIGKILL)
                     proc.wait()
             shutil.rmtree(self.data_dir, ignore_errors=True)
-        finally:
-            if on_main:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

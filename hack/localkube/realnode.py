@@ -19,14 +19,16 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from localkube.controlplane import ControlPlaneError, _die_with_parent, free_port
+from localkube.controlplane import ControlPlaneError, _die_with_parent, free_port, signals_held
 
 NODE_NAME: Final = "localnode"
 NODE_IP: Final = "198.51.100.10"
@@ -74,7 +76,9 @@ class RealNode:
         self.socket = self.dir / "containerd.sock"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._saved: dict[str, str] = {}
-        self._address_added = False
+        # Whether the address was there before: known before it is added, so an interrupt
+        # between adding it and noting so cannot leave it behind.
+        self._address_was_there: bool | None = None
         self.kubelet_port = 0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -102,18 +106,30 @@ class RealNode:
         self.stop()
 
     def stop(self) -> None:
-        self._terminate("kubelet")
-        if "containerd" in self._procs and self._procs["containerd"].poll() is None:
-            self._kill_containers()
-        self._terminate("containerd")
-        self._unmount_below(self.dir)
-        self._remove_cgroups()
-        _sh("ip", "link", "del", self.net.bridge, check=False)
-        if self._address_added:
-            remove_node_address(self.net.node_ip)
-            self._address_added = False
-        self._restore_sysctls()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Idempotent, and whole even when a step fails: each step runs whatever the one
+        before it did (a containerd that no longer answers must not leave its shims, its
+        mounts and the node's address behind). Stop signals wait until it is done."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop kubelet", lambda: self._terminate("kubelet")),
+            ("kill the containers", self._kill_containers),
+            ("stop containerd", lambda: self._terminate("containerd")),
+            ("kill what is left", self._kill_leftovers),
+            ("unmount", lambda: self._unmount_below(self.dir)),
+            ("remove the cgroups", self._remove_cgroups),
+            ("remove the bridge", lambda: _sh("ip", "link", "del", self.net.bridge, check=False)),
+            ("remove the address", self._remove_address),
+            ("restore the kernel settings", self._restore_sysctls),
+            ("remove the node's folder", lambda: shutil.rmtree(self.dir, ignore_errors=True)),
+        ]
+        failed = []
+        with signals_held():
+            for what, step in steps:
+                try:
+                    step()
+                except Exception as e:  # the other steps must still run
+                    failed.append(f"{what}: {e}")
+        if failed:
+            raise ControlPlaneError("stopping the node: " + "; ".join(failed))
 
     # --- host settings ---------------------------------------------------------------------
     def _save_sysctls(self) -> None:
@@ -127,7 +143,13 @@ class RealNode:
         self._saved.clear()
 
     def _add_address(self) -> None:
-        self._address_added = add_node_address(self.net.node_ip)
+        self._address_was_there = has_node_address(self.net.node_ip)
+        add_node_address(self.net.node_ip)
+
+    def _remove_address(self) -> None:
+        if self._address_was_there is False:
+            remove_node_address(self.net.node_ip)
+        self._address_was_there = None
 
     # --- cgroups: the node's pods live below /<node name> in every hierarchy -------------
     def _cgroup_dirs(self) -> list[Path]:
@@ -217,6 +239,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return _sh("ctr", "--address", str(self.socket), "-n", "k8s.io", *args).stdout
 
     def _kill_containers(self) -> None:
+        """Through containerd, while it runs: its tasks end as it knows them."""
+        if "containerd" not in self._procs or self._procs["containerd"].poll() is not None:
+            return
         for line in self.ctr("tasks", "list", "-q").split():
             _sh(
                 "ctr",
@@ -234,6 +259,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         deadline = time.monotonic() + 10
         while self.ctr("tasks", "list", "-q").split() and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    def _kill_leftovers(self, timeout: float = 15.0) -> None:
+        """SIGKILL every process in the node's cgroups (the pods' processes, whoever
+        started them) and every process naming the node's folder (containerd's shims,
+        which live outside those cgroups and outlive containerd), until none is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = node_processes(self._cgroup_dirs(), str(self.dir))
+            if not pids:
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"processes {sorted(pids)} outlived SIGKILL")
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
 
     # --- CNI and kubelet ------------------------------------------------------------------
     def _write_cni(self) -> None:
@@ -407,6 +448,35 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 return
             for mount in mine:
                 subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def node_processes(cgroups: list[Path], folder: str) -> set[int]:
+    """Live processes in any of `cgroups` (or below), or whose command line names
+    `folder`; never this process."""
+    pids: set[int] = set()
+    for root in cgroups:
+        for procs in root.rglob("cgroup.procs") if root.is_dir() else ():
+            with contextlib.suppress(OSError):
+                pids.update(int(x) for x in procs.read_text().split())
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if folder.encode() in cmdline.read_bytes():
+                pids.add(int(cmdline.parent.name))
+    pids.discard(os.getpid())
+    # Zombies have exited already: only their parent's wait is missing.
+    return {pid for pid in pids if _state(pid) not in ("Z", "")}
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def has_node_address(address: str = NODE_IP) -> bool:
+    return f"{address}/32" in _sh("ip", "-4", "addr", "show", "dev", "lo").stdout
 
 
 def add_node_address(address: str = NODE_IP) -> bool:

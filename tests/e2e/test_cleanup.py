@@ -1,11 +1,13 @@
-"""An interrupted local cluster leaves nothing behind.
+"""An interrupted local cluster leaves nothing behind, whenever the signal lands.
 
-A process holding a cluster is interrupted while a pod runs on its node: as pytest holds
-the session's (Ctrl-C), and as `make up` holds its own (`make down` sends SIGTERM; that
-case also reads what `make up` prints). Afterwards no
-process of the cluster or its pods runs, nothing stays mounted below its folder, and the
-host is as it was: kernel settings, the node's address, its bridge, its cgroups. The
-cluster here takes the second network, so it can run beside the session's.
+A process holding a cluster is interrupted: as pytest holds the session's (Ctrl-C), and as
+`make up` holds its own (`make down` sends SIGTERM; that case also reads what `make up`
+prints). The signal lands at several moments: while the control plane starts, while the
+node loads its images, while kubelet starts, once a pod runs on the node, and twice (the
+second while it stops). Afterwards no process of the cluster or its pods runs, nothing
+stays mounted below its folders, and the host is as it was: kernel settings, the node's
+address, its bridge, its cgroups. The cluster here takes the second network, so it can run
+beside the session's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,10 +83,19 @@ def processes_mentioning(*words: str) -> list[str]:
     return found
 
 
-def run_until_ready(argv: list[str], state: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """The process holding a cluster, once the cluster is up and a pod runs on its node;
-    its node's folder; and everything it printed."""
-    proc = subprocess.Popen(
+# When the signal is sent: once the file named appears below the state folder (the
+# component's log: it was just started), or once a pod runs on the node ("ready").
+MOMENTS = {
+    "control-plane-starting": "kube-apiserver.log",
+    "node-loading-images": "containerd.log",
+    "kubelet-starting": "kubelet.log",
+    "pod-running": "ready",
+    "twice-while-stopping": "ready",
+}
+
+
+def start_holder(argv: list[str], state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, *argv, str(state)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "hack")},
@@ -91,6 +103,19 @@ def run_until_ready(argv: list[str], state: Path) -> tuple[subprocess.Popen[str]
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def wait_for_file(proc: subprocess.Popen[str], state: Path, name: str) -> None:
+    deadline = time.monotonic() + 180
+    while not any(state.rglob(name)):
+        assert proc.poll() is None, f"it exited before {name} appeared"
+        assert time.monotonic() < deadline, f"{name} never appeared below {state}"
+        time.sleep(0.05)
+
+
+def run_until_ready(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Once the cluster is up and a pod runs on its node: its node's folder, and
+    everything it printed."""
     assert proc.stdout is not None
     output = []
     for line in proc.stdout:
@@ -98,9 +123,13 @@ def run_until_ready(argv: list[str], state: Path) -> tuple[subprocess.Popen[str]
         if line.startswith("export KUBECONFIG="):
             [node] = [x[len(NODE_LINE) :].strip() for x in output if x.startswith(NODE_LINE)]
             run_sleeper(line.split("=", 1)[1].strip())
-            return proc, node, "".join(output)
+            return node, "".join(output)
     proc.wait()
     raise AssertionError(f"the cluster did not come up:\n{''.join(output)[-3000:]}")
+
+
+def node_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("evalnode-*"))
 
 
 def run_sleeper(kubeconfig: str) -> None:
@@ -119,30 +148,55 @@ def run_sleeper(kubeconfig: str) -> None:
     run("wait", "-n", "sleepy", "pod/sleeper", "--for=condition=Ready", "--timeout=120s")
 
 
-@pytest.mark.parametrize("holder", HOLDERS.values(), ids=HOLDERS.keys())
+CASES = [
+    pytest.param(holder, moment, id=f"{name}-{moment}")
+    for name, holder in HOLDERS.items()
+    for moment in MOMENTS
+    # `make up` reaches each starting moment by the same code as pytest's holder: its
+    # own cases are the ones where what it does differs (its signal handler, its output).
+    if name == "pytest-ctrl-c"
+    or moment in ("node-loading-images", "pod-running", "twice-while-stopping")
+]
+
+
+@pytest.mark.parametrize(("holder", "moment"), CASES)
 def test_an_interrupted_cluster_stops_everything_and_restores_the_host(
-    tmp_path: Path, host_settings: None, holder: tuple[list[str], signal.Signals]
+    tmp_path: Path, host_settings: None, holder: tuple[list[str], signal.Signals], moment: str
 ) -> None:
     argv, sig = holder
     state = tmp_path / "state"
-    proc, node, printed = run_until_ready(argv, state)
+    nodes_before = node_folders()
+    proc = start_holder(argv, state)
+    node, printed = "", ""
     try:
-        # While it runs: kubelet's settings, the pod's process, the node's mounts.
-        assert {key: sysctl(key) for key in BEFORE} != BEFORE
-        assert processes_mentioning(f"sleep {SLEEPER}")
-        assert any(node in line for line in Path("/proc/mounts").read_text().splitlines())
+        if MOMENTS[moment] == "ready":
+            node, printed = run_until_ready(proc)
+            # While it runs: kubelet's settings, the pod's process, the node's mounts.
+            assert {key: sysctl(key) for key in BEFORE} != BEFORE
+            assert processes_mentioning(f"sleep {SLEEPER}")
+            assert any(node in line for line in Path("/proc/mounts").read_text().splitlines())
+        else:
+            wait_for_file(proc, state, MOMENTS[moment])
+        # The node's folders made by this cluster (none yet while the control plane starts).
+        ours = {str(n) for n in node_folders() - nodes_before} | ({node} if node else set())
         started = time.monotonic()
         proc.send_signal(sig)
-        proc.wait(timeout=120)
+        if moment.startswith("twice"):
+            time.sleep(0.5)  # it is stopping now: the second signal lands in the middle
+            proc.send_signal(sig)
+        proc.communicate(timeout=120)
         stopped_in = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode != -signal.SIGKILL, "it had to be killed"
-    assert processes_mentioning(str(state), node, f"sleep {SLEEPER}") == []
-    assert [m for m in Path("/proc/mounts").read_text().splitlines() if node in m] == []
-    assert not Path(node).exists()
+    assert [str(n) for n in node_folders() - nodes_before] == [], "a node's folder is left"
+    # containerd's shims name the node's folder (their socket), and outlive containerd.
+    words = [str(state), f"sleep {SLEEPER}", *(folder + "/" for folder in ours)]
+    assert processes_mentioning(*words) == []
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    assert [m for m in mounts if any(folder in m for folder in ours)] == []
     assert {key: sysctl(key) for key in BEFORE} == BEFORE
     lo = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True)
     assert f"{NET.node_ip}/32" not in lo.stdout
@@ -152,10 +206,12 @@ def test_an_interrupted_cluster_stops_everything_and_restores_the_host(
     # The pod's logs went with the node (not left in the host's /var/log/pods).
     assert list(Path("/var/log/pods").glob("sleepy_sleeper_*")) == []
     # Only the logs stay, for reading after a failure (and `make up`'s kubeconfig).
-    left = {p.name for p in state.rglob("*") if p.is_file()}
-    assert left - {"kubeconfig"} == {"containerd.log", "kubelet.log", "operator.log"}
+    left = {p.name for p in state.rglob("*") if p.is_file()} if state.exists() else set()
+    assert left - {"kubeconfig"} <= {"containerd.log", "kubelet.log", "operator.log"}
     assert stopped_in < 60, f"stopping took {stopped_in:.0f} s"
-    if "up" in argv:
+    if moment == "pod-running":
+        assert left - {"kubeconfig"} == {"containerd.log", "kubelet.log", "operator.log"}
+    if "up" in argv and moment == "pod-running":
         # `make up` said what the node has, by the names an EvalTask uses, and where pods
         # reach model services on this machine.
         for image in ("runner:dev", "runner:0.1.0", "operator:dev", "operator:0.1.0"):
