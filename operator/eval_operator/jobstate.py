@@ -5,11 +5,17 @@ sets them after its pods have stopped, so a run never finishes while its pod sti
 The pods add the detail: the collector's result, an exit code, a log tail, why a pod
 cannot start. Two things end a run early, because nothing else would: a pod that cannot
 be created or started (a quota, a missing service account, an image that cannot be
-pulled) for longer than the start timeout.
+pulled) for longer than the start timeout, and at once a pod that waiting cannot fix (an
+invalid image name, a Secret or ConfigMap without the key it needs).
+
+A pod is the Job's only if the Job controls it (its controller ownerReference and its
+controller-uid label both name the Job's uid): labels alone anyone can copy, and a pod
+made by someone else must never pass for the run's result.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +39,13 @@ START_FAILURES: Final = frozenset(
         "CreateContainerError",
     }
 )
+# Of those, the ones that fail the run at once: the spec or the cluster must change first.
+# A missing Secret or ConfigMap (`secret "x" not found`) is not one: it may yet be created,
+# as API.md promises ("unfinished runs wait ... until it exists again").
+PERMANENT_START_FAILURES: Final = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+# The kubelet's words for an env var whose Secret or ConfigMap lacks its key
+# (kubelet_pods.go makeEnvironmentVariables; older kubelets capitalise "Couldn't").
+_MISSING_KEY: Final = re.compile(r"couldn't find key \S+ in (Secret|ConfigMap) \S+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,12 +64,27 @@ class JobOutcome:
     recheck_after: float | None = None
 
 
+def controller_uid(pod: Mapping[str, Any]) -> str:
+    """The uid of the Job that controls the pod, or "" when none does.
+
+    The Job controller sets both the pod's controller ownerReference and its
+    controller-uid label to the Job's uid; a pod where they are missing or disagree was
+    made (or relabelled) by someone else."""
+    meta = pod.get("metadata") or {}
+    owners = [r for r in meta.get("ownerReferences") or [] if r.get("controller") is True]
+    if len(owners) != 1:
+        return ""
+    uid = str(owners[0].get("uid") or "")
+    label = (meta.get("labels") or {}).get(constants.LABEL_CONTROLLER_UID)
+    return uid if uid and label == uid else ""
+
+
 def pods_by_job(pods: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Job uid -> its pods, oldest first. Matched by the controller uid the Job controller
-    sets, not by the job-name label: a rerun reuses the name, never the uid."""
+    """Job uid -> its pods, oldest first. Matched by the uid of the Job that controls the
+    pod, not by the job-name label: a rerun reuses the name, never the uid."""
     out: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
-        uid = (pod["metadata"].get("labels") or {}).get(constants.LABEL_CONTROLLER_UID)
+        uid = controller_uid(pod)
         if uid:
             out.setdefault(uid, []).append(pod)
     for mine in out.values():
@@ -182,6 +210,10 @@ def describe(
 
     `create_failure`: the Job controller's latest FailedCreate event message, if any.
     """
+    # Whatever the caller passed, only the pods this Job controls speak for it (the
+    # collector's result is read from one of them).
+    uid = job["metadata"].get("uid")
+    mine = [p for p in mine if controller_uid(p) == uid]
     status = job.get("status", {})
     counted = (
         int(status.get("succeeded", 0))
@@ -292,10 +324,26 @@ def describe(
         )
 
     reason, message = _waiting(current)
+    if _permanent(reason, message):
+        return JobOutcome(
+            "Failed",
+            attempts,
+            start,
+            message=f"{message} (waiting does not fix this)",
+            started=started,
+            start_failed=True,
+        )
     if reason in START_FAILURES:
         waited = _since(current["metadata"].get("creationTimestamp"), now)
         return _maybe_start_failure(attempts, start, message, waited, start_timeout, started)
     return JobOutcome("Pending", attempts, start, message=message, started=started)
+
+
+def _permanent(reason: str, message: str) -> bool:
+    """Whether a pod waits for something that waiting never brings."""
+    if reason in PERMANENT_START_FAILURES:
+        return True
+    return reason == "CreateContainerConfigError" and bool(_MISSING_KEY.search(message))
 
 
 def _maybe_start_failure(

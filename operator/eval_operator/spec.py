@@ -18,13 +18,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from eval_operator import constants
 
@@ -33,6 +36,12 @@ from eval_operator import constants
 from eval_runner import urls
 
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_SUBDOMAIN: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+# What Kubernetes accepts as the name of a Secret, ConfigMap, claim, service account or
+# priority class. A name is a segment of the URL the operator (or the kubelet) reads the
+# object at, so one such as "../../kube-system/secrets/x" must never get that far.
+DNS_SUBDOMAIN_PATTERN: Final = f"^{_SUBDOMAIN}$"
+OPTIONAL_DNS_SUBDOMAIN_PATTERN: Final = f"^({_SUBDOMAIN})?$"  # "": not set
 ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 HEADER_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 VERSION_PATTERN: Final = r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$"
@@ -50,6 +59,12 @@ MAX_METRIC_NAME: Final = 100  # as runtypes.MAX_METRIC_NAME: a recorded metric's
 MAX_TIMEOUT_SECONDS: Final = 30 * 24 * 3600
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+# Pod settings that Kubernetes reads "" as unset (API.md shows priorityClassName: "").
+OptionalDnsSubdomain = Annotated[
+    str, StringConstraints(pattern=OPTIONAL_DNS_SUBDOMAIN_PATTERN, max_length=253)
+]
+ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=256)]
 
 
@@ -115,6 +130,76 @@ class _ApiModel(BaseModel):
     )
 
 
+class _KubeObject(BaseModel):
+    """The fields of a Kubernetes object that the operator relies on; others pass through."""
+
+    # By the camelCase name only: a snake_case key is another (unknown) field, so
+    # `secret_name: x` does not stand in for the secretName that checks.py reads.
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel)
+
+
+def _checked(model: type[BaseModel]) -> GetPydanticSchema:
+    """A free-form Kubernetes object checked against `model` (its errors name the field
+    inside it, its schema goes into the CRD) but kept as the dict the user wrote: the pod,
+    the fingerprint and checks.py see exactly what they saw before it was checked."""
+
+    def schema(source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def keep(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            validate(value)
+            return dict(value)
+
+        as_dict = core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+        return core_schema.no_info_wrap_validator_function(
+            keep,
+            handler(model),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda value: value, return_schema=as_dict
+            ),
+        )
+
+    return GetPydanticSchema(schema)
+
+
+class KeySelector(_KubeObject):
+    """A key of a Secret or ConfigMap in the EvalTask's namespace (an EnvVarSource's)."""
+
+    name: DnsSubdomain = Field(description="The object's name (DNS-1123 subdomain).")
+    key: ConfigKey = Field(description="The key within it.")
+
+
+class EnvVarSource(_KubeObject):
+    """A Kubernetes EnvVarSource; the operator reads the Secrets and ConfigMaps it names."""
+
+    secret_key_ref: KeySelector | None = Field(default=None, description="A Secret's key.")
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A ConfigMap's key.")
+
+
+class SecretVolume(_KubeObject):
+    """A SecretVolumeSource; the operator reads the Secret it names."""
+
+    secret_name: DnsSubdomain = Field(description="The Secret's name (DNS-1123 subdomain).")
+
+
+class ConfigMapVolume(_KubeObject):
+    """A ConfigMapVolumeSource; the operator reads the ConfigMap it names."""
+
+    name: DnsSubdomain = Field(description="The ConfigMap's name (DNS-1123 subdomain).")
+
+
+class ClaimVolume(_KubeObject):
+    """A PersistentVolumeClaimVolumeSource."""
+
+    claim_name: DnsSubdomain = Field(description="The claim's name (DNS-1123 subdomain).")
+
+
+class PullSecret(_KubeObject):
+    """A LocalObjectReference to an image pull Secret."""
+
+    name: OptionalDnsSubdomain | None = Field(
+        default=None, description="The Secret's name (DNS-1123 subdomain)."
+    )
+
+
 def _check_reserved(names: list[str]) -> None:
     bad = [n for n in names if n in constants.RESERVED_ENV]
     if bad:
@@ -128,7 +213,7 @@ def _check_reserved(names: list[str]) -> None:
 class SecretKeyRef(_ApiModel):
     """A key of a Secret in the EvalTask's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="The Secret's name.")
+    name: DnsSubdomain = Field(description="The Secret's name (DNS-1123 subdomain).")
     key: str = Field(min_length=1, max_length=253, description="The key within the Secret.")
 
 
@@ -174,7 +259,7 @@ class Auth(_ApiModel):
 class ConfigMapKeyRef(_ApiModel):
     """A key of a ConfigMap in the EvalTask's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="The ConfigMap's name.")
+    name: DnsSubdomain = Field(description="The ConfigMap's name (DNS-1123 subdomain).")
     key: str = Field(min_length=1, max_length=253, description="The key within the ConfigMap.")
 
 
@@ -234,7 +319,7 @@ class EnvVar(_ApiModel):
 
     name: EnvName = Field(description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
+    value_from: Annotated[dict[str, Any], _checked(EnvVarSource)] | None = Field(
         default=None,
         description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...).",
     )
@@ -269,11 +354,15 @@ class VolumeSource(_ApiModel):
         )
     )
 
-    persistent_volume_claim: dict[str, Any] | None = Field(
+    persistent_volume_claim: Annotated[dict[str, Any], _checked(ClaimVolume)] | None = Field(
         default=None, description="A PersistentVolumeClaimVolumeSource, e.g. {claimName: x}."
     )
-    config_map: dict[str, Any] | None = Field(default=None, description="A ConfigMapVolumeSource.")
-    secret: dict[str, Any] | None = Field(default=None, description="A SecretVolumeSource.")
+    config_map: Annotated[dict[str, Any], _checked(ConfigMapVolume)] | None = Field(
+        default=None, description="A ConfigMapVolumeSource."
+    )
+    secret: Annotated[dict[str, Any], _checked(SecretVolume)] | None = Field(
+        default=None, description="A SecretVolumeSource."
+    )
     nfs: dict[str, Any] | None = Field(default=None, description="An NFSVolumeSource.")
     host_path: dict[str, Any] | None = Field(default=None, description="A HostPathVolumeSource.")
     empty_dir: dict[str, Any] | None = Field(default=None, description="An EmptyDirVolumeSource.")
@@ -342,17 +431,38 @@ class Results(_ApiModel):
         return value
 
 
+def image_has_tag(image: str) -> bool:
+    """Whether an image reference names its tag or digest: an '@', or a ':' after the last
+    '/' (one before it is a registry's port, as in localhost:5000/evals)."""
+    return "@" in image or ":" in image.rsplit("/", 1)[-1]
+
+
+_TAG_CONFLICT: Final = "image names its tag or digest and version is set: set one of them"
+
+
 class TaskConfig(_ApiModel):
     """One evaluation set packaged as a container image: a task configuration."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "!has(self.version) || !self.image.matches('@|:[^/]*$')", _TAG_CONFLICT, ".version"
+        )
+    )
+
     name: DnsLabel = Field(description="Unique name of the evaluation set; EVAL_TASK_NAME.")
     image: str = Field(
-        min_length=1, max_length=512, pattern=r"^\S+$", description="Image, without the tag."
+        min_length=1,
+        max_length=512,
+        pattern=r"^\S+$",
+        description="The image. A tag or digest in it (repo:v1, repo@sha256:...) is used as "
+        "written, and version must then be unset; without one, version gives the tag. A ':' "
+        "before the last '/' is a registry's port (localhost:5000/evals).",
     )
     version: str = Field(
         default="latest",
         pattern=VERSION_PATTERN,
-        description="Image tag, or a digest 'sha256:...'. Default: latest.",
+        description="The image's tag, or a digest 'sha256:...', when image names neither. "
+        "Default: latest.",
     )
     command: list[str] | None = Field(
         default=None, description="Entrypoint override; the image's entrypoint when absent."
@@ -429,6 +539,21 @@ class TaskConfig(_ApiModel):
             )
         return self
 
+    @field_validator("version")
+    @classmethod
+    def _one_tag(cls, value: str, info: ValidationInfo) -> str:
+        # Runs only for a version the user wrote (pydantic does not validate defaults), so
+        # `image: repo:v1` alone is fine and `version: latest` next to it is not.
+        image = info.data.get("image")
+        if image is not None and image_has_tag(image):
+            raise PydanticCustomError(
+                "ImageTagConflict",
+                # pydantic fills in {image} as is: no !r conversion.
+                "image {image} names its tag or digest: set it there or in version, not both",
+                {"image": repr(image[:100])},
+            )
+        return value
+
     @field_validator("env")
     @classmethod
     def _env_ok(cls, value: list[EnvVar]) -> list[EnvVar]:
@@ -437,6 +562,9 @@ class TaskConfig(_ApiModel):
 
     @property
     def image_ref(self) -> str:
+        """The image as the pod pulls it (version stays "latest" when image has a tag)."""
+        if image_has_tag(self.image):
+            return self.image
         sep = "@" if self.version.startswith("sha256:") else ":"
         return f"{self.image}{sep}{self.version}"
 
@@ -444,7 +572,7 @@ class TaskConfig(_ApiModel):
 class ClaimRef(_ApiModel):
     """A PersistentVolumeClaim in the EvalTask's namespace."""
 
-    claim_name: str = Field(min_length=1, max_length=253, description="The claim's name.")
+    claim_name: DnsSubdomain = Field(description="The claim's name (DNS-1123 subdomain).")
 
 
 class Output(_ApiModel):
@@ -466,7 +594,9 @@ class Output(_ApiModel):
 class PodTemplate(_ApiModel):
     """Pod settings for every Job."""
 
-    service_account_name: str | None = Field(default=None, description="Pod service account.")
+    service_account_name: OptionalDnsSubdomain | None = Field(
+        default=None, description="Pod service account (DNS-1123 subdomain)."
+    )
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels on each Job and its pod (e.g. kueue.x-k8s.io/queue-name).",
@@ -476,10 +606,12 @@ class PodTemplate(_ApiModel):
     )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector.")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Tolerations.")
-    image_pull_secrets: list[dict[str, str]] = Field(
+    image_pull_secrets: list[Annotated[dict[str, Any], _checked(PullSecret)]] = Field(
         default_factory=list, description="Image pull secrets ({name: ...})."
     )
-    priority_class_name: str | None = Field(default=None, description="Priority class.")
+    priority_class_name: OptionalDnsSubdomain | None = Field(
+        default=None, description="Priority class (DNS-1123 subdomain)."
+    )
     security_context: dict[str, Any] | None = Field(
         default=None, description="Pod securityContext."
     )

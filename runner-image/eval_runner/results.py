@@ -31,6 +31,10 @@ RUN_DIR_ENV: Final = "EVAL_RUN_DIR"
 # What one EvalRun record holds at most (it stays far below etcd's object size limit).
 MAX_METRICS: Final = 400
 MAX_NAME_LENGTH: Final = 100
+# The most JSON that `encode` can write for MAX_METRICS metrics: each name's characters
+# escaped at most as \uXXXX (6 bytes), quotes, a colon, a float's repr (<= 24) and a comma.
+# decode() inflates no more, so a forged result cannot be a zlib bomb.
+MAX_DECODED_BYTES: Final = MAX_METRICS * (6 * MAX_NAME_LENGTH + 32) + 2
 
 
 class MetricsError(ValueError):
@@ -145,14 +149,52 @@ def is_encoded(message: str) -> bool:
     return message.startswith(PREFIX)
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = dict(pairs)
+    if len(names) != len(pairs):
+        raise MetricsError("the collector result names a metric twice")
+    return names
+
+
 def decode(message: str) -> dict[str, float]:
+    """The metrics of a termination message, checked again against every limit the
+    collector applies: a pod's termination message is whatever its containers wrote, and
+    the operator must not record more than a result may hold."""
     if not is_encoded(message):
         raise MetricsError("not a collector result (missing the evalm1: prefix)")
+    size = len(message.encode("utf-8"))
+    if size > TERMINATION_MESSAGE_LIMIT:
+        raise MetricsError(
+            f"the collector result is {size} bytes, over the "
+            f"{TERMINATION_MESSAGE_LIMIT}-byte limit of a termination message"
+        )
     try:
-        raw = zlib.decompress(base64.b64decode(message[len(PREFIX) :].strip(), validate=True))
-        doc = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        inflate = zlib.decompressobj()
+        compressed = base64.b64decode(message[len(PREFIX) :].strip(), validate=True)
+        raw = inflate.decompress(compressed, MAX_DECODED_BYTES)
+        if inflate.unconsumed_tail:
+            raise MetricsError(
+                f"the collector result is larger than the {MAX_DECODED_BYTES} bytes "
+                f"{MAX_METRICS} metrics take"
+            )
+        if not inflate.eof:
+            raise zlib.error("incomplete or truncated stream")
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique)
+    except MetricsError:
+        raise
+    # ValueError: also an integer too long to convert; RecursionError: deep nesting.
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise MetricsError(f"the collector result is corrupt: {e}") from None
     if not isinstance(doc, dict):
         raise MetricsError("the collector result is corrupt: not an object")
-    return {str(k): _finite(v, f"result {k!r}") for k, v in doc.items()}
+    if len(doc) > MAX_METRICS:
+        raise MetricsError(
+            f"the collector result holds {len(doc)} metrics; a run records at most {MAX_METRICS}"
+        )
+    for name in doc:
+        if not 0 < len(name) <= MAX_NAME_LENGTH:
+            raise MetricsError(
+                f"the collector result names a metric of {len(name)} characters; names are "
+                f"not empty and at most {MAX_NAME_LENGTH} long"
+            )
+    return {name: _finite(value, f"result {name[:40]!r}") for name, value in doc.items()}

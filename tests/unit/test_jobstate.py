@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eval_operator import constants, jobstate
+from eval_operator import cache, constants, jobstate
 from eval_runner import results
 
 NAME = "et-m-t-01234567"
@@ -44,6 +44,7 @@ def pod(
     scheduled=None,
     probe=None,
     disrupted=False,
+    owner=JOB_UID,
 ):
     status = {"phase": phase}
     status["initContainerStatuses"] = [
@@ -79,8 +80,18 @@ def pod(
             "creationTimestamp": created,
             "labels": {
                 "batch.kubernetes.io/job-name": NAME,
-                constants.LABEL_CONTROLLER_UID: JOB_UID,
+                constants.LABEL_CONTROLLER_UID: owner,
             },
+            # As the Job controller makes its pods: controlled by the Job, by uid.
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": NAME,
+                    "uid": owner,
+                    "controller": True,
+                }
+            ],
         },
         "status": status,
     }
@@ -232,6 +243,88 @@ CASES = [
         "Pending",
         "task: CreateContainerConfigError: no key",
     ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {
+                    "waiting": {
+                        "reason": "InvalidImageName",
+                        "message": 'Failed to apply default image tag "r:t:latest": couldn\'t '
+                        'parse image reference "r:t:latest": invalid reference format',
+                    }
+                },
+            )
+        ],
+        "Failed",
+        'task: InvalidImageName: Failed to apply default image tag "r:t:latest"',
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {
+                    "waiting": {
+                        "reason": "ErrImageNeverPull",
+                        "message": 'Container image "r:v1" is not present with pull policy of '
+                        "Never",
+                    }
+                },
+            )
+        ],
+        "Failed",
+        'task: ErrImageNeverPull: Container image "r:v1" is not present',
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                probe={
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": "couldn't find key token in Secret ns/model-key",
+                    }
+                },
+            )
+        ],
+        "Failed",
+        "probe: CreateContainerConfigError: couldn't find key token in Secret ns/model-key",
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": "couldn't find key level in ConfigMap ns/settings",
+                    }
+                },
+            )
+        ],
+        "Failed",
+        "task: CreateContainerConfigError: couldn't find key level in ConfigMap ns/settings",
+    ),
+    (
+        job(active=1),
+        [
+            pod(
+                "Pending",
+                {
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": 'secret "model-key" not found',
+                    }
+                },
+            )
+        ],
+        "Pending",
+        'task: CreateContainerConfigError: secret "model-key" not found',
+    ),
 ]
 
 
@@ -262,6 +355,11 @@ CASES = [
         "a Job that failed after an eviction says evicted",
         "an image pull failing past the start timeout fails the run",
         "a config error within the start timeout waits with its reason",
+        "an invalid image name fails the run at once",
+        "an image that is never pulled and not present fails the run at once",
+        "a Secret without the probe's key fails the run at once",
+        "a ConfigMap without the task's key fails the run at once",
+        "a missing Secret waits: it may yet be created",
     ],
 )
 def test_describe(the_job, pods, state, message):
@@ -286,8 +384,7 @@ def test_success_carries_metrics_and_times():
 
 def test_pods_are_matched_to_jobs_by_controller_uid_not_by_name():
     mine = pod("Failed", exited(9, "mine"))
-    earlier = pod("Failed", exited(9, "an earlier Job of the same name"))
-    earlier["metadata"]["labels"][constants.LABEL_CONTROLLER_UID] = "uid-of-the-earlier-job"
+    earlier = pod("Failed", exited(9, "an earlier Job"), owner="uid-of-the-earlier-job")
     by_job = jobstate.pods_by_job([earlier, mine])
     assert by_job == {JOB_UID: [mine], "uid-of-the-earlier-job": [earlier]}
 
@@ -306,3 +403,82 @@ def test_log_tail_keeps_the_last_lines_and_bounds_length():
     text = "\n".join(f"line {i}" for i in range(100))
     assert jobstate.log_tail(text).splitlines() == [f"line {i}" for i in range(90, 100)]
     assert len(jobstate.log_tail("x" * 5000)) <= jobstate.LOG_TAIL_CHARS + 3
+
+
+@pytest.mark.parametrize(
+    "reason,message",
+    [
+        pytest.param("InvalidImageName", "couldn't parse image reference", id="an invalid image"),
+        pytest.param("ErrImageNeverPull", "not present", id="an image never pulled"),
+        pytest.param(
+            "CreateContainerConfigError",
+            "Couldn't find key token in Secret ns/key",
+            id="a missing key, as older kubelets write it",
+        ),
+    ],
+)
+def test_a_permanent_start_error_stops_the_job_without_waiting(reason, message):
+    waiting = {"waiting": {"reason": reason, "message": message}}
+    outcome = jobstate.describe(job(active=1), [pod("Pending", waiting)], NOW, START_TIMEOUT)
+    assert (outcome.state, outcome.start_failed) == ("Failed", True)
+    assert f"task: {reason}: {message}" in outcome.message
+
+
+def forged(**meta):
+    """A pod someone else made to look like the Job's, with a result of its own."""
+    doc = pod(
+        "Succeeded",
+        OK,
+        exited(0, results.encode({"accuracy": 1.0}), "Completed"),
+        created="2026-01-01T00:09:00Z",
+    )
+    doc["metadata"].update(meta)
+    return doc
+
+
+def owner_ref(uid, controller=True):
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": NAME,
+        "uid": uid,
+        "controller": controller,
+    }
+
+
+@pytest.mark.parametrize(
+    "impostor",
+    [
+        pytest.param(forged(ownerReferences=[]), id="a pod with the Job's labels but no owner"),
+        pytest.param(
+            forged(ownerReferences=[owner_ref(JOB_UID, controller=False)]),
+            id="a pod owned by the Job but not controlled by it",
+        ),
+        pytest.param(
+            forged(ownerReferences=[owner_ref("another-uid")]),
+            id="a pod with the Job's labels controlled by another object",
+        ),
+        pytest.param(
+            forged(
+                labels={constants.LABEL_CONTROLLER_UID: "another-uid"},
+                ownerReferences=[owner_ref(JOB_UID)],
+            ),
+            id="a pod whose controller-uid label disagrees with its owner",
+        ),
+    ],
+)
+def test_a_pod_not_controlled_by_the_job_is_never_its_result(impostor):
+    mine = pod("Succeeded", OK, exited(0, RESULT, "Completed"))
+    assert jobstate.pods_by_job([mine, impostor]).get(JOB_UID) == [mine]
+    # Even given the impostor (the newest pod), the Job's result is its own pod's.
+    outcome = jobstate.describe(
+        job([("Complete", "")], succeeded=1), [mine, impostor], NOW, START_TIMEOUT
+    )
+    assert outcome.metrics == (("accuracy", 0.85), ("f1", 0.5))
+
+
+def test_a_slimmed_pod_keeps_what_matching_it_to_its_job_needs():
+    mine = pod("Succeeded", OK, exited(0, RESULT, "Completed"))
+    mine["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    slimmed = cache.slim(mine, spec=False)
+    assert jobstate.pods_by_job([slimmed]) == {JOB_UID: [slimmed]}
