@@ -11,6 +11,10 @@ SPEC_VALID: Final = "SpecValid"
 PROGRESSING: Final = "Progressing"
 COMPLETE: Final = "Complete"
 MODEL_REACHABLE: Final = "ModelReachable"
+# Whether the API server took every record and the status this operator wrote: False
+# names what it refused for good (a 400, 403, 413 or 422), which no retry can fix. Set once
+# a refusal happened, kept (True) after.
+RECORDS_WRITTEN: Final = "RecordsWritten"
 
 # Reasons (CamelCase, also used on Events).
 SPEC_ACCEPTED: Final = "SpecAccepted"
@@ -29,6 +33,12 @@ RUNS_FAILED: Final = "RunsFailed"
 RUNS_REMAINING: Final = "RunsRemaining"
 MODEL_UNREACHABLE: Final = "ModelUnreachable"
 MODELS_ANSWER: Final = "ModelsAnswer"
+RECORDS_ACCEPTED: Final = "RecordsAccepted"
+RECORD_WRITE_REFUSED: Final = "RecordWriteRefused"
+STATUS_WRITE_REFUSED: Final = "StatusWriteRefused"
+# Progressing=False when a whole pass failed (a refusal other than a record's, or an error
+# of the operator's own): a later pass that gets through sets Progressing again.
+RECONCILE_FAILED: Final = "ReconcileFailed"
 # Event-only reasons.
 LITERAL_AUTH_VALUE: Final = "LiteralAuthValue"
 RUN_FAILED: Final = "RunFailed"

@@ -18,16 +18,23 @@ Only event handlers are used, no create/update handlers and no timers: kopf then
 state on our objects (no finalizer, no last-handled-configuration annotation, which would
 copy the spec, literal auth values included, into an annotation). A pass says itself when
 it wants to be looked at again (`Outcome.requeue_after`): while runs are unfinished, and
-after an API error. A finished EvalTask costs nothing until something changes.
+after an error. A finished EvalTask costs nothing until something changes.
+
+A pass that fails, whatever with, is logged, counted, and retried with a backoff that
+doubles per failure in a row (RETRY_DELAY_SECONDS up to RETRY_MAX_SECONDS): an exception
+let through would end the chain of timers and leave the EvalTask unlooked-at until its
+next event. What no retry fixes by itself is also said on the EvalTask
+(reconcile.report_failure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -39,6 +46,7 @@ from eval_operator import cache, constants, jobstate, kube, metrics, reconcile
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS: Final = 10.0
+RETRY_MAX_SECONDS: Final = 300.0
 Key = tuple[str, str]
 # What the watches show of one EvalTask; None when they do not show it.
 Source = Callable[[str, str], cache.Snapshot | None]
@@ -73,6 +81,8 @@ class Reconciler:
         self._seen: dict[Key, tuple[Any, ...]] = {}
         self._source: Source | None = None
         self._fresh: set[Key] = set()
+        # Passes failed in a row, per EvalTask: the retry's backoff.
+        self._failures: dict[Key, int] = {}
         self.writes = cache.Writes()
 
     def watch(self, source: Source) -> None:
@@ -99,9 +109,13 @@ class Reconciler:
             if key in self._fresh:
                 self._fresh.discard(key)
             elif self._source is not None:
-                # On the event loop, where kopf changes its indexes: a consistent copy.
-                snapshot = self._source(namespace, name)
-                snapshot = self.writes.merge(snapshot) if snapshot is not None else None
+                try:
+                    # On the event loop, where kopf changes its indexes: a consistent copy.
+                    snapshot = self._source(namespace, name)
+                    snapshot = self.writes.merge(snapshot) if snapshot is not None else None
+                except Exception:
+                    log.exception("%s/%s: no copy from the watches; reading the API", *key)
+                    snapshot = None
             loop = asyncio.get_running_loop()
             delay, fresh = await loop.run_in_executor(
                 self._executor, self._pass, namespace, name, snapshot
@@ -132,6 +146,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str, uid: str = "") -> None:
         key = (namespace, name)
         self._seen.pop(key, None)
+        self._failures.pop(key, None)
         self.writes.clear(uid)
         timer = self._timers.pop(key, None)
         if timer is not None:
@@ -147,21 +162,22 @@ class Reconciler:
         that one reads the API server afresh."""
         started = time.monotonic()
         result = metrics.RESULT_ERROR
-        owner = str(snapshot.evaltask["metadata"]["uid"]) if snapshot else ""
-        api = cache.WritingApi(self._api_factory(), self.writes, owner)
+        key = (namespace, name)
+        api: kube.Api | None = None
         try:
+            owner = str(snapshot.evaltask["metadata"]["uid"]) if snapshot else ""
+            api = cache.WritingApi(self._api_factory(), self.writes, owner)
             outcome = reconcile.reconcile(
                 api, namespace, name, self._clock(), self._config, snapshot, self._writers
             )
             result = metrics.RESULT_INVALID if outcome and outcome.invalid else metrics.RESULT_OK
-        except kube.ApiError as e:
-            # The API refused or was unreachable: look again soon.
-            log.warning("%s/%s: %s; retrying in %gs", namespace, name, e, RETRY_DELAY_SECONDS)
-            return RETRY_DELAY_SECONDS, True
+        except Exception as e:
+            return self._failed(key, api, e), True
         finally:
             elapsed = time.monotonic() - started
             metrics.RECONCILE_TOTAL.labels(result).inc()
             metrics.RECONCILE_SECONDS.labels(result).observe(elapsed)
+        self._failures.pop(key, None)
         if outcome is None:
             metrics.forget(namespace, name)
             return None, True
@@ -178,6 +194,26 @@ class Reconciler:
                 outcome.deleted or "-",
             )
         return outcome.requeue_after, outcome.requeue_fresh
+
+    def _failed(self, key: Key, api: kube.Api | None, error: Exception) -> float:
+        """Log a failed pass, say it on the EvalTask when no retry fixes it by itself, and
+        the seconds until the retry."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        # The exponent bounded: 2.0 ** 1024 overflows, and the delay is capped long before.
+        delay = min(RETRY_DELAY_SECONDS * 2.0 ** min(failures - 1, 30), RETRY_MAX_SECONDS)
+        namespace, name = key
+        if isinstance(error, kube.ApiError):
+            # The API server's answer says it all: no traceback.
+            log.warning("%s/%s: %s; retrying in %gs", namespace, name, error, delay)
+        else:
+            log.exception("%s/%s: the pass failed; retrying in %gs", namespace, name, delay)
+        # A hiccup (429, 5xx, no answer), a stale write, an object gone: the retry is the
+        # fix. Anything else repeats until someone acts: said where they look.
+        passing = isinstance(error, kube.Transient | kube.Conflict | kube.NotFound)
+        if api is not None and not passing:
+            reconcile.report_failure(api, namespace, name, self._clock(), error)
+        return delay
 
 
 RECONCILER: Reconciler | None = None
@@ -283,11 +319,24 @@ class NoEssence(kopf.DiffBaseStorage):
         pass
 
 
+class Backoffs:
+    """kopf's retry delays for a failed API request: a fresh, endless sequence each time
+    kopf iterates it (kopf retries until its iterable ends)."""
+
+    FIRST: Final = (0.5, 0.5, 1, 1, 2, 3, 5, 8)
+    THEN: Final = 10.0
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain(self.FIRST, itertools.repeat(self.THEN))
+
+
 def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
     """kopf's settings for this operator."""
     settings.persistence.diffbase_storage = NoEssence()
-    # Our own status and events only: kopf's per-handler events would be noise.
-    settings.posting.level = logging.WARNING
+    # Our own status and events (events.k8s.io) only: kopf would post its warnings as
+    # core events, which the operator is not granted (a 403 per warning) and nobody reads
+    # beside our own.
+    settings.posting.enabled = False
     settings.watching.server_timeout = 300
     # Every API call of kopf's has a deadline too: a hung connection cannot wedge it.
     settings.watching.client_timeout = 330
@@ -295,7 +344,10 @@ def configure(settings: kopf.OperatorSettings, namespaces: list[str]) -> None:
     # Sooner than kopf's default (1, 1, 2, 3, 5, 8, 13, 21) at first: an operator started
     # with its CRDs meets "storage is (re)initializing" (429) for some seconds, and every
     # handler waits for the first listing of all four watches.
-    settings.networking.error_backoffs = (0.5, 0.5, 1, 1, 2, 3, 5, 8, 13, 21)
+    # And then every 10 s for as long as it takes: with a finite list, an API server away
+    # for longer than its sum (a minute) made kopf give up a watch for good, and the
+    # operator exit or run on blind, instead of carrying on once it is back.
+    settings.networking.error_backoffs = Backoffs()
     if namespaces:
         # Fixed namespaces need no namespace listing, which a namespaced install is not
         # allowed: without this, kopf retries it for about a minute before serving.

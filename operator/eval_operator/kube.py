@@ -22,8 +22,9 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
-from eval_operator import constants
+from eval_operator import constants, health
 
 FIELD_MANAGER: Final = "eval-operator"
 # (connect, read) seconds for every API call.
@@ -122,6 +123,12 @@ class Api(Protocol):
     def post_event(
         self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None: ...
+    # A create's 409: who holds the name (reconcile adopts, replaces or reports it).
+    def get_evalrun(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def patch_evalrun(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
 
 
 def deleted_uid(answer: Mapping[str, Any]) -> str:
@@ -129,6 +136,12 @@ def deleted_uid(answer: Mapping[str, Any]) -> str:
     that waits for finalizers) in its metadata."""
     where = answer.get("details") or answer.get("metadata") or {}
     return str(where.get("uid") or "")
+
+
+def _q(segment: str) -> str:
+    """A path segment from user data, quoted whole: a name such as '../../kube-system/x'
+    stays one segment and never walks the URL to another namespace's objects."""
+    return quote(segment, safe="")
 
 
 class KubeApi:
@@ -171,19 +184,27 @@ class KubeApi:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._client.call_api(
-                method, url, headers, payload, post, _request_timeout=REQUEST_TIMEOUT
-            )
-            data = response.read()
-        except ApiException as e:
-            raise error_from_status(int(e.status or 0), str(e.body or e.reason)) from None
-        except OSError as e:  # connection refused/reset, DNS, TLS
-            raise Transient(0, "Unreachable", str(e)) from None
-        except Exception as e:
-            # urllib3 raises its own (non-OSError) errors for timeouts and protocol issues.
-            if type(e).__module__.startswith("urllib3"):
+            try:
+                response = self._client.call_api(
+                    method, url, headers, payload, post, _request_timeout=REQUEST_TIMEOUT
+                )
+                data = response.read()
+            except ApiException as e:
+                raise error_from_status(int(e.status or 0), str(e.body or e.reason)) from None
+            except OSError as e:  # connection refused/reset, DNS, TLS
                 raise Transient(0, "Unreachable", str(e)) from None
+            except Exception as e:
+                # urllib3 raises its own (non-OSError) errors for timeouts and protocol issues.
+                if type(e).__module__.startswith("urllib3"):
+                    raise Transient(0, "Unreachable", str(e)) from None
+                raise
+        except Transient as e:
+            health.REQUESTS.failed("operator", f"{method} {path}: {e}")
             raise
+        except ApiError:
+            health.REQUESTS.answered("operator")  # it answered, if only to refuse
+            raise
+        health.REQUESTS.answered("operator")
         text = (
             data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data or "")
         )
@@ -194,8 +215,8 @@ class KubeApi:
     @staticmethod
     def _evaltask_path(namespace: str, name: str) -> str:
         return (
-            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
-            f"{constants.PLURAL}/{name}"
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
+            f"{constants.PLURAL}/{_q(name)}"
         )
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
@@ -204,7 +225,7 @@ class KubeApi:
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
         doc = self._call(
             "GET",
-            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
             f"{constants.PLURAL}",
         )
         items: list[dict[str, Any]] = doc.get("items") or []
@@ -213,7 +234,7 @@ class KubeApi:
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         doc = self._call(
             "GET",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs",
             query=[("labelSelector", selector)],
         )
         items: list[dict[str, Any]] = doc.get("items") or []
@@ -221,7 +242,7 @@ class KubeApi:
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         doc = self._call(
-            "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+            "GET", f"/api/v1/namespaces/{_q(namespace)}/pods", query=[("labelSelector", selector)]
         )
         items: list[dict[str, Any]] = doc.get("items") or []
         return items
@@ -229,7 +250,7 @@ class KubeApi:
     @staticmethod
     def _evalruns_path(namespace: str) -> str:
         return (
-            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/"
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
             f"{constants.RUN_PLURAL}"
         )
 
@@ -252,14 +273,14 @@ class KubeApi:
         return deleted_uid(self._call("DELETE", path, body={"propagationPolicy": "Background"}))
 
     def delete_evalrun(self, namespace: str, name: str) -> str:
-        return self._delete(f"{self._evalruns_path(namespace)}/{name}")
+        return self._delete(f"{self._evalruns_path(namespace)}/{_q(name)}")
 
     def patch_evalrun_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
         return self._call(
             "PATCH",
-            f"{self._evalruns_path(namespace)}/{name}/status",
+            f"{self._evalruns_path(namespace)}/{_q(name)}/status",
             body={"status": dict(status)},
             content_type="application/merge-patch+json",
         )
@@ -270,7 +291,7 @@ class KubeApi:
         """The end of a container's log (pods/log): its last lines, at most so many bytes."""
         return self._call_text(
             "GET",
-            f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+            f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(pod)}/log",
             query=[
                 ("container", container),
                 ("tailLines", str(tail_lines)),
@@ -285,7 +306,7 @@ class KubeApi:
         """The Job controller's FailedCreate event messages for one Job, oldest first."""
         doc = self._call(
             "GET",
-            f"/api/v1/namespaces/{namespace}/events",
+            f"/api/v1/namespaces/{_q(namespace)}/events",
             query=[("fieldSelector", f"involvedObject.uid={job_uid},reason=FailedCreate")],
         )
         events = sorted(
@@ -298,34 +319,34 @@ class KubeApi:
         namespace = job["metadata"]["namespace"]
         query = [("fieldManager", FIELD_MANAGER)] + ([("dryRun", "All")] if dry_run else [])
         return self._call(
-            "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=dict(job), query=query
+            "POST", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs", body=dict(job), query=query
         )
 
     def delete_job(self, namespace: str, name: str) -> str:
-        return self._delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        return self._delete(f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}")
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(
             "PATCH",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}",
             body=dict(patch),
             content_type="application/merge-patch+json",
         )
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return self._call("GET", f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}")
 
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        return self._call("GET", f"/api/v1/namespaces/{_q(namespace)}/configmaps/{_q(name)}")
 
     def create_secret(self, secret: Mapping[str, Any]) -> None:
         namespace = secret["metadata"]["namespace"]
-        self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=dict(secret))
+        self._call("POST", f"/api/v1/namespaces/{_q(namespace)}/secrets", body=dict(secret))
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self._call(
             "PATCH",
-            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}",
             body=dict(patch),
             content_type="application/merge-patch+json",
         )
@@ -383,5 +404,30 @@ class KubeApi:
             },
         }
         self._call(
-            "POST", f"/apis/events.k8s.io/v1/namespaces/{meta['namespace']}/events", body=event
+            "POST", f"/apis/events.k8s.io/v1/namespaces/{_q(meta['namespace'])}/events", body=event
+        )
+
+    # One object by name, read by a list with a field selector: `list` is a verb the
+    # operator has anyway, so a 409's holder is read with no `get` granted for it.
+    def get_evalrun(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._one(self._evalruns_path(namespace), name)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._one(f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs", name)
+
+    def _one(self, collection: str, name: str) -> dict[str, Any]:
+        items = self._call("GET", collection, query=[("fieldSelector", f"metadata.name={name}")])
+        found: list[dict[str, Any]] = items.get("items") or []
+        if not found:
+            raise NotFound(404, "NotFound", f"{name!r} not found")
+        return found[0]
+
+    def patch_evalrun(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        # A merge patch of the object (its metadata); one naming metadata.resourceVersion
+        # is refused with 409 when the object changed since.
+        return self._call(
+            "PATCH",
+            f"{self._evalruns_path(namespace)}/{_q(name)}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
         )

@@ -12,6 +12,11 @@ Design notes:
 - A pass never creates and deletes: deletions go first and the watch brings the next
   pass, so a rerun's new Job never meets its old one. Creations per pass are capped, so a
   huge EvalTask is started over several passes.
+- Nor does a pass create while a rerun request is on the EvalTask: it deletes what the
+  request reruns, reconcile removes the request once those deletions are made, and the
+  next pass creates. A pass that sees the request again (its removal failed, or the
+  operator stopped before it) finds no run that reran for it, so it reruns nothing twice:
+  it deletes only what is (still) there of the runs the request names.
 """
 
 from __future__ import annotations
@@ -198,7 +203,7 @@ def plan(
             busy.add(run.model.name)
         result.views.append(view)
 
-    if result.deletes or evalspec.suspend:
+    if result.deletes or evalspec.suspend or rerun is not None:
         result.create_runs = []
         return result
     _plan_job_creates(evalspec, result, busy, jobs, blocked)

@@ -6,7 +6,9 @@ Two forms are understood (API.md), the last one in the log wins:
   `Requesting API:  45%|████▌     | 9/20 [00:03<00:03,  3.0it/s]`. tqdm redraws a bar
   with carriage returns, so one log line can hold hundreds of states: the last counts.
 
-Only the two numbers are taken from the log, nothing else (it may hold anything).
+Only the two numbers are taken from the log, nothing else (it may hold anything), and
+parsing never raises on what it holds: a count of more than 18 digits is no count (it
+would not fit the CRD's int64, and int() refuses strings of over 4300 digits).
 `Poller` bounds how often a running run's log is read.
 """
 
@@ -22,10 +24,13 @@ from typing import Final
 # How much of a log's end is read: its last lines, and at most this many bytes of them.
 TAIL_LINES: Final = 20
 LIMIT_BYTES: Final = 64 * 1024
-_EVAL_PROGRESS: Final = re.compile(r"EVAL_PROGRESS\s+done=(\d+)\s+total=(\d+)")
+_DIGITS: Final = 18
+_COUNT: Final = rf"(\d{{1,{_DIGITS}}})"
+# Each count is delimited on both sides (a longer run of digits does not match at all).
+_EVAL_PROGRESS: Final = re.compile(rf"EVAL_PROGRESS\s+done={_COUNT}\s+total={_COUNT}(?!\d)")
 # `<done>/<total> [<elapsed><...` or `<done>/<total> [<elapsed>, ...]`: tqdm's counter
 # is followed by its time bracket, which tells it from a fraction in ordinary text.
-_TQDM: Final = re.compile(r"(?<![\d/])(\d+)/(\d+) \[\d[\d:]*[<,\]]")
+_TQDM: Final = re.compile(rf"(?<![\d/]){_COUNT}/{_COUNT} \[\d[\d:]*[<,\]]")
 
 
 @dataclass(frozen=True)

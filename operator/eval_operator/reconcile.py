@@ -7,7 +7,13 @@ says things are. All I/O goes through `kube.Api`.
 
 Order within a pass: records first (an EvalRun's status is the result's only copy once
 its pod may go), then deletions, then creations, then the EvalTask's status, and only
-then the events that announce what was recorded (persist, then announce).
+then the events that announce what was recorded (persist, then announce). A rerun
+request is removed only once the deletions it asked for are made.
+
+A refusal no retry can fix (a 400, 403, 413, 422 on a record or on the status) does not
+stop the pass: the run or the EvalTask says so (RecordsWritten) and the rest goes on.
+Anything else that stops a pass is the caller's to retry (handlers.py), and
+`report_failure` says it on the EvalTask.
 """
 
 from __future__ import annotations
@@ -192,29 +198,33 @@ def reconcile(
 
     outcome = Outcome()
     announce = _Announce()
-    # A rerun request is taken (the annotation removed) before anything is deleted for it:
-    # if that removal is refused, nothing reruns, instead of rerunning on every pass.
     rerun = observed.annotations.get(constants.ANNOTATION_RERUN)
-    if rerun is not None:
-        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
-        if rerun not in (constants.RERUN_FAILED, constants.RERUN_ALL):
-            announce.add(
-                "Warning",
-                conditions.UNKNOWN_RERUN,
-                f"{constants.ANNOTATION_RERUN}={rerun[:100]!r} is not "
-                f"{constants.RERUN_FAILED!r} or {constants.RERUN_ALL!r}; nothing was rerun",
-            )
+    if rerun is not None and rerun not in (constants.RERUN_FAILED, constants.RERUN_ALL):
+        announce.add(
+            "Warning",
+            conditions.UNKNOWN_RERUN,
+            f"{constants.ANNOTATION_RERUN}={rerun[:100]!r} is not "
+            f"{constants.RERUN_FAILED!r} or {constants.RERUN_ALL!r}; nothing was rerun",
+        )
     literal = manifests.literal_auth_values(evalspec)
     secrets += literal.values()
     _ensure_auth_secret(api, owner, literal, announce)
     reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
     the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout, desired)
-    _act(api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce, writers)
+    refused = _act(
+        api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce, writers
+    )
+    # Only now: the request's deletions are made (removed before them, a crash or an API
+    # error in between lost it). Until it is gone nothing is created (plan.py), so a pass
+    # that sees it again finds no run that reran for it.
+    if rerun is not None:
+        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
 
     new_status = status_mod.summarize(
-        evalspec, the_plan.views, observed.previous_status, observed.generation, now
+        evalspec, the_plan.views, observed.previous_status, observed.generation, now, refused
     )
     new_status = redact(new_status, secrets)
+    _announce_refusal(observed.previous_status, new_status, announce)
     _announce_spec(observed, literal, announce)
     outcome.phase = new_status["phase"]
     outcome.status = new_status
@@ -224,7 +234,7 @@ def reconcile(
     if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
         # A pass only to read logs: what the watches show is enough for it.
         outcome.requeue_after, outcome.requeue_fresh = read, False
-    outcome.status_written = _write_status(api, observed, new_status)
+    outcome.status_written = _write_status(api, observed, new_status, announce)
     parallel.each(
         writers,
         [
@@ -233,6 +243,20 @@ def reconcile(
         ],
     )
     return outcome
+
+
+def _announce_refusal(
+    previous: Mapping[str, Any], new: Mapping[str, Any], announce: _Announce
+) -> None:
+    """A Warning event when RecordsWritten turns False or says something new: once per
+    refusal, not once per pass."""
+    cond = conditions.get(new.get("conditions") or [], conditions.RECORDS_WRITTEN)
+    if cond is None or cond.get("status") != "False":
+        return
+    old = conditions.get(previous.get("conditions") or [], conditions.RECORDS_WRITTEN)
+    said = (cond.get("status"), cond.get("reason"), cond.get("message"))
+    if old is None or (old.get("status"), old.get("reason"), old.get("message")) != said:
+        announce.add("Warning", str(cond["reason"]), str(cond["message"]))
 
 
 def _accepted(observed: plan.Observed) -> bool:
@@ -305,10 +329,13 @@ def _report_invalid(
     previous = observed.previous_status
     new_status = status_mod.invalid(message, reason, previous, observed.generation, observed.now)
     old = conditions.get(previous.get("conditions") or [], conditions.SPEC_VALID)
-    written = _write_status(api, observed, new_status)
+    announce = _Announce()
+    written = _write_status(api, observed, new_status, announce)
     if not old or old.get("status") != "False" or old.get("message") != message:
         log.warning("%s/%s: invalid spec: %s", observed.namespace, observed.name, message)
         _event(api, observed.evaltask, "Warning", reason, message)
+    for type_, why, said in announce.events:
+        _event(api, observed.evaltask, type_, why, said)
     return Outcome(phase="Failed", status_written=written, invalid=True, status=new_status)
 
 
@@ -396,16 +423,59 @@ def _act(
     outcome: Outcome,
     announce: _Announce,
     writers: Executor | None = None,
-) -> None:
+) -> dict[str, str]:
+    """Make the plan's writes; "model/task" -> why, for each run whose record the API
+    server refused so that nothing of it could be written (RecordsWritten says it)."""
     existing = {str(r["metadata"]["name"]): r for r in observed.runs}
+    jobs = {str(j["metadata"]["name"]): j for j in observed.jobs}
     views = {v.run.name: v for v in the_plan.views}
     before = {n: records.from_status(r.get("status")) for n, r in existing.items()}
+    stamp = status_mod.timestamp(observed.now)
+    refused: dict[str, str] = {}
+    # Jobs of runs failed because their record was refused: nothing would record them.
+    stop: list[str] = []
 
-    def write_record(name: str, new: records.Record) -> tuple[str, records.Record]:
+    def write_record(name: str, new: records.Record) -> tuple[str, records.Record] | None:
         new = replace(new, message=redact(new.message, secrets))
+        try:
+            api.patch_evalrun_status(owner.namespace, name, records.status_patch(new))
+        except kube.Refused as e:
+            return record_refused(name, new, e)
         views[name].record = new
-        api.patch_evalrun_status(owner.namespace, name, records.status_patch(new))
         return name, new
+
+    def record_refused(
+        name: str, new: records.Record, e: kube.Refused
+    ) -> tuple[str, records.Record] | None:
+        # Written again it is refused again: the run fails saying why, and the other runs'
+        # records and Jobs go on. Only a refusal of that too leaves it unrecorded (RBAC,
+        # say), to be tried again each pass until an admin fixes it.
+        view = views[name]
+        where = f"{view.run.model.name}/{view.run.task.name}"
+        words = records.bounded(redact(e.message, secrets), 500)
+        log.warning("%s: the record of EvalRun %s was refused: %s", owner.namespace, name, words)
+        fallback = records.refused_record(new, words, stamp)
+        try:
+            api.patch_evalrun_status(owner.namespace, name, records.status_patch(fallback))
+        except kube.Refused as again:
+            log.warning("%s: EvalRun %s stays unrecorded: %s", owner.namespace, name, again)
+            refused[where] = words
+            view.record = before.get(name, records.Record())  # what the API server holds
+            return None
+        # Not in `refused`: the record itself says it now, in this pass and the next ones.
+        job = jobs.get(name)
+        if not new.final and job is not None and not jobstate.is_finished(job):
+            stop.append(name)
+        view.record = fallback
+        return name, fallback
+
+    def wait(name: str, message: str) -> tuple[str, records.Record] | None:
+        """The run waits, saying why in its record (written only when that changes)."""
+        new = replace(views[name].record, message=message)
+        if new == before.get(name):
+            views[name].record = new
+            return None
+        return write_record(name, new)
 
     def note(written: Iterable[tuple[str, records.Record] | None]) -> None:
         # In the plan's order, whichever write finished first: events stay in order.
@@ -430,11 +500,13 @@ def _act(
         writers,
         [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs],
     )
+    # A stopped Job's chain was busy in this plan: no Job of it is created in this pass.
+    deletes = the_plan.delete_jobs + [n for n in stop if n not in the_plan.delete_jobs]
     parallel.each(
         writers,
-        [partial(_delete, api.delete_job, owner.namespace, n) for n in the_plan.delete_jobs],
+        [partial(_delete, api.delete_job, owner.namespace, n) for n in deletes],
     )
-    outcome.deleted += the_plan.delete_jobs
+    outcome.deleted += deletes
     parallel.each(
         writers,
         [partial(_set_suspended, api, owner.namespace, n, True) for n in the_plan.suspend]
@@ -450,7 +522,8 @@ def _act(
         try:
             uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
         except kube.Conflict:
-            return None  # created by an earlier pass whose result we have not seen yet
+            run_name_taken(run)
+            return None
         except kube.Refused as e:
             log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
             views[run.name].record = records.Record(
@@ -459,6 +532,85 @@ def _act(
             return None
         if run.name in the_plan.record:
             return write_record(run.name, the_plan.record[run.name])
+        return None
+
+    def run_name_taken(run: plan.DesiredRun) -> None:
+        """A 409: the EvalRun's name is held. Ours (an earlier pass made it, the watch has
+        not shown it yet): taken as it is. Left by a former EvalTask of this name (after
+        `kubectl delete --cascade=orphan` and a new apply): adopted when its record is
+        final, else replaced. Someone else's: the run waits, saying whose it is."""
+        view = views[run.name]
+        try:
+            found = api.get_evalrun(owner.namespace, run.name)
+        except kube.NotFound:
+            return None  # deleted since: the next pass creates it
+        except kube.Refused as e:
+            view.record = records.Record(
+                message=records.bounded(
+                    f"cannot create its EvalRun: the name {run.name!r} is taken, and the "
+                    f"operator may not read it: {e.message}"
+                )
+            )
+            return None
+        held = records.claim(found, owner, owner.name)
+        record = records.from_status(found.get("status"))
+        if held == "ours":
+            uids[run.name] = str(found["metadata"]["uid"])
+            view.record = record
+            return None
+        if held == "foreign":
+            message = (
+                f"cannot create its EvalRun: the name {run.name!r} is taken by an EvalRun "
+                f"that is not this EvalTask's ({records.holder(found)})"
+            )
+            log.warning("%s: %s", owner.namespace, message)
+            view.record = records.Record(message=message)
+            return None
+        # Adopted only when nothing of it is live: a final record is the whole result
+        # (its Job and pods are evidence only, runtypes.py), made by this operator for
+        # the same run (fingerprint), controlled by no one, so that no garbage collector
+        # is about to delete it; as a Job controller adopts orphaned pods. Anything else
+        # is replaced: an unfinished record's Job and pods carry the former EvalTask's
+        # uid, which the operator would have to take over too, and an object controlled
+        # by the former EvalTask is the garbage collector's to delete anyway.
+        same_run = (found.get("spec") or {}).get("fingerprint") == run.fingerprint
+        if record.final and same_run and records.controller(found) is None:
+            return adopt(run, found, record)
+        try:
+            _delete(api.delete_evalrun, owner.namespace, run.name)
+        except kube.Refused as e:
+            message = f"cannot replace the EvalRun of an earlier EvalTask of this name: {e.message}"
+        else:
+            message = "replacing the EvalRun left by an earlier EvalTask of this name"
+        log.info("%s: EvalRun %s: %s", owner.namespace, run.name, message)
+        view.record = records.Record(message=records.bounded(message))
+        return None
+
+    def adopt(run: plan.DesiredRun, found: Mapping[str, Any], record: records.Record) -> None:
+        meta = found["metadata"]
+        others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
+        patch = {
+            "metadata": {
+                # The optimistic lock: changed since it was read, it is looked at again.
+                "resourceVersion": meta.get("resourceVersion"),
+                "labels": {constants.LABEL_EVALTASK_UID: owner.uid},
+                "ownerReferences": [*others, owner.reference()],
+            }
+        }
+        try:
+            api.patch_evalrun(owner.namespace, run.name, patch)
+        except (kube.Conflict, kube.NotFound):
+            return None  # changed or gone since it was read: the next pass looks again
+        except kube.Refused as e:
+            views[run.name].record = records.Record(
+                message=records.bounded(
+                    f"cannot adopt the EvalRun of an earlier EvalTask of this name: {e.message}"
+                )
+            )
+            return None
+        log.info("%s: adopted EvalRun %s (%s)", owner.namespace, run.name, record.state)
+        uids[run.name] = str(meta["uid"])
+        views[run.name].record = record
         return None
 
     def create_job(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
@@ -475,7 +627,7 @@ def _act(
         try:
             api.create_job(job)
         except kube.Conflict:
-            return None
+            return job_name_taken(run, run_owner)
         except kube.Refused as e:
             # The dry-run accepted it, so the cluster changed under us (a quota, an
             # admission policy): fail the run with the server's words rather than loop.
@@ -485,12 +637,54 @@ def _act(
                 replace(
                     views[run.name].record,
                     state="Failed",
-                    completion_time=status_mod.timestamp(observed.now),
+                    completion_time=stamp,
                     message=f"the API server refused the Job: {e.message}",
                 ),
             )
         made.add(run.name)
         return None
+
+    def job_name_taken(
+        run: plan.DesiredRun, run_owner: records.Owner
+    ) -> tuple[str, records.Record] | None:
+        """A 409: the Job's name is held. Ours: made by an earlier pass. Left by a former
+        EvalRun of this name (its owner is gone, or it has none): deleted, and ours made
+        in a later pass; taking it over would record a result into a record that did not
+        start it, and a Job whose owner is gone is the garbage collector's to delete
+        anyway. Someone else's: the run waits, saying whose it is."""
+        try:
+            found = api.get_job(owner.namespace, run.name)
+        except kube.NotFound:
+            return None  # deleted since: the next pass creates it
+        except kube.Refused as e:
+            return wait(
+                run.name,
+                records.bounded(
+                    f"cannot create its Job: the name {run.name!r} is taken, and the operator "
+                    f"may not read it: {e.message}"
+                ),
+            )
+        held = records.claim(found, run_owner, owner.name)
+        if held == "ours":
+            return None
+        if held == "foreign":
+            message = (
+                f"cannot create its Job: the name {run.name!r} is taken by a Job that is "
+                f"not this run's ({records.holder(found)})"
+            )
+            log.warning("%s: %s", owner.namespace, message)
+            return wait(run.name, message)
+        try:
+            _delete(api.delete_job, owner.namespace, run.name)
+        except kube.Refused as e:
+            return wait(
+                run.name,
+                records.bounded(
+                    f"cannot replace the Job left by an earlier EvalRun of this name: {e.message}"
+                ),
+            )
+        outcome.deleted.append(run.name)
+        return wait(run.name, "replacing the Job left by an earlier EvalRun of this name")
 
     # The EvalRuns whose Jobs start now, those Jobs, then the other EvalRuns: a chain's
     # first Job does not wait for the records of the runs that follow it.
@@ -501,11 +695,17 @@ def _act(
             [partial(create_run, r) for r in the_plan.create_runs if r.name in starting],
         )
     )
-    # A Job whose EvalRun could not be made in this pass waits for a later one.
+    # A Job whose EvalRun could not be made in this pass waits for a later one; so does
+    # one whose EvalRun, adopted, has its result already.
     made: set[str] = set()
     note(
         parallel.each(
-            writers, [partial(create_job, r) for r in the_plan.create_jobs if r.name in uids]
+            writers,
+            [
+                partial(create_job, r)
+                for r in the_plan.create_jobs
+                if r.name in uids and not views[r.name].record.final
+            ],
         )
     )
     # Neither an event nor a record per Job created: the pass that sees the Job records
@@ -518,6 +718,7 @@ def _act(
             [partial(create_run, r) for r in the_plan.create_runs if r.name not in starting],
         )
     )
+    return refused
 
 
 def _delete(delete: Callable[[str, str], str], namespace: str, name: str) -> None:
@@ -691,12 +892,89 @@ def _event(
         log.info("could not post event %s: %s", reason, e)
 
 
-def _write_status(api: kube.Api, observed: plan.Observed, new_status: Mapping[str, Any]) -> bool:
-    """Patch status only when it differs; keys we no longer set are removed."""
+def _write_status(
+    api: kube.Api,
+    observed: plan.Observed,
+    new_status: Mapping[str, Any],
+    announce: _Announce | None = None,
+) -> bool:
+    """Patch status only when it differs; keys we no longer set are removed.
+
+    A status the API server refuses for good (too large, invalid) is replaced by a small
+    one that says so (status.refused_status), and that, if refused too, by its condition alone:
+    retrying the same status would be refused every pass and say nothing on the object.
+    """
+    try:
+        return _patch_status(api, observed, new_status)
+    except kube.Refused as e:
+        log.warning("%s/%s: the status was refused: %s", observed.namespace, observed.name, e)
+        words = records.bounded(e.message, 500)
+    previous, generation = observed.previous_status, observed.generation
+    small = status_mod.refused_status(new_status, previous, words, generation, observed.now)
+    try:
+        written = _patch_status(api, observed, small)
+    except kube.Refused as e:
+        log.warning("%s/%s: the small status was refused: %s", observed.namespace, observed.name, e)
+        small = status_mod.refused_status(
+            new_status, previous, "", generation, observed.now, bare=True
+        )
+        # Raised when refused too: nothing can be said on the object; the caller retries.
+        written = _patch_status(api, observed, small, clear=False)
+    if announce is not None:
+        _announce_refusal(previous, small, announce)
+    return written
+
+
+def _patch_status(
+    api: kube.Api, observed: plan.Observed, new_status: Mapping[str, Any], clear: bool = True
+) -> bool:
+    """`clear`: remove the keys `new_status` does not set."""
     previous = observed.previous_status
     patch: dict[str, Any] = {k: v for k, v in new_status.items() if previous.get(k) != v}
-    patch.update({k: None for k in _STATUS_KEYS if k in previous and k not in new_status})
+    if clear:
+        patch.update({k: None for k in _STATUS_KEYS if k in previous and k not in new_status})
     if not patch:
         return False
     api.patch_evaltask_status(observed.namespace, observed.name, patch)
     return True
+
+
+def report_failure(
+    api: kube.Api, namespace: str, name: str, now: datetime, error: BaseException
+) -> None:
+    """Say on the EvalTask that a pass failed on it, once per cause: Progressing=False
+    (ReconcileFailed) and a Warning event. For what no retry fixes by itself (a refusal
+    of a write that is not a record's, an error of the operator's own); the next pass
+    that gets through sets Progressing again.
+
+    Best effort: whatever cannot be written is in the operator's log already.
+    """
+    if isinstance(error, kube.ApiError):
+        cause = f"the API server refused a request: {records.bounded(error.message, 500)}"
+    else:
+        # Only the type: an exception's text may quote what it was given (a log, a spec).
+        cause = f"the operator failed with {type(error).__name__} (see its log)"
+    message = f"{cause}; retrying with backoff"
+    try:
+        body = api.get_evaltask(namespace, name)
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        previous = (body.get("status") or {}).get("conditions") or []
+        old = conditions.get(previous, conditions.PROGRESSING)
+        said = ("False", conditions.RECONCILE_FAILED, message)
+        if old is not None and (old.get("status"), old.get("reason"), old.get("message")) == said:
+            return
+        generation = int(body["metadata"].get("generation", 0))
+        conds = conditions.set_condition(
+            previous,
+            conditions.PROGRESSING,
+            False,
+            conditions.RECONCILE_FAILED,
+            message,
+            generation,
+            status_mod.timestamp(now),
+        )
+        api.patch_evaltask_status(namespace, name, {"conditions": conds})
+        _event(api, body, "Warning", conditions.RECONCILE_FAILED, message)
+    except Exception as e:  # never fail the caller's retry
+        log.warning("%s/%s: could not say on it that its pass failed: %s", namespace, name, e)

@@ -8,14 +8,17 @@ with it the default primary metric (the first one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from eval_operator import constants, naming, spec, statustypes
 
 Metrics = tuple[tuple[str, float], ...]
 FINAL_STATES: Final = statustypes.TERMINAL_STATES
+# How a record the API server refused begins: what is left of it says so (refused_record).
+REFUSED_RECORD: Final = "the API server refused this run's record"
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,29 @@ def score(task: spec.TaskConfig, metrics: Metrics) -> float | None:
     if task.metric_weights:
         if any(name not in values for name in task.metric_weights):
             return None
-        total = sum(task.metric_weights.values())
-        return sum(values[name] * w for name, w in task.metric_weights.items()) / total
-    name = task.primary_metric or metrics[0][0]
-    return values.get(name)
+        return weighted_mean((values[name], w) for name, w in task.metric_weights.items())
+    value = values.get(task.primary_metric or metrics[0][0])
+    return value if value is not None and math.isfinite(value) else None
+
+
+def weighted_mean(pairs: Iterable[tuple[float, float]]) -> float | None:
+    """The mean of (value, weight) pairs, finite whenever the values are; None when there
+    is none (no positive weight, or a value that is not a finite number).
+
+    `sum(w * v) / sum(w)` overflows for large values (2 * 1e308 is inf), and a status
+    holding inf is refused by the API server (JSON has no inf). The weights are scaled
+    to sum to 1 first, so every partial sum stays within the values' range.
+    """
+    kept = [(float(v), float(w)) for v, w in pairs if w > 0]
+    if not kept or not all(math.isfinite(v) and math.isfinite(w) for v, w in kept):
+        return None
+    top = max(w for _, w in kept)
+    scaled = [(v, w / top) for v, w in kept]  # each in (0, 1]: their sum cannot overflow
+    total = sum(w for _, w in scaled)
+    mean = sum(v * (w / total) for v, w in scaled)
+    # Rounding can still carry a mean of values at the float limit past it: no score
+    # then, rather than one the API server refuses.
+    return mean if math.isfinite(mean) else None
 
 
 def bounded(message: str, limit: int = statustypes.MAX_MESSAGE) -> str:
@@ -59,6 +81,24 @@ def bounded(message: str, limit: int = statustypes.MAX_MESSAGE) -> str:
     if len(message) <= limit:
         return message
     return message[: limit // 2 - 3] + " … " + message[-(limit // 2 - 3) :]
+
+
+def refused_record(new: Record, words: str, now: str) -> Record:
+    """What is written instead of a record the API server refused for good (a 400, 403,
+    413, 422): the run Failed, saying why, without what may have been refused (metrics,
+    score, progress, the message). A run whose record cannot be written can never show
+    its result; failing it ends its chain's wait instead of wedging it."""
+    return Record(
+        state="Failed",
+        job=new.job,
+        attempts=new.attempts,
+        start_time=new.start_time,
+        completion_time=new.completion_time or now,
+        message=bounded(
+            f"{REFUSED_RECORD}: {words}; rerun it with the annotation "
+            f"{constants.ANNOTATION_RERUN}=failed"
+        ),
+    )
 
 
 def from_status(status: Mapping[str, Any] | None) -> Record:
@@ -168,6 +208,52 @@ def owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
         if ref.get("kind") == kind and ref.get("controller"):
             return str(ref.get("uid"))
     return None
+
+
+def controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference that controls `obj`, of any kind."""
+    refs = obj["metadata"].get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+Claim = Literal["ours", "leftover", "foreign"]
+
+
+def claim(obj: Mapping[str, Any], owner: Owner, evaltask: str) -> Claim:
+    """Whose an object is that holds the name we were to create (a create's 409).
+
+    ours: `owner` controls it (an earlier pass made it; the watch has not shown it yet).
+    leftover: made by this operator for an EvalTask of this name, and controlled by no one
+    or by a former `owner` of the same name (that owner is gone: the name is ours now); as
+    after `kubectl delete --cascade=orphan` and a new apply.
+    foreign: anything else, someone else's object.
+    """
+    ref = controller(obj)
+    if ref is not None and ref.get("kind") == owner.kind and ref.get("uid") == owner.uid:
+        return "ours"
+    labels = obj["metadata"].get("labels") or {}
+    made_here = labels.get(constants.LABEL_MANAGED_BY) == constants.MANAGED_BY and labels.get(
+        constants.LABEL_EVALTASK
+    ) == naming.evaltask_label(evaltask)
+    if made_here and (
+        ref is None or (ref.get("kind") == owner.kind and ref.get("name") == owner.name)
+    ):
+        return "leftover"
+    return "foreign"
+
+
+def holder(obj: Mapping[str, Any]) -> str:
+    """Who an object is, in a message: what controls it, who made it."""
+    ref = controller(obj)
+    labels = obj["metadata"].get("labels") or {}
+    made_by = labels.get(constants.LABEL_MANAGED_BY)
+    parts = [
+        f"controlled by {ref.get('kind')} {ref.get('name')!r}" if ref else "controlled by no one",
+        f"made by {made_by}" if made_by else "not made by eval-operator",
+    ]
+    if made_by == constants.MANAGED_BY and labels.get(constants.LABEL_EVALTASK):
+        parts[-1] += f" for EvalTask {labels[constants.LABEL_EVALTASK]!r}"
+    return bounded(", ".join(str(p) for p in parts), 300)
 
 
 def by_name(objects: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

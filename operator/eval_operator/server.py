@@ -1,7 +1,9 @@
 """The operator's HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for probes.
 
 /healthz fails (503) once one of kopf's watchers has failed for good, so the pod's liveness
-probe restarts an operator that would otherwise run on without seeing part of the cluster.
+probe restarts an operator that would otherwise run on without seeing part of the cluster,
+and while requests to the API server have failed for a while (it is gone, or refuses a
+watch), saying why.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ async def _metrics(_: web.Request) -> web.Response:
 
 
 async def _healthz(_: web.Request) -> web.Response:
-    problems = health.HEALTH.problems()
+    problems = health.HEALTH.problems() + health.REQUESTS.problems()
     if problems:
         return web.Response(status=503, text="failed: " + "; ".join(problems) + "\n")
     return web.Response(text="ok\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from eval_operator import conditions, records, spec, statustypes
 
@@ -24,23 +24,22 @@ def leaderboard(
 
     A task counts for a model once its run has a score (Succeeded or Reused, with the
     metrics its primaryMetric or metricWeights name). Equal scores share a rank (1, 1, 3).
+    A model whose mean is no finite number (no positive weight) is not ranked.
     """
     tasks = {t.name: t for t in evalspec.tasks}
     scores: list[tuple[str, float, int]] = []
     for model in evalspec.models:
-        total = weights = 0.0
-        count = 0
+        pairs: list[tuple[float, float]] = []
         for run in entries:
             if run["model"] != model.name or run["state"] not in ("Succeeded", "Reused"):
                 continue
             task = tasks.get(run["task"])
             if task is None or run.get("score") is None:
                 continue
-            total += task.weight * float(run["score"])
-            weights += task.weight
-            count += 1
-        if count and weights > 0:
-            scores.append((model.name, total / weights, count))
+            pairs.append((float(run["score"]), float(task.weight)))
+        mean = records.weighted_mean(pairs) if pairs else None
+        if mean is not None:
+            scores.append((model.name, mean, len(pairs)))
     scores.sort(key=lambda s: (-s[1], s[0]))
     return [
         {
@@ -65,8 +64,13 @@ def summarize(
     previous: Mapping[str, Any],
     generation: int,
     now: datetime,
+    refused: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The status of a valid EvalTask whose runs are as the plan left them (plan.RunView)."""
+    """The status of a valid EvalTask whose runs are as the plan left them (plan.RunView).
+
+    `refused`: "model/task" -> why, for the runs of which the API server refused every
+    record in this pass (RecordsWritten says so).
+    """
     stamp = timestamp(now)
     entries = [records.entry(v.run.model.name, v.run.task.name, v.record) for v in views]
     states = [e["state"] for e in entries]
@@ -103,7 +107,10 @@ def summarize(
     elif "Running" in states:
         progressing = (True, conditions.RUNS_IN_PROGRESS, f"{completed}/{total} runs finished")
     else:
-        waiting = next((v.record.message for v in views if not v.record.final), "")
+        # The first wait that says why: a run that cannot start names its cause here.
+        waiting = next(
+            (v.record.message for v in views if not v.record.final and v.record.message), ""
+        )
         progressing = (
             True,
             conditions.RUNS_WAITING,
@@ -140,6 +147,8 @@ def summarize(
             conds, conditions.MODEL_REACHABLE, *reachable, generation, stamp
         )
 
+    conds = _records_written(conds, views, refused or {}, generation, stamp)
+
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
@@ -159,6 +168,101 @@ def summarize(
         ends = [v.record.completion_time for v in views if v.record.completion_time]
         status["completionTime"] = previous.get("completionTime") or (max(ends) if ends else stamp)
     return status
+
+
+def _records_written(
+    conds: list[dict[str, Any]],
+    views: Sequence[Any],
+    refused: Mapping[str, str],
+    generation: int,
+    stamp: str,
+) -> list[dict[str, Any]]:
+    """RecordsWritten: False while a run's record was refused, in this pass or (recorded as
+    Failed instead, see records.refused_record) until that run reruns."""
+    lost = {where: f"not recorded: {why}" for where, why in refused.items()}
+    for v in views:
+        if v.record.message.startswith(records.REFUSED_RECORD):
+            lost.setdefault(f"{v.run.model.name}/{v.run.task.name}", "recorded as Failed")
+    if lost:
+        listed = _listed([f"{where}: {what}" for where, what in lost.items()], limit=5)
+        return conditions.set_condition(
+            conds,
+            conditions.RECORDS_WRITTEN,
+            False,
+            conditions.RECORD_WRITE_REFUSED,
+            f"the API server refused the records of {len(lost)} "
+            f"{'run' if len(lost) == 1 else 'runs'} ({listed}); a run recorded as Failed "
+            "says why in its EvalRun, one not recorded is written again at each pass",
+            generation,
+            stamp,
+        )
+    if conditions.get(conds, conditions.RECORDS_WRITTEN) is None:
+        return conds  # nothing was ever refused: no condition to show
+    return conditions.set_condition(
+        conds,
+        conditions.RECORDS_WRITTEN,
+        True,
+        conditions.RECORDS_ACCEPTED,
+        "the API server accepted every record and the status",
+        generation,
+        stamp,
+    )
+
+
+# What the small status keeps when the whole one is refused: counts and conditions, all
+# bounded; not the runs and the leaderboard, which grow with the matrix and hold numbers.
+_KEPT_WHEN_REFUSED: Final = (
+    "observedGeneration",
+    "phase",
+    "progress",
+    "total",
+    "completed",
+    "succeeded",
+    "failed",
+    "startTime",
+    "completionTime",
+)
+
+
+def refused_status(
+    new: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    words: str,
+    generation: int,
+    now: datetime,
+    bare: bool = False,
+) -> dict[str, Any]:
+    """The status written instead of `new` when the API server refused it for good (too
+    large, invalid): what it can still say, and RecordsWritten=False saying why.
+
+    `bare`: when that was refused too: only the condition, without the server's words.
+    """
+    stamp = timestamp(now)
+    old = conditions.get(previous.get("conditions") or [], conditions.RECORDS_WRITTEN)
+    # From the condition as written last, not as `new` has it: its time moves on a flip only.
+    conds = (
+        []
+        if bare
+        else [c for c in new.get("conditions") or [] if c.get("type") != conditions.RECORDS_WRITTEN]
+    )
+    if old is not None:
+        conds.append(dict(old))
+    message = (
+        "the API server refused this EvalTask's status"
+        + ("" if bare else f": {words}")
+        + "; each run's record is in its EvalRun"
+    )
+    conds = conditions.set_condition(
+        conds,
+        conditions.RECORDS_WRITTEN,
+        False,
+        conditions.STATUS_WRITE_REFUSED,
+        message,
+        generation,
+        stamp,
+    )
+    kept = {} if bare else {k: new[k] for k in _KEPT_WHEN_REFUSED if k in new}
+    return {**kept, "observedGeneration": generation, "conditions": conds}
 
 
 def invalid(

@@ -7,7 +7,16 @@ It answers as a real API server does where our bugs live:
 - deleting a Job or an EvalRun leaves its dependents (pods, Jobs) in place until
   `collect_garbage()`: the garbage collector works later, not at once;
 - `refuse` makes creations answer 400/403/413 the way admission does (quota, policy,
-  webhook, size), and `reject` makes them answer 422 with field causes.
+  webhook, size), and `reject` makes them answer 422 with field causes;
+- `inject` makes any verb on any kind answer any status (a 403 from RBAC, a 422 from a
+  schema rule, a 503), for some objects or bodies, a number of times or for good;
+- a write whose body holds a number JSON cannot carry (inf, nan) answers 400, one over
+  the API server's 3 MiB request limit 413, as a real one does: such a body never
+  reaches it intact;
+- a patch naming a resourceVersion or uid that is not the object's answers 409, the
+  optimistic lock of a merge patch;
+- `delete_evaltask(orphan=True)` is `kubectl delete --cascade=orphan`: the garbage
+  collector takes the EvalTask's owner reference off its dependents, which stay.
 Every write is recorded, so tests assert on what reconcile asked the API to do.
 """
 
@@ -18,6 +27,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +36,34 @@ from eval_runner import results
 
 T0 = "2026-01-01T00:00:00Z"
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+# The API server refuses request bodies larger than this (apiserver's MaxRequestBodyBytes).
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+# The reason the API server gives with each status (metav1.StatusReason).
+_REASONS = {
+    400: "BadRequest",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+@dataclass
+class Fault:
+    """One injected answer: `verb` on `kind` answers `status` while `times` lasts."""
+
+    verb: str  # get, list, create, patch, patch_status, delete, log
+    kind: str  # EvalTask, EvalRun, Job, Pod, Secret, ConfigMap, Event
+    status: int
+    message: str
+    name: str | None = None  # only this object
+    when: Callable[[Mapping[str, Any]], bool] | None = None  # only bodies it accepts
+    times: int | None = None  # None: for good
+    hits: int = 0
 
 
 def _sorted(obj: Any) -> Any:
@@ -80,8 +118,84 @@ class FakeApi:
         self.refuse: Callable[[str, Mapping[str, Any], bool], tuple[int, str, str] | None] = (
             lambda kind, body, dry_run: None
         )
+        self.faults: list[Fault] = []
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)  # one counter for all, as etcd's revision
+
+    def inject(
+        self,
+        verb: str,
+        kind: str,
+        status: int,
+        message: str = "",
+        name: str | None = None,
+        when: Callable[[Mapping[str, Any]], bool] | None = None,
+        times: int | None = None,
+    ) -> Fault:
+        """From now on, `verb` on `kind` (one object: `name`; some bodies: `when`) answers
+        `status`, `times` times or for good; the returned Fault counts its hits."""
+        fault = Fault(verb, kind, status, message or f"injected {status}", name, when, times)
+        self.faults.append(fault)
+        return fault
+
+    def _fault(
+        self, verb: str, kind: str, name: str, body: Mapping[str, Any] | None = None
+    ) -> None:
+        for fault in self.faults:
+            if (fault.verb, fault.kind) != (verb, kind) or fault.times == 0:
+                continue
+            if fault.name is not None and fault.name != name:
+                continue
+            if fault.when is not None and not fault.when(body or {}):
+                continue
+            fault.hits += 1
+            if fault.times is not None:
+                fault.times -= 1
+            reason = _REASONS.get(fault.status, "Unknown")
+            raise kube.error_from_status(
+                fault.status, json.dumps({"reason": reason, "message": fault.message})
+            )
+
+    @staticmethod
+    def _sent(body: Mapping[str, Any]) -> None:
+        """What the API server says of a body it cannot take as sent."""
+        try:
+            text = json.dumps(body, allow_nan=False)
+        except ValueError:
+            # The client writes inf as `Infinity`, which is no JSON: the server's decoder stops.
+            raise kube.error_from_status(
+                400,
+                json.dumps(
+                    {
+                        "reason": "BadRequest",
+                        "message": "the body of the request was in an unknown format: "
+                        "invalid character 'I' looking for beginning of value",
+                    }
+                ),
+            ) from None
+        if len(text) > MAX_REQUEST_BYTES:
+            raise kube.error_from_status(
+                413,
+                json.dumps(
+                    {
+                        "reason": "RequestEntityTooLarge",
+                        "message": f"Request entity too large: limit is {MAX_REQUEST_BYTES}",
+                    }
+                ),
+            )
+
+    @staticmethod
+    def _preconditions(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        """A merge patch that names metadata.resourceVersion or uid applies only to that."""
+        meta = patch.get("metadata") or {}
+        for key in ("resourceVersion", "uid"):
+            if key in meta and meta[key] != obj["metadata"].get(key):
+                raise kube.Conflict(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on {obj['metadata']['name']}: the object "
+                    "has been modified; please apply your changes to the latest version",
+                )
 
     def _touch(self, obj: dict[str, Any]) -> dict[str, Any]:
         """A write: the object gets the next resourceVersion."""
@@ -100,7 +214,9 @@ class FakeApi:
         spec: dict[str, Any],
         namespace: str = "ns",
         annotations: dict[str, str] | None = None,
+        uid: str | None = None,
     ) -> dict[str, Any]:
+        """`uid`: another than the first one's, for an EvalTask applied again."""
         _, created = self._stamp()
         body = {
             "apiVersion": constants.API_VERSION,
@@ -108,7 +224,7 @@ class FakeApi:
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "uid": f"uid-{name}",
+                "uid": uid or f"uid-{name}",
                 "generation": 1,
                 "creationTimestamp": created,
                 "annotations": annotations or {},
@@ -117,6 +233,20 @@ class FakeApi:
         }
         self.evaltasks[(namespace, name)] = self._touch(body)
         return body
+
+    def delete_evaltask(self, name: str, namespace: str = "ns", orphan: bool = False) -> None:
+        """`kubectl delete et`; `orphan`: with --cascade=orphan, so the garbage collector
+        first takes its owner reference off every dependent, which then stay."""
+        gone = self.evaltasks.pop((namespace, name))["metadata"]["uid"]
+        if not orphan:
+            return  # its dependents go at the next collect_garbage()
+        for store in (self.evalruns, self.jobs, self.pods, self.secrets):
+            for obj in store.values():
+                refs = obj["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != gone]
+                if len(kept) != len(refs):
+                    obj["metadata"]["ownerReferences"] = kept
+                    self._touch(obj)
 
     def edit_spec(self, name: str, spec: dict[str, Any], namespace: str = "ns") -> None:
         body = self.evaltasks[(namespace, name)]
@@ -155,7 +285,7 @@ class FakeApi:
 
     def collect_garbage(self) -> None:
         """What the garbage collector does, later: dependents of deleted owners go."""
-        for store in (self.jobs, self.pods):
+        for store in (self.evalruns, self.jobs, self.pods):
             alive = {
                 o["metadata"]["uid"]
                 for s in (self.evaltasks, self.evalruns, self.jobs)
@@ -371,12 +501,14 @@ class FakeApi:
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("get_evaltask")
+        self._fault("get", "EvalTask", name)
         if (namespace, name) not in self.evaltasks:
             raise kube.NotFound(404, "NotFound", f"evaltask {name} not found")
         return _sorted(self.evaltasks[(namespace, name)])
 
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append("list_evaltasks")
+        self._fault("list", "EvalTask", "")
         return [_sorted(e) for (ns, _), e in self.evaltasks.items() if ns == namespace]
 
     def _list(self, store: dict[tuple[str, str], dict[str, Any]], ns: str, selector: str) -> Any:
@@ -384,22 +516,27 @@ class FakeApi:
 
     def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_evalruns")
+        self._fault("list", "EvalRun", "")
         result: list[dict[str, Any]] = self._list(self.evalruns, namespace, selector)
         return result
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_jobs")
+        self._fault("list", "Job", "")
         result: list[dict[str, Any]] = self._list(self.jobs, namespace, selector)
         return result
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append("list_pods")
+        self._fault("list", "Pod", "")
         result: list[dict[str, Any]] = self._list(self.pods, namespace, selector)
         return result
 
     def create_evalrun(self, evalrun: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append("create_evalrun")
         key = (evalrun["metadata"]["namespace"], evalrun["metadata"]["name"])
+        self._sent(evalrun)
+        self._fault("create", "EvalRun", key[1], evalrun)
         if key in self.evalruns:
             raise kube.Conflict(409, "AlreadyExists", f"evalruns {key[1]} already exists")
         self._refused("EvalRun", evalrun)
@@ -412,6 +549,7 @@ class FakeApi:
 
     def delete_evalrun(self, namespace: str, name: str) -> str:
         self.calls.append("delete_evalrun")
+        self._fault("delete", "EvalRun", name)
         if (namespace, name) not in self.evalruns:
             raise kube.NotFound(404, "NotFound", name)
         gone = self.evalruns.pop((namespace, name))
@@ -421,10 +559,31 @@ class FakeApi:
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
         self.calls.append("patch_evalrun_status")
+        self._sent({"status": status})
+        self._fault("patch_status", "EvalRun", name, status)
         if (namespace, name) not in self.evalruns:
             raise kube.NotFound(404, "NotFound", name)
         run = self.evalruns[(namespace, name)]
         _merge(run.setdefault("status", {}), status)
+        return _sorted(self._touch(run))
+
+    def get_evalrun(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append("get_evalrun")
+        self._fault("get", "EvalRun", name)
+        if (namespace, name) not in self.evalruns:
+            raise kube.NotFound(404, "NotFound", f'evalruns "{name}" not found')
+        return _sorted(self.evalruns[(namespace, name)])
+
+    def patch_evalrun(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of the EvalRun itself (its metadata: the status is a subresource)."""
+        self.calls.append("patch_evalrun")
+        self._sent(patch)
+        self._fault("patch", "EvalRun", name, patch)
+        if (namespace, name) not in self.evalruns:
+            raise kube.NotFound(404, "NotFound", f'evalruns "{name}" not found')
+        run = self.evalruns[(namespace, name)]
+        self._preconditions(run, patch)
+        _merge(run, {k: v for k, v in patch.items() if k != "status"})
         return _sorted(self._touch(run))
 
     def print(self, job_name: str, text: str, namespace: str = "ns") -> None:
@@ -438,6 +597,7 @@ class FakeApi:
         """As the API server answers: 404 for a pod that is gone, 400 for a container that
         has not started; else the last lines, cut to limit_bytes from their start."""
         self.calls.append("read_pod_log")
+        self._fault("log", "Pod", pod)
         found = self.pods.get((namespace, pod))
         if found is None:
             raise kube.NotFound(404, "NotFound", f'pods "{pod}" not found')
@@ -464,6 +624,8 @@ class FakeApi:
     def create_job(self, job: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]:
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
         self.calls.append("dry_run_job" if dry_run else "create_job")
+        self._sent(job)
+        self._fault("create", "Job", key[1], job)
         if key in self.jobs:
             raise kube.Conflict(409, "AlreadyExists", f"jobs {key[1]} already exists")
         causes = self.reject(job)
@@ -482,6 +644,7 @@ class FakeApi:
 
     def delete_job(self, namespace: str, name: str) -> str:
         self.calls.append("delete_job")
+        self._fault("delete", "Job", name)
         if (namespace, name) not in self.jobs:
             raise kube.NotFound(404, "NotFound", name)
         gone = self.jobs.pop((namespace, name))  # its pods stay until collect_garbage()
@@ -489,19 +652,31 @@ class FakeApi:
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append("patch_job")
+        self._sent(patch)
+        self._fault("patch", "Job", name, patch)
         if (namespace, name) not in self.jobs:
             raise kube.NotFound(404, "NotFound", name)
+        self._preconditions(self.jobs[(namespace, name)], patch)
         _merge(self.jobs[(namespace, name)], patch)
         return _sorted(self._touch(self.jobs[(namespace, name)]))
 
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append("get_job")
+        self._fault("get", "Job", name)
+        if (namespace, name) not in self.jobs:
+            raise kube.NotFound(404, "NotFound", f'jobs.batch "{name}" not found')
+        return _sorted(self.jobs[(namespace, name)])
+
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("read_secret")
+        self._fault("get", "Secret", name)
         if (namespace, name) not in self.secrets:
             raise kube.NotFound(404, "NotFound", name)
         return _sorted(self.secrets[(namespace, name)])
 
     def read_configmap(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("read_configmap")
+        self._fault("get", "ConfigMap", name)
         if (namespace, name) not in self.configmaps:
             raise kube.NotFound(404, "NotFound", name)
         return _sorted(self.configmaps[(namespace, name)])
@@ -509,18 +684,24 @@ class FakeApi:
     def create_secret(self, secret: Mapping[str, Any]) -> None:
         self.calls.append("create_secret")
         key = (secret["metadata"]["namespace"], secret["metadata"]["name"])
+        self._sent(secret)
+        self._fault("create", "Secret", key[1], secret)
         if key in self.secrets:
             raise kube.Conflict(409, "AlreadyExists", key[1])
         self.secrets[key] = copy.deepcopy(dict(secret))
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.calls.append("patch_secret")
+        self._sent(patch)
+        self._fault("patch", "Secret", name, patch)
         _merge(self.secrets[(namespace, name)], patch)
 
     def patch_evaltask_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
         self.calls.append("patch_status")
+        self._sent({"status": status})
+        self._fault("patch_status", "EvalTask", name, status)
         if (namespace, name) not in self.evaltasks:
             raise kube.NotFound(404, "NotFound", name)
         body = self.evaltasks[(namespace, name)]
@@ -536,6 +717,7 @@ class FakeApi:
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> dict[str, Any]:
         self.calls.append("patch_annotations")
+        self._fault("patch", "EvalTask", name, {"metadata": {"annotations": annotations}})
         if (namespace, name) not in self.evaltasks:
             raise kube.NotFound(404, "NotFound", name)
         current = self.evaltasks[(namespace, name)]["metadata"].setdefault("annotations", {})
@@ -550,6 +732,7 @@ class FakeApi:
         self, evaltask: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
         self.calls.append("post_event")
+        self._fault("create", "Event", str(evaltask["metadata"]["name"]), {"reason": reason})
         self.events.append({"type": type_, "reason": reason, "message": message})
 
 

@@ -258,3 +258,79 @@ def test_a_deleted_evaltask_leaves_no_progress_read_times_behind():
     reconciler.forget("ns", "et", "uid-1")
     assert poller.wait("uid-1/pod-a") == 0.0, "forgotten with its EvalTask"
     assert poller.wait("uid-2/pod-b") == 30.0, "another EvalTask's stay"
+
+
+class BuggyApi(FakeApi):
+    """Lists of Jobs raise what no API error is, as a bug in a pass would, `failures` times."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+    def list_jobs(self, namespace, selector):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug of the operator's own")
+        return super().list_jobs(namespace, selector)
+
+
+def test_an_exception_in_a_pass_is_logged_counted_said_and_retried_with_backoff(caplog):
+    api = BuggyApi(failures=3)
+    api.add_secret("key", {"token": "t"})
+    api.add_evaltask("et", spec())
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+    before = metrics.RECONCILE_TOTAL.labels(metrics.RESULT_ERROR)._value.get()
+    delays = [reconciler._pass("ns", "et")[0] for _ in range(3)]
+    first = handlers.RETRY_DELAY_SECONDS
+    assert delays == [first, 2 * first, 4 * first], "backs off, never stops retrying"
+    assert metrics.RECONCILE_TOTAL.labels(metrics.RESULT_ERROR)._value.get() == before + 3
+    failed = [r for r in caplog.records if "the pass failed" in r.getMessage()]
+    assert len(failed) == 3 and all(r.exc_info for r in failed), "with its traceback"
+    cond = next(c for c in api.status("et")["conditions"] if c["type"] == "Progressing")
+    assert (cond["status"], cond["reason"]) == ("False", "ReconcileFailed")
+    assert "RuntimeError" in cond["message"] and "bug" not in cond["message"]
+    assert [e["reason"] for e in api.events] == ["ReconcileFailed"], "said once, not per pass"
+    assert reconciler._pass("ns", "et") == (reconcile.REQUEUE_ACTIVE_SECONDS, True)
+    cond = next(c for c in api.status("et")["conditions"] if c["type"] == "Progressing")
+    assert cond["reason"] != "ReconcileFailed", "a pass that gets through says it again"
+    api.failures = 1
+    assert reconciler._pass("ns", "et")[0] == first, "the backoff starts over"
+
+
+def test_the_retry_timer_outlives_an_exception(monkeypatch):
+    monkeypatch.setattr(handlers, "RETRY_DELAY_SECONDS", 0.05)
+    api = BuggyApi(failures=2)
+    api.add_secret("key", {"token": "t"})
+    api.add_evaltask("et", spec())
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+
+    async def pass_then_wait():
+        await reconciler.trigger("ns", "et")
+        assert api.jobs == {}
+        await asyncio.sleep(0.5)
+
+    asyncio.run(pass_then_wait())
+    assert len(api.jobs) == 2, "the retries ran by themselves, the second one got through"
+
+
+def test_a_refusal_that_stops_a_pass_is_said_on_the_evaltask():
+    api = FakeApi()
+    api.add_secret("key", {"token": "t"})
+    api.add_evaltask("et", spec())
+    words = 'evalruns.evaloperator.io is forbidden: cannot list resource "evalruns"'
+    api.inject("list", "EvalRun", 403, words)
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+    assert reconciler._pass("ns", "et") == (handlers.RETRY_DELAY_SECONDS, True)
+    cond = next(c for c in api.status("et")["conditions"] if c["type"] == "Progressing")
+    assert (cond["status"], cond["reason"]) == ("False", "ReconcileFailed")
+    assert words in cond["message"]
+    assert [e["reason"] for e in api.events] == ["ReconcileFailed"]
+
+
+def test_a_transient_error_is_retried_without_a_word_on_the_evaltask():
+    api = FlakyApi(failures=1)
+    api.add_secret("key", {"token": "t"})
+    api.add_evaltask("et", spec())
+    reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
+    assert reconciler._pass("ns", "et") == (handlers.RETRY_DELAY_SECONDS, True)
+    assert api.status("et") == {} and api.events == []

@@ -141,3 +141,17 @@ def test_without_a_poller_no_log_is_read(api, clock, poller):
     api.print(name, "EVAL_PROGRESS done=5 total=10\n")
     reconcile.reconcile(api, "ns", "et", NOW, reconcile.Config(runner_image="runner:test"))
     assert "read_pod_log" not in api.calls
+
+
+def test_a_count_too_long_to_be_one_is_no_progress_and_fails_no_pass(api, clock, poller):
+    name = started(api, poller)
+    huge = "9" * 5000  # int() refuses strings of over 4300 digits
+    api.print(name, f"EVAL_PROGRESS done={huge} total=10\n{huge}/{huge} [00:01<00:02]\n")
+    outcome = run(api, poller)
+    assert outcome is not None and outcome.status_written
+    assert "progress" not in record(api, "m1", "t1")
+    assert record(api, "m1", "t1")["state"] == "Running"
+    clock.now += 30
+    api.print(name, "EVAL_PROGRESS done=3 total=10\n")
+    run(api, poller)
+    assert record(api, "m1", "t1")["progress"]["done"] == 3

@@ -273,7 +273,7 @@ def test_a_probe_within_its_grace_period_is_not_called_unreachable(api):
 
 @pytest.mark.parametrize(
     "reason",
-    ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "CreateContainerConfigError"],
+    ["ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"],
 )
 def test_a_pod_that_cannot_start_says_why_at_once_and_fails_after_the_start_timeout(api, reason):
     name = one_run(api)
@@ -291,6 +291,36 @@ def test_a_pod_that_cannot_start_says_why_at_once_and_fails_after_the_start_time
     assert rec["state"] == "Failed"
     assert rec["message"].startswith(f"task: {reason}: no such image")
     assert "start timeout of 120s" in rec["message"]
+    assert ("ns", name) not in api.jobs, "its retries are stopped"
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        pytest.param("InvalidImageName", 'invalid reference format: "Repo:x"', id="a bad name"),
+        pytest.param(
+            "ErrImageNeverPull",
+            'Container image "x:1" is not present with pull policy of Never',
+            id="an image that will never be pulled",
+        ),
+        pytest.param(
+            "CreateContainerConfigError",
+            "couldn't find key token in Secret ns/model-key",
+            id="a Secret without the key",
+        ),
+    ],
+)
+def test_a_pod_that_can_never_start_fails_at_once_with_the_kubelets_words(api, reason, message):
+    name = one_run(api)
+    pod = api.pending(name, task={"waiting": {"reason": reason, "message": message}})
+    created = datetime.fromisoformat(
+        api.pods[("ns", pod)]["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+    )
+    config = reconcile.Config(runner_image="runner:test", start_timeout=600)
+    reconcile.reconcile(api, "ns", "et", created + timedelta(seconds=5), config)
+    rec = record(api, "m1", "t1")
+    assert rec["state"] == "Failed", "no waiting out the start timeout"
+    assert f"{reason}: {message}" in rec["message"]
     assert ("ns", name) not in api.jobs, "its retries are stopped"
 
 
