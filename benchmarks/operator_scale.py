@@ -225,6 +225,8 @@ class Operator:
                     "127.0.0.1",
                     "--log-level",
                     "WARNING",
+                    # One process; its Lease renewals would count as idle requests.
+                    "--leader-elect=false",
                 ],
                 env={**os.environ, "KUBECONFIG": str(kubeconfig)},
                 stdout=out,

@@ -83,12 +83,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reconcile passes of different EvalTasks run at once (default 16; "
         "env EVAL_OPERATOR_WORKERS)",
     )
+    parser.add_argument(
+        "--leader-elect",
+        type=_flag,
+        default=_flag(env("EVAL_OPERATOR_LEADER_ELECT", "true")),
+        help="reconcile only while holding a coordination.k8s.io Lease, so that of several "
+        "replicas one writes at a time (default true; env EVAL_OPERATOR_LEADER_ELECT)",
+    )
+    parser.add_argument(
+        "--leader-elect-namespace",
+        default=env("EVAL_OPERATOR_LEADER_ELECT_NAMESPACE", ""),
+        help="the Lease's namespace (default: the pod's own, else default)",
+    )
+    parser.add_argument(
+        "--leader-elect-name",
+        default=env("EVAL_OPERATOR_LEADER_ELECT_NAME", "eval-operator"),
+        help="the Lease's name (default eval-operator)",
+    )
     args = parser.parse_args(argv)
     if args.namespaces is None and env("EVAL_OPERATOR_NAMESPACES"):
         args.namespaces = [
             n.strip() for n in env("EVAL_OPERATOR_NAMESPACES", "").split(",") if n.strip()
         ]
     return args
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
 
 
 def _api_client(connections: int) -> Any:
@@ -115,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import kopf
 
-    from eval_operator import handlers, kube, progress, reconcile, server
+    from eval_operator import handlers, kube, leader, progress, reconcile, server
 
     namespaces: list[str] = args.namespaces or []
     api_client = _api_client(2 * args.workers)
@@ -133,16 +158,31 @@ def main(argv: list[str] | None = None) -> int:
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, namespaces)
+
+    async def run() -> None:
+        # Probes and /metrics answer while this replica waits to lead, too.
         if args.metrics_port:
             await server.start(args.metrics_host, args.metrics_port)
+        elector = None
+        if args.leader_elect:
+            elector = leader.Elector(
+                api_client,
+                leader.Settings(
+                    namespace=args.leader_elect_namespace or leader.default_namespace(),
+                    name=args.leader_elect_name,
+                    identity=leader.new_identity(),
+                ),
+            )
+            elector.start()
+            while not elector.leading.is_set():
+                await asyncio.sleep(0.2)
+        try:
+            await kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
+        finally:
+            if elector is not None:
+                elector.release()
 
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-        )
-    )
+    asyncio.run(run())
     return 0
 
 

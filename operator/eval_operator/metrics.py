@@ -33,6 +33,10 @@ RECONCILE_TOTAL: Final = Counter(
 RECONCILE_SECONDS: Final = Histogram(
     "eval_operator_reconcile_duration_seconds", "Duration of one reconcile pass.", ["result"]
 )
+LEADER: Final = Gauge(
+    "eval_operator_leader",
+    "1 while this replica holds the leader Lease and reconciles; 0 while it waits.",
+)
 JOBS_CREATED_TOTAL: Final = Counter(
     "eval_operator_jobs_created_total", "Jobs created for evaluation runs."
 )

@@ -35,7 +35,7 @@ NAMESPACED_RULES = [
     {
         "apiGroups": ["evaloperator.io"],
         "resources": ["evalruns"],
-        "verbs": ["list", "watch", "create", "delete"],
+        "verbs": ["list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": ["evaloperator.io"], "resources": ["evalruns/status"], "verbs": ["patch"]},
     {"apiGroups": ["evaloperator.io"], "resources": ["evalruns/finalizers"], "verbs": ["update"]},
@@ -52,6 +52,19 @@ NAMESPACED_RULES = [
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
 ]
 FULLNAME = f"{RELEASE}-eval-operator"
+# The leader Lease: a Role in the operator's own namespace, whatever it serves.
+LEADER_RULES = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    }
+]
+LEADER_ARGS = ["--leader-elect=true", f"--leader-elect-name={FULLNAME}"]
+POD_NAMESPACE = {
+    "name": "POD_NAMESPACE",
+    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+}
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,13 +78,25 @@ def test_helm_lint_is_clean(helm, values):
     assert "0 chart(s) failed" in out.stdout, out.stdout
 
 
-def test_the_deployment_runs_one_locked_down_operator(helm):
+def test_without_leader_election_one_operator_runs_and_an_upgrade_never_overlaps(helm):
+    # replicaCount applies only with leader election: two operators would undo each other.
+    off = ("--set", "leaderElection.enabled=false", "--set", "replicaCount=3")
+    spec = the(helm.template(*off), "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert (
+        "--leader-elect=false"
+        in container(helm.template("--set", "leaderElection.enabled=false"))["args"]
+    )
+
+
+def test_the_deployment_runs_two_locked_down_replicas(helm):
     docs = helm.template()
     deployment = the(docs, "Deployment")
     spec = deployment["spec"]
-    # kopf runs standalone: never two operators at once, not even during an upgrade.
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, of which the Lease's holder reconciles: an upgrade may roll.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate"}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == FULLNAME
     assert pod["securityContext"] == {
@@ -115,7 +140,7 @@ def test_the_operator_is_told_what_to_watch(helm, values, expected):
         "--start-timeout=600",
         "--progress-interval=30",
     ]
-    assert args[6:] == expected
+    assert args[6:] == [*expected, *LEADER_ARGS]
 
 
 def test_all_namespaces_one_clusterrole_with_every_rule(helm):
@@ -130,7 +155,11 @@ def test_all_namespaces_one_clusterrole_with_every_rule(helm):
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
     ]
-    assert find(docs, "Role") == find(docs, "RoleBinding") == []
+    [leader] = find(docs, "Role")
+    assert leader["metadata"]["namespace"] == NAMESPACE
+    assert leader["rules"] == LEADER_RULES
+    [leader_binding] = find(docs, "RoleBinding")
+    assert leader_binding["roleRef"]["name"] == leader["metadata"]["name"]
     assert the(docs, "ServiceAccount")["metadata"]["name"] == FULLNAME
 
 
@@ -138,9 +167,15 @@ def test_namespaced_only_reading_crds_is_cluster_wide(helm):
     docs = helm.template(*NAMESPACED)
     assert the(docs, "ClusterRole")["rules"] == [CRD_RULE]
     roles = {r["metadata"]["namespace"]: r["rules"] for r in find(docs, "Role")}
-    assert roles == {"team-a": NAMESPACED_RULES, "team-b": NAMESPACED_RULES}
+    assert roles == {
+        "team-a": NAMESPACED_RULES,
+        "team-b": NAMESPACED_RULES,
+        NAMESPACE: LEADER_RULES,
+    }
     bindings = find(docs, "RoleBinding")
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(
+        ["team-a", "team-b", NAMESPACE]
+    )
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"] == [
@@ -159,7 +194,7 @@ def readme_rules() -> list[tuple[str, str, list[str]]]:
 def test_readme_lists_exactly_the_rendered_rules():
     expected = [
         (rule["apiGroups"][0], rule["resources"][0], rule["verbs"])
-        for rule in [CRD_RULE, *NAMESPACED_RULES]
+        for rule in [CRD_RULE, *NAMESPACED_RULES, *LEADER_RULES]
     ]
     assert readme_rules() == expected
 
@@ -360,5 +395,5 @@ def test_extra_env_reaches_the_operators_container(helm):
     docs = helm.template(
         "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=p:3128"
     )
-    assert container(docs)["env"] == [{"name": "HTTPS_PROXY", "value": "p:3128"}]
-    assert "env" not in container(helm.template()), "none by default"
+    assert container(docs)["env"] == [POD_NAMESPACE, {"name": "HTTPS_PROXY", "value": "p:3128"}]
+    assert container(helm.template())["env"] == [POD_NAMESPACE], "no other by default"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
+import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from kubernetes import client
+from kubernetes import client, watch
 
 GROUP, VERSION, PLURAL = "evaloperator.io", "v1alpha1", "evaltasks"
 TOKEN = "Bearer e2e-token-123"
@@ -21,6 +23,7 @@ PROGRESS_INTERVAL = 2.0
 # The node's Debian base image (bash and python3): tasks' scripts run on it.
 BASE_IMAGE, BASE_VERSION = "eval-operator/base", "bookworm"
 T = TypeVar("T")
+FINAL = ("Succeeded", "Failed")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
@@ -229,3 +232,78 @@ def task(name: str, score: float, **env: str | float) -> dict[str, Any]:
 
 def model(name: str, url: str, secret: str = "model-key") -> dict[str, Any]:
     return {"name": name, "url": url, "auth": {"secretRef": {"name": secret, "key": "token"}}}
+
+
+class Recorder:
+    """Every state each EvalRun (by uid) had, and every Job uid each Job name had, as
+    the API server's watches tell them."""
+
+    def __init__(self, api: Api) -> None:
+        self.states: dict[str, list[str | None]] = defaultdict(list)
+        self.jobs: dict[str, list[str]] = defaultdict(list)
+        self.overlaps: list[str] = []  # a Job made while another of its name still existed
+        self._live: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._runs, args=(api,), daemon=True),
+            threading.Thread(target=self._jobs, args=(api,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _runs(self, api: Api) -> None:
+        with self._until_closed():
+            w = watch.Watch()
+            for event in w.stream(
+                api.custom.list_namespaced_custom_object,
+                "evaloperator.io",
+                "v1alpha1",
+                api.ns,
+                "evalruns",
+                timeout_seconds=600,
+            ):
+                obj: dict[str, Any] = event["object"]
+                state = (obj.get("status") or {}).get("state")
+                seen = self.states[obj["metadata"]["uid"]]
+                if not seen or seen[-1] != state:
+                    seen.append(state)
+                if self._stop.is_set():
+                    w.stop()
+
+    def _jobs(self, api: Api) -> None:
+        with self._until_closed():
+            w = watch.Watch()
+            for event in w.stream(api.batch.list_namespaced_job, api.ns, timeout_seconds=600):
+                job: client.V1Job = event["object"]
+                name, uid = job.metadata.name, job.metadata.uid
+                if event["type"] == "ADDED":
+                    if name in self._live and self._live[name] != uid:
+                        self.overlaps.append(name)
+                    self._live[name] = uid
+                    if uid not in self.jobs[name]:
+                        self.jobs[name].append(uid)
+                elif event["type"] == "DELETED" and self._live.get(name) == uid:
+                    del self._live[name]
+                if self._stop.is_set():
+                    w.stop()
+
+    @contextlib.contextmanager
+    def _until_closed(self) -> Iterator[None]:
+        """A watch that fails after close() (its API server stopped, say) ends quietly."""
+        try:
+            yield
+        except Exception:
+            if not self._stop.is_set():
+                raise
+
+    def reopened(self) -> dict[str, list[str | None]]:
+        """EvalRuns that went from a final state back to another one."""
+        out = {}
+        for uid, states in self.states.items():
+            for i, state in enumerate(states):
+                if state in FINAL and any(s != state for s in states[i + 1 :]):
+                    out[uid] = states
+        return out
+
+    def close(self) -> None:
+        self._stop.set()

@@ -84,10 +84,11 @@ removes each verb in turn and shows what breaks (README.md, "Install", lists why
   resources: ["evaltasks/finalizers"]
   verbs: ["update"]
 # One EvalRun per run, the durable record: listed each pass, watched (a deleted one reruns
-# its run), created, deleted when an edit or a rerun replaces the run.
+# its run), created, deleted when an edit or a rerun replaces the run, and patched to adopt
+# a finished record left by an earlier EvalTask of the same name (an orphaning delete).
 - apiGroups: ["evaloperator.io"]
   resources: ["evalruns"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Each run's state and result.
 - apiGroups: ["evaloperator.io"]
   resources: ["evalruns/status"]
