@@ -50,6 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "account, image pull) before the run fails (default 600; env EVAL_OPERATOR_START_TIMEOUT)",
     )
     parser.add_argument(
+        "--job-ttl",
+        type=_seconds,
+        default=_seconds(env("EVAL_OPERATOR_JOB_TTL", str(constants.DEFAULT_JOB_TTL_SECONDS))),
+        help="seconds a finished Job and its pods (and so `kubectl logs job/<name>`) stay once "
+        "its run's result is recorded in its EvalRun, as the Job's ttlSecondsAfterFinished "
+        "(default 86400; 0 keeps them until their EvalTask is deleted; env "
+        "EVAL_OPERATOR_JOB_TTL)",
+    )
+    parser.add_argument(
         "--progress-interval",
         type=float,
         default=float(
@@ -108,6 +117,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _seconds(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is negative")
+    return seconds
+
+
 def _flag(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
@@ -150,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             runner_image=args.runner_image,
             default_timeout=args.default_timeout,
             start_timeout=args.start_timeout,
+            job_ttl=args.job_ttl,
             progress=progress.Poller(args.progress_interval) if args.progress_interval else None,
         ),
         workers=args.workers,

@@ -52,10 +52,15 @@ def slim(body: Body, spec: bool = True) -> dict[str, Any]:
 
 def slim_job(body: Body) -> dict[str, Any]:
     """A Job as passes read it: metadata, status, and of its spec only suspend, the
-    deadline and the probe's container (whose env says how long it may wait). The pod
-    template is most of a Job, and a pass never reads the rest of it."""
+    deadline, the TTL (set once: a pass must see it set) and the probe's container (whose
+    env says how long it may wait). The pod template is most of a Job, and a pass never
+    reads the rest of it."""
     spec = body.get("spec") or {}
-    kept = {k: spec[k] for k in ("suspend", "activeDeadlineSeconds") if k in spec}
+    kept = {
+        k: spec[k]
+        for k in ("suspend", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+        if k in spec
+    }
     init = ((spec.get("template") or {}).get("spec") or {}).get("initContainers") or []
     probe = [c for c in init if c.get("name") == constants.PROBE_CONTAINER]
     if probe:

@@ -86,12 +86,15 @@ def check_references(
         for mi, mount in enumerate(task.mounts):
             src = mount.source
             if src.secret and not src.secret.get("optional"):
-                need(
+                mounted = need(
                     f"spec.tasks[{ti}].mounts[{mi}].source.secret",
                     "Secret",
                     str(src.secret.get("secretName", "")),
                     None,
                 )
+                # A mounted Secret's every value may be printed by the task, too.
+                for data in ((mounted or {}).get("data") or {}).values():
+                    secret_values.append(_decode(data))
             if src.config_map and not src.config_map.get("optional"):
                 need(
                     f"spec.tasks[{ti}].mounts[{mi}].source.configMap",
@@ -150,6 +153,13 @@ def spec_field_for(job_field: str, model_index: int, task_index: int) -> str:
     return f"spec.tasks[{task_index}]"
 
 
+def permanent(e: kube.Refused) -> bool:
+    """Whether a refused Job waits in vain: it is invalid (a 422, which names the field)
+    or too large (a 413). Any other refusal (a quota, a webhook, a policy, RBAC) the
+    cluster may yet lift."""
+    return isinstance(e, kube.Invalid) or e.status == 413
+
+
 def dry_run(
     api: kube.Api,
     owner: records.Owner,
@@ -159,6 +169,10 @@ def dry_run(
     pool: Executor | None = None,
 ) -> list[spec.SpecProblem]:
     """Ask the API server whether it would accept our Jobs (server-side dry-run).
+
+    Problems with reason JobRejected are the spec's (a 422 names the field, a 413 the
+    size); JobRefused means admission refuses the Jobs for now (a quota, a webhook),
+    which the cluster may yet change.
 
     Pair i is model i mod M with task i mod T: every model and every task is in some
     Job, so every part of every Job is checked with max(M, T) requests, not M x T (a
@@ -192,10 +206,11 @@ def dry_run(
             ]
             return invalid, False
         except kube.Refused as e:
-            # Admission (a quota, a policy, a webhook) or a size limit said no.
+            # Admission (a quota, a policy, a webhook) said no: for now, a wait (JobRefused).
+            # A size limit is the spec's: no wait makes the Job smaller.
             refusal = spec.SpecProblem(
                 f"spec.tasks[{ti}]",
-                conditions.JOB_REJECTED,
+                conditions.JOB_REJECTED if permanent(e) else conditions.JOB_REFUSED,
                 f"the API server refuses the Job for model {model.name!r}, task "
                 f"{task.name!r}: {e.status} {e.reason}: {e.message}",
             )

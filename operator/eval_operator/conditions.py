@@ -11,6 +11,12 @@ SPEC_VALID: Final = "SpecValid"
 PROGRESSING: Final = "Progressing"
 COMPLETE: Final = "Complete"
 MODEL_REACHABLE: Final = "ModelReachable"
+# False while the runs still to start wait for the cluster to change (a referenced Secret
+# or ConfigMap to be created, admission to accept their Jobs): the reason says for what
+# (SecretNotFound, JobRefused, ...). Its lastTransitionTime is when that wait began (a
+# wait for something else is a new wait): the backoff of the rechecks and the start
+# timeout of a refused Job count from it. Set once a wait happened, kept (True) after.
+READY_TO_START: Final = "ReadyToStart"
 # Whether the API server took every record and the status this operator wrote: False
 # names what it refused for good (a 400, 403, 413 or 422), which no retry can fix. Set once
 # a refusal happened, kept (True) after.
@@ -23,6 +29,11 @@ SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
 CONFIGMAP_NOT_FOUND: Final = "ConfigMapNotFound"
 CONFIGMAP_KEY_NOT_FOUND: Final = "ConfigMapKeyNotFound"
 JOB_REJECTED: Final = "JobRejected"
+# Admission (a quota, a webhook, a policy, RBAC) refuses the Jobs for now: a wait, which
+# fails the runs only after the start timeout. JobRejected (a 422, a Job too large) is
+# the spec's, and only an edit fixes it.
+JOB_REFUSED: Final = "JobRefused"
+NOTHING_BLOCKS: Final = "NothingBlocks"
 RUNS_IN_PROGRESS: Final = "RunsInProgress"
 RUNS_WAITING: Final = "RunsWaiting"
 SUSPENDED: Final = "Suspended"
@@ -51,14 +62,16 @@ AUTH_SECRET_REFUSED: Final = "AuthSecretRefused"
 def set_condition(
     existing: Sequence[Mapping[str, Any]],
     type_: str,
-    status: bool,
+    status: bool | None,
     reason: str,
     message: str,
     generation: int,
     now: str,
 ) -> list[dict[str, Any]]:
-    """Return the conditions with `type_` set; the transition time changes only on a flip."""
-    value = "True" if status else "False"
+    """Return the conditions with `type_` set; the transition time changes only on a flip.
+
+    `status` None: Unknown (not decided yet)."""
+    value = "Unknown" if status is None else "True" if status else "False"
     if len(message) > MAX_MESSAGE:  # conditions stay bounded, whatever they list
         message = message[: MAX_MESSAGE - 3] + "..."
     previous = next((c for c in existing if c.get("type") == type_), None)

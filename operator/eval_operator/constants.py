@@ -45,6 +45,10 @@ DEFAULT_RUNNER_IMAGE: Final = "eval-operator/runner:0.1.0"
 DEFAULT_TIMEOUT_SECONDS: Final = 24 * 3600  # a task's own run, when timeoutSeconds is absent
 DEFAULT_PROBE_TIMEOUT_SECONDS: Final = 1800
 DEFAULT_START_TIMEOUT_SECONDS: Final = 600  # a pod that cannot be created or started
+# A finished Job (and its pods) stays this long once its run's result is recorded
+# (ttlSecondsAfterFinished), so `kubectl logs job/<name>` works for a day; 0: until its
+# EvalTask goes.
+DEFAULT_JOB_TTL_SECONDS: Final = 24 * 3600
 
 # Pod layout: the probe (waits for the model, stamps the output folder) and the task run
 # as init containers, the collector after them.

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import kopf
 
-from eval_operator import cache, constants, jobstate, kube, metrics, reconcile
+from eval_operator import cache, constants, jobstate, kube, metrics, reconcile, redaction
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class Reconciler:
         metrics.forget(namespace, name)
         if self._config.progress is not None and uid:
             self._config.progress.forget(set(), prefix=f"{uid}/")  # its pods' read times
+        redaction.MEMORY.forget(uid)
 
     def _pass(
         self, namespace: str, name: str, snapshot: cache.Snapshot | None = None

@@ -26,6 +26,9 @@ from eval_runner import results
 
 LOG_TAIL_LINES: Final = 10
 LOG_TAIL_CHARS: Final = 1000
+# What is read of a failed task's log: its last LOG_TAIL_LINES lines, cut at this many
+# bytes from their start (pods/log's limitBytes); the message keeps less of their end.
+LOG_TAIL_BYTES: Final = 65536
 # A probe still waiting after this long means its model does not answer (yet).
 PROBE_GRACE_SECONDS: Final = 5.0
 # Container waiting reasons that no amount of waiting fixes by itself.
@@ -129,8 +132,17 @@ def disruption(pod: Mapping[str, Any]) -> str:
     return f"the pod was evicted ({detail})" if detail else "the pod was evicted"
 
 
-def explain_pod_failure(pod: Mapping[str, Any]) -> str:
-    """Why a failed pod failed: disruption, the probe, the task's exit, or the collector."""
+def task_failed(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod's task container ended with a non-zero exit code."""
+    task = _state(pod, constants.TASK_CONTAINER, "terminated")
+    return task is not None and task.get("exitCode", 0) != 0
+
+
+def explain_pod_failure(pod: Mapping[str, Any], logs: Mapping[str, str] | None = None) -> str:
+    """Why a failed pod failed: disruption, the probe, the task's exit, or the collector.
+
+    `logs`: pod name -> the end of its task's log, as the pass read it (pods/log); else
+    what the task wrote as its termination message, if anything."""
     evicted = disruption(pod)
     if evicted:
         return evicted
@@ -143,7 +155,8 @@ def explain_pod_failure(pod: Mapping[str, Any]) -> str:
         text = f"the task container exited with code {task['exitCode']}"
         if task.get("reason") and task["reason"] != "Error":
             text += f" ({task['reason']})"
-        tail = log_tail(task.get("message") or "")
+        said = (logs or {}).get(str(pod.get("metadata", {}).get("name", "")))
+        tail = log_tail(said if said is not None else task.get("message") or "")
         return text + (f"; last output:\n{tail}" if tail else "")
     collector = _state(pod, constants.COLLECTOR_CONTAINER, "terminated")
     if collector is not None and collector.get("exitCode", 0) != 0:
@@ -205,10 +218,12 @@ def describe(
     now: datetime,
     start_timeout: float,
     create_failure: str = "",
+    logs: Mapping[str, str] | None = None,
 ) -> JobOutcome:
     """The run's state as one Job and its pods (`mine`, oldest first) show it now.
 
     `create_failure`: the Job controller's latest FailedCreate event message, if any.
+    `logs`: pod name -> the end of its failed task's log (explain_pod_failure).
     """
     # Whatever the caller passed, only the pods this Job controls speak for it (the
     # collector's result is read from one of them).
@@ -263,7 +278,7 @@ def describe(
             )
         else:
             failed_pods = [p for p in mine if p.get("status", {}).get("phase") == "Failed"]
-            detail = explain_pod_failure(failed_pods[-1]) if failed_pods else ""
+            detail = explain_pod_failure(failed_pods[-1], logs) if failed_pods else ""
             message = detail or failed.get("message") or reason or "the Job failed"
         if attempts > 1:
             message = f"failed after {attempts} attempts: {message}"

@@ -66,21 +66,35 @@ def new_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
+class _Refusals:
+    """The Lease API, saying in the API server's words what it refuses: the library logs
+    only a reason ("Forbidden") or a whole response, so a replica that never leads would
+    not say plainly why. Not found and conflicts are the election's normal course."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except ApiException as e:
+                if e.status not in (404, 409):
+                    log.warning("the Lease was refused (%s): %s", name, _message(e))
+                raise
+
+        return call
+
+
 class _Lock(LeaseLock):
     """LeaseLock on our API client; after release() it renews nothing more."""
 
     def __init__(self, api_client: Any, settings: Settings) -> None:
         super().__init__(settings.name, settings.namespace, settings.identity)  # type: ignore[no-untyped-call]
-        self.api_instance = client.CoordinationV1Api(api_client)
+        self.api_instance = _Refusals(client.CoordinationV1Api(api_client))  # type: ignore[assignment]
         self.released = False
-
-    def get(self, name: str, namespace: str) -> tuple[bool, Any]:
-        found, record = super().get(name, namespace)  # type: ignore[no-untyped-call]
-        if not found and getattr(record, "status", None) != 404:
-            # The library logs only the reason ("Forbidden"): a replica that never leads
-            # must say why, in the API server's words.
-            log.warning("cannot read Lease %s/%s: %s", namespace, name, _message(record))
-        return bool(found), record
 
     def update(self, name: str, namespace: str, updated_record: Any) -> bool:
         if self.released:

@@ -151,8 +151,9 @@ def build_job(
             *(_user_mount(m) for m in task.mounts),
             *_ca_mounts(model),
         ],
-        # The log tail becomes the run's message when the task fails without one.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Not FallbackToLogsOnError: the pod object would hold the log's end, a token the
+        # task printed included. The operator reads that from pods/log and redacts it.
+        "terminationMessagePolicy": "File",
     }
     if task.command is not None:
         task_container["command"] = list(task.command)

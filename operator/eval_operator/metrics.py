@@ -6,10 +6,18 @@ counters. Label values are bounded:
 - `namespace`, `evaltask`, `model`, `task` follow the EvalTasks that exist: the series of
   an EvalTask go away when it is deleted, and those of a run or metric when an edit
   removes it;
-- `metric` is capped at MAX_METRICS_PER_RUN names per run (the first ones, in the order
-  metrics.json gives them), so one run adds at most that many `run_metric` series.
-So the series count is about: EvalTasks x (1 + 5 states) + runs x (1 score + metrics per
-run, <= 50) + running runs (their progress).
+- `metric` is capped at MAX_METRICS_PER_RUN (20) names per run (the first ones, in the
+  order metrics.json gives them; all of them stay in its EvalRun), so one run adds at most
+  that many `run_metric` series.
+
+The series count, bounded by design:
+- per EvalTask, SERIES_PER_EVALTASK = 6: its progress ratio and its runs in each of 5 states;
+- per run, at most MAX_SERIES_PER_RUN = 21: a finished run its score and up to 20 metrics,
+  a running one its progress (a run is one or the other), a pending one none;
+- so an EvalTask of R runs at most 6 + 21 R: 90 for a 4-run one, 21,510 at the CRD's
+  1,024-run bound (it was 52,230 at 50 metrics per run);
+- besides, the run duration histogram per distinct task name (17: 14 buckets, sum,
+  count, created), and the operator's own few (reconcile results, leader, counters).
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ RESULT_OK: Final = "ok"
 RESULT_INVALID: Final = "invalid"
 RESULT_ERROR: Final = "error"
 STATES: Final = ("Pending", "Running", "Succeeded", "Failed", "Reused")
-MAX_METRICS_PER_RUN: Final = 50
+MAX_METRICS_PER_RUN: Final = 20
+SERIES_PER_EVALTASK: Final = 1 + len(STATES)  # progress ratio, runs by state
+MAX_SERIES_PER_RUN: Final = 1 + MAX_METRICS_PER_RUN  # score and metrics, or progress
 
 RECONCILE_TOTAL: Final = Counter(
     "eval_operator_reconcile_total", "Reconcile passes by result.", ["result"]

@@ -50,6 +50,8 @@ class Observed:
     create_failures: Mapping[str, str] = field(default_factory=dict)
     # Job name -> progress just read from its running task's log (done, total, updateTime).
     progress: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Pod name -> the end of its failed task's log, redacted (reconcile._failed_task_logs).
+    task_logs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -112,6 +114,8 @@ class Plan:
     delete_jobs: list[str] = field(default_factory=list)
     suspend: list[str] = field(default_factory=list)
     unsuspend: list[str] = field(default_factory=list)
+    # Jobs of recorded runs that get their ttlSecondsAfterFinished (see _expires).
+    expire_jobs: list[str] = field(default_factory=list)
     rerun: str | None = None  # the rerun annotation's value, when there is one
 
     @property
@@ -153,12 +157,14 @@ def plan(
     blocked: str = "",
     start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS,
     desired: Sequence[DesiredRun] | None = None,
+    job_ttl: int = 0,
 ) -> Plan:
     """The runs' records and this pass's actions.
 
     `reusable`: Succeeded EvalRuns of other EvalTasks by run key (spec.reuse). `blocked`:
     why runs that are still to start must wait (a referenced Secret is gone, say).
-    `desired`: desired_runs(evalspec, ...), when the caller has it already.
+    `desired`: desired_runs(evalspec, ...), when the caller has it already. `job_ttl`:
+    whether the Jobs of recorded runs get a ttlSecondsAfterFinished (0: they stay).
     """
     result = Plan()
     reusable = reusable or {}
@@ -201,7 +207,11 @@ def plan(
             view.exists = True
         if _busy(view, job):
             busy.add(run.model.name)
+        if job_ttl and _expires(view, evalrun, job):
+            result.expire_jobs.append(run.name)
         result.views.append(view)
+    deleted = set(result.delete_jobs)
+    result.expire_jobs = [n for n in result.expire_jobs if n not in deleted]
 
     if result.deletes or evalspec.suspend or rerun is not None:
         result.create_runs = []
@@ -215,6 +225,23 @@ def _reruns(rerun: str | None, record: Record) -> bool:
     if rerun == constants.RERUN_ALL:
         return True
     return rerun == constants.RERUN_FAILED and record.state == "Failed"
+
+
+def _expires(
+    view: RunView, evalrun: Mapping[str, Any] | None, job: Mapping[str, Any] | None
+) -> bool:
+    """Whether the run's Job is to get its TTL: the run's result is final (recorded before
+    the TTL is set: reconcile writes records first, and sets it only on a record that is
+    final once they are written), the Job is this run's (its EvalRun owns it), and it has
+    none yet. The TTL controller then deletes the Job and its pods: evidence only, which
+    nothing reads once the record is final."""
+    if evalrun is None or job is None or not view.record.final:
+        return False
+    if _terminating(evalrun) or _terminating(job):
+        return False
+    if records.owner_uid(job, constants.RUN_KIND) != str(evalrun["metadata"].get("uid", "")):
+        return False  # a leftover, or someone else's Job of that name
+    return "ttlSecondsAfterFinished" not in (job.get("spec") or {})
 
 
 def _busy(view: RunView, job: Mapping[str, Any] | None) -> bool:
@@ -277,6 +304,7 @@ def _follow(
         observed.now,
         start_timeout,
         observed.create_failures.get(run.name, ""),
+        observed.task_logs,
     )
     new = Record(
         state=outcome.state,

@@ -41,6 +41,7 @@ from eval_operator import (
     plan,
     progress,
     records,
+    redaction,
     spec,
     statustypes,
 )
@@ -48,7 +49,7 @@ from eval_operator import status as status_mod
 
 log = logging.getLogger(__name__)
 
-REDACTED: Final = "[redacted]"
+REDACTED: Final = redaction.REDACTED
 _STATUS_KEYS: Final = tuple(
     f.alias or name for name, f in statustypes.EvalTaskStatus.model_fields.items()
 )
@@ -58,6 +59,10 @@ CREATE_FAILURE_AFTER_SECONDS: Final = 2.0
 # timeout or the probe's grace period ends), so nothing waits for an event that never comes.
 REQUEUE_ACTIVE_SECONDS: Final = 60.0
 REQUEUE_MIN_SECONDS: Final = 1.0
+# A wait for the cluster (a missing Secret, a refused Job) is checked again after 2 s, then
+# twice as long each time, up to a minute (wait_backoff).
+WAIT_RECHECK_FIRST_SECONDS: Final = 2.0
+WAIT_RECHECK_MAX_SECONDS: Final = 60.0
 _REUSE_CHUNK: Final = 40
 
 
@@ -66,6 +71,9 @@ class Config:
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
     default_timeout: int = constants.DEFAULT_TIMEOUT_SECONDS
     start_timeout: float = constants.DEFAULT_START_TIMEOUT_SECONDS
+    # Seconds a finished Job stays once its run's result is recorded; 0: until its
+    # EvalTask goes (the Jobs are its dependents).
+    job_ttl: int = constants.DEFAULT_JOB_TTL_SECONDS
     # Reads running runs' logs for their progress, at a bounded rate; None: never.
     progress: progress.Poller | None = None
 
@@ -178,7 +186,7 @@ def reconcile(
     observed = replace(observed, progress=_read_progress(api, observed, config.progress, running))
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []
-    blocked = ""
+    wait: status_mod.Wait | None = None
     try:
         evalspec = spec.parse_spec(body.get("spec"))
         # Fingerprints hash the whole spec per run: computed once per pass.
@@ -186,15 +194,19 @@ def reconcile(
         if plan.unfinished(desired, observed):
             # References and the dry-run guard only runs still to start: a finished
             # EvalTask stays finished when a Secret it used is deleted later.
-            problems = checks.check_references(api, namespace, evalspec, secrets)
-            if problems and _accepted(observed):
-                blocked = "waiting: " + "; ".join(str(p) for p in problems)
-            elif not problems:
-                problems = _dry_run_once(api, owner, evalspec, config, observed, writers)
-            if problems and not blocked:
-                raise spec.SpecInvalid(problems)
+            wait = _check_cluster(api, owner, evalspec, config, observed, secrets, writers)
     except spec.SpecInvalid as e:
         return _report_invalid(api, observed, e.problems)
+    # Seconds the cluster has refused this EvalTask's Jobs (their dry-run or a create).
+    # Past the start timeout a refused dry-run blocks nothing: the creates are made, and
+    # the runs whose Job is refused fail with the server's words (one refused as a
+    # dry-run only, by a webhook without dry-run support, say, starts).
+    refused_for = _waited(observed, conditions.JOB_REFUSED)
+    blocked = ""
+    if wait is not None and not (
+        wait.reason == conditions.JOB_REFUSED and refused_for >= config.start_timeout
+    ):
+        blocked = "waiting: " + wait.message
 
     outcome = Outcome()
     announce = _Announce()
@@ -208,11 +220,27 @@ def reconcile(
         )
     literal = manifests.literal_auth_values(evalspec)
     secrets += literal.values()
+    # And the values its Secrets had before: a run recorded after a rotation may have
+    # printed the old one.
+    secrets = redaction.MEMORY.remember(uid, secrets)
+    observed = replace(observed, task_logs=_failed_task_logs(api, observed, secrets))
     _ensure_auth_secret(api, owner, literal, announce)
     reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
-    the_plan = plan.plan(evalspec, observed, reusable, blocked, config.start_timeout, desired)
+    the_plan = plan.plan(
+        evalspec, observed, reusable, blocked, config.start_timeout, desired, config.job_ttl
+    )
     refused = _act(
-        api, owner, evalspec, the_plan, config, observed, secrets, outcome, announce, writers
+        api,
+        owner,
+        evalspec,
+        the_plan,
+        config,
+        observed,
+        secrets,
+        outcome,
+        announce,
+        writers,
+        refused_for,
     )
     # Only now: the request's deletions are made (removed before them, a crash or an API
     # error in between lost it). Until it is gone nothing is created (plan.py), so a pass
@@ -221,15 +249,16 @@ def reconcile(
         api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
 
     new_status = status_mod.summarize(
-        evalspec, the_plan.views, observed.previous_status, observed.generation, now, refused
+        evalspec, the_plan.views, observed.previous_status, observed.generation, now, refused, wait
     )
     new_status = redact(new_status, secrets)
     _announce_refusal(observed.previous_status, new_status, announce)
+    _announce_wait(observed.previous_status, new_status, announce)
     _announce_spec(observed, literal, announce)
     outcome.phase = new_status["phase"]
     outcome.status = new_status
     outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
-    outcome.requeue_after = _requeue_after(the_plan)
+    outcome.requeue_after = _requeue_after(the_plan, _recheck_after(new_status, now, config))
     read = _next_progress_read(config.progress, running)
     if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
         # A pass only to read logs: what the watches show is enough for it.
@@ -259,14 +288,61 @@ def _announce_refusal(
         announce.add("Warning", str(cond["reason"]), str(cond["message"]))
 
 
-def _accepted(observed: plan.Observed) -> bool:
-    """This generation was valid once: its runs may wait for a reference, not fail."""
-    cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
-    return bool(
-        cond
-        and cond.get("status") == "True"
-        and cond.get("observedGeneration") == observed.generation
-    )
+def _check_cluster(
+    api: kube.Api,
+    owner: records.Owner,
+    evalspec: spec.EvalTaskSpec,
+    config: Config,
+    observed: plan.Observed,
+    secrets: list[str],
+    pool: Executor | None,
+) -> status_mod.Wait | None:
+    """What the cluster must change before the runs still to start can: a referenced
+    Secret or ConfigMap to be created, admission to accept their Jobs. None: nothing.
+
+    Raises SpecInvalid for what only an edit fixes: the API server finds the Jobs invalid
+    or too large. The dry-run is made whether or not the references exist (it never
+    reads them), so the spec's verdict does not wait for a Secret.
+    """
+    missing = checks.check_references(api, owner.namespace, evalspec, secrets)
+    problems = _dry_run_once(api, owner, evalspec, config, observed, pool)
+    invalid = [p for p in problems if p.reason != conditions.JOB_REFUSED]
+    if invalid:
+        raise spec.SpecInvalid(invalid)
+    if missing:
+        # No bound: API.md has such runs wait until the object exists (again).
+        return status_mod.Wait(
+            missing[0].reason,
+            "; ".join(str(p) for p in missing) + "; the runs still to start wait until it exists",
+            checked=not problems,
+        )
+    if problems:
+        return status_mod.Wait(
+            conditions.JOB_REFUSED,
+            "; ".join(str(p) for p in problems) + "; the runs still to start wait, tried "
+            f"again with backoff, for at most the start timeout of {config.start_timeout:g}s",
+            checked=False,
+        )
+    return None
+
+
+def _waited(observed: plan.Observed, reason: str) -> float:
+    """Seconds the wait for `reason` has lasted (ReadyToStart's time); 0 when none is on."""
+    since = status_mod.waiting_since(observed.previous_status, reason)
+    return max(0.0, (observed.now - _parse_time(since)).total_seconds()) if since else 0.0
+
+
+def _announce_wait(
+    previous: Mapping[str, Any], new: Mapping[str, Any], announce: _Announce
+) -> None:
+    """A Warning event when the runs start to wait for the cluster, or for something else:
+    once per wait, not once per pass (its words may change as a quota's usage does)."""
+    cond = conditions.get(new.get("conditions") or [], conditions.READY_TO_START)
+    if cond is None or cond.get("status") != "False":
+        return
+    old = conditions.get(previous.get("conditions") or [], conditions.READY_TO_START)
+    if old is None or (old.get("status"), old.get("reason")) != ("False", cond.get("reason")):
+        announce.add("Warning", str(cond["reason"]), str(cond["message"]))
 
 
 def _create_failures(
@@ -423,9 +499,12 @@ def _act(
     outcome: Outcome,
     announce: _Announce,
     writers: Executor | None = None,
+    refused_for: float = 0.0,
 ) -> dict[str, str]:
     """Make the plan's writes; "model/task" -> why, for each run whose record the API
-    server refused so that nothing of it could be written (RecordsWritten says it)."""
+    server refused so that nothing of it could be written (RecordsWritten says it).
+
+    `refused_for`: seconds the cluster has refused this EvalTask's Jobs already."""
     existing = {str(r["metadata"]["name"]): r for r in observed.runs}
     jobs = {str(j["metadata"]["name"]): j for j in observed.jobs}
     views = {v.run.name: v for v in the_plan.views}
@@ -511,6 +590,16 @@ def _act(
         writers,
         [partial(_set_suspended, api, owner.namespace, n, True) for n in the_plan.suspend]
         + [partial(_set_suspended, api, owner.namespace, n, False) for n in the_plan.unsuspend],
+    )
+    # Only Jobs whose run's result is recorded now (its record written above): until then
+    # the pod holds the only copy of the result, and the TTL would delete it with the Job.
+    parallel.each(
+        writers,
+        [
+            partial(_expire, api, jobs[n], config.job_ttl)
+            for n in the_plan.expire_jobs
+            if views[n].record.final and n not in deletes
+        ],
     )
 
     uids = {n: str(r["metadata"].get("uid", "")) for n, r in existing.items()}
@@ -602,6 +691,7 @@ def _act(
         except (kube.Conflict, kube.NotFound):
             return None  # changed or gone since it was read: the next pass looks again
         except kube.Refused as e:
+            log.warning("%s: cannot adopt EvalRun %s: %s", owner.namespace, run.name, e)
             views[run.name].record = records.Record(
                 message=records.bounded(
                     f"cannot adopt the EvalRun of an earlier EvalTask of this name: {e.message}"
@@ -629,19 +719,37 @@ def _act(
         except kube.Conflict:
             return job_name_taken(run, run_owner)
         except kube.Refused as e:
-            # The dry-run accepted it, so the cluster changed under us (a quota, an
-            # admission policy): fail the run with the server's words rather than loop.
+            # The dry-run accepted it, so the cluster changed under us. A quota that
+            # frees up, a webhook or RBAC fixed: the run waits (its record says why, the
+            # EvalTask's JobRefused wait counts from the first refusal), up to the start
+            # timeout. An invalid Job (422) or one too large waits in vain: it fails now.
             log.warning("%s: Job %s refused: %s", owner.namespace, run.name, e)
-            return write_record(
+            timeout = config.start_timeout
+            if checks.permanent(e) or refused_for >= timeout:
+                why = (
+                    ""
+                    if checks.permanent(e)
+                    else f" for longer than the start timeout of {timeout:g}s"
+                )
+                return write_record(
+                    run.name,
+                    replace(
+                        views[run.name].record,
+                        state="Failed",
+                        completion_time=stamp,
+                        message=f"the API server refused the Job{why}: {e.message}",
+                    ),
+                )
+            return wait(
                 run.name,
-                replace(
-                    views[run.name].record,
-                    state="Failed",
-                    completion_time=stamp,
-                    message=f"the API server refused the Job: {e.message}",
+                records.bounded(
+                    f"{records.JOB_REFUSED}: {e.status} {e.reason}: {e.message}; tried again "
+                    f"with backoff, for at most the start timeout of {timeout:g}s"
                 ),
             )
         made.add(run.name)
+        # Its wait is over: the status says so now, and the next pass records the Job.
+        views[run.name].record = replace(views[run.name].record, message="")
         return None
 
     def job_name_taken(
@@ -726,6 +834,22 @@ def _delete(delete: Callable[[str, str], str], namespace: str, name: str) -> Non
         delete(namespace, name)
 
 
+def _expire(api: kube.Api, job: Mapping[str, Any], ttl: int) -> None:
+    """Set a finished run's Job's ttlSecondsAfterFinished: the TTL controller deletes it
+    and its pods then. Only that Job (its uid, a merge patch's precondition), not one made
+    since under its name."""
+    meta = job["metadata"]
+    patch = {"metadata": {"uid": meta.get("uid")}, "spec": {"ttlSecondsAfterFinished": ttl}}
+    try:
+        api.patch_job(str(meta["namespace"]), str(meta["name"]), patch)
+    except (kube.NotFound, kube.Conflict):
+        pass  # gone, or replaced: nothing of it to expire
+    except kube.Refused as e:
+        # Housekeeping only: the Job stays (until its EvalTask goes), and the next pass
+        # tries again.
+        log.warning("%s: cannot set the TTL of Job %s: %s", meta["namespace"], meta["name"], e)
+
+
 def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:
     api.patch_job(
         namespace,
@@ -777,12 +901,39 @@ def _announce_spec(
         )
 
 
-def _requeue_after(the_plan: plan.Plan) -> float | None:
+def _requeue_after(the_plan: plan.Plan, recheck: float | None = None) -> float | None:
+    """`recheck`: when a wait for the cluster is to be checked again (_recheck_after)."""
     unfinished = [v for v in the_plan.views if not v.record.final]
     if not unfinished:
         return None  # a finished EvalTask costs nothing until something changes
     asked = [v.recheck_after for v in unfinished if v.recheck_after is not None]
+    if recheck is not None:
+        asked.append(recheck)
     return max(REQUEUE_MIN_SECONDS, min([REQUEUE_ACTIVE_SECONDS, *asked]))
+
+
+def wait_backoff(waited: float) -> float:
+    """Seconds to the next check of a wait that has lasted `waited` seconds: 2, then
+    doubling (checks at 2, 6, 14, 30, 62 s), at most 60 apart.
+
+    Derived from the wait's start (ReadyToStart's lastTransitionTime), not counted per
+    pass: passes that other events bring do not speed it up, and a restarted operator
+    takes it up where it was.
+    """
+    return min(WAIT_RECHECK_MAX_SECONDS, max(0.0, waited) + WAIT_RECHECK_FIRST_SECONDS)
+
+
+def _recheck_after(new_status: Mapping[str, Any], now: datetime, config: Config) -> float | None:
+    """Seconds until the runs' wait for the cluster (nothing watches Secrets, ConfigMaps
+    or quotas) is checked again; None: nothing waits."""
+    cond = conditions.get(new_status.get("conditions") or [], conditions.READY_TO_START)
+    if cond is None or cond.get("status") != "False":
+        return None
+    waited = (now - _parse_time(str(cond["lastTransitionTime"]))).total_seconds()
+    delay = wait_backoff(waited)
+    if cond.get("reason") == conditions.JOB_REFUSED and waited < config.start_timeout:
+        delay = min(delay, config.start_timeout - waited)  # a refused run fails on time
+    return delay
 
 
 def _next_progress_read(
@@ -793,6 +944,43 @@ def _next_progress_read(
         return None
     waits = [poller.wait(key) for key, _ in running]
     return max(REQUEUE_MIN_SECONDS, min(waits)) if waits else None
+
+
+def _failed_task_logs(
+    api: kube.Api, observed: plan.Observed, secrets: Iterable[str]
+) -> dict[str, str]:
+    """Pod name -> the end of its task's log, redacted, for the newest pod of each
+    unrecorded run whose task failed: the run's message quotes it. Read from pods/log,
+    not the pod's termination message, so the pod object never holds what the task
+    printed (a token it echoed, say); redacted before it is cut again."""
+    final = {
+        str(r["metadata"]["name"])
+        for r in observed.runs
+        if records.from_status(r.get("status")).final
+    }
+    jobs = {str(j["metadata"].get("uid", "")): str(j["metadata"]["name"]) for j in observed.jobs}
+    out: dict[str, str] = {}
+    for uid, pods in jobstate.pods_by_job(observed.pods).items():
+        if uid not in jobs or jobs[uid] in final:
+            continue
+        failed = [p for p in pods if jobstate.task_failed(p)]
+        if not failed:
+            continue
+        pod = str(failed[-1]["metadata"]["name"])
+        try:
+            text = api.read_pod_log(
+                observed.namespace,
+                pod,
+                constants.TASK_CONTAINER,
+                jobstate.LOG_TAIL_LINES,
+                jobstate.LOG_TAIL_BYTES,
+            )
+        except kube.ApiError as e:
+            # The message then gives the exit code alone (the pod may be gone).
+            log.debug("%s/%s: no log tail: %s", observed.namespace, pod, e)
+            continue
+        out[pod] = redaction.redact(text, secrets)
+    return out
 
 
 def _running_tasks(observed: plan.Observed) -> list[tuple[str, tuple[str, str]]]:
@@ -853,29 +1041,7 @@ def _read_progress(
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
     """Replace every known secret value in the strings of a status or message."""
-    needles = set()
-    for s in secrets:
-        for form in (s, s.strip()):
-            needles.add(form)
-            if form.lower().startswith("bearer "):
-                needles.add(form[7:].strip())
-    needles = {n for n in needles if len(n) >= 4}
-    if not needles:
-        return value
-    ordered = sorted(needles, key=len, reverse=True)  # longest first: no partial leftovers
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            for needle in ordered:
-                v = v.replace(needle, REDACTED)
-            return v
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return v
-
-    return walk(value)
+    return redaction.redact(value, secrets)
 
 
 def _parse_time(stamp: str) -> datetime:

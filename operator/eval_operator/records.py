@@ -19,6 +19,9 @@ Metrics = tuple[tuple[str, float], ...]
 FINAL_STATES: Final = statustypes.TERMINAL_STATES
 # How a record the API server refused begins: what is left of it says so (refused_record).
 REFUSED_RECORD: Final = "the API server refused this run's record"
+# How the message of a run whose Job create admission refuses begins (it waits, and
+# status.py finds the EvalTask's JobRefused wait in its record, which outlives the pass).
+JOB_REFUSED: Final = "the API server refuses its Job"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and write only when something changed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -15,6 +16,68 @@ from eval_operator import conditions, records, spec, statustypes
 
 def timestamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Why the runs still to start wait for the cluster (ReadyToStart=False says it).
+
+    `reason`: SecretNotFound, ConfigMapNotFound, their key variants, or JobRefused.
+    `checked`: False while admission refuses the server-side dry-run, so whether the API
+    server accepts the Jobs is not known yet (SpecValid=Unknown until it says)."""
+
+    reason: str
+    message: str
+    checked: bool = True
+
+
+def waiting_since(previous: Mapping[str, Any], reason: str) -> str | None:
+    """When the wait for `reason` began, as the status written last says; None: no such
+    wait is on."""
+    cond = conditions.get(previous.get("conditions") or [], conditions.READY_TO_START)
+    if cond is None or cond.get("status") != "False" or cond.get("reason") != reason:
+        return None
+    since = cond.get("lastTransitionTime")
+    return str(since) if since else None
+
+
+def _job_refusals(views: Sequence[Any]) -> Wait | None:
+    """The wait of runs whose Job create admission refused: their records say so."""
+    refused = [
+        v for v in views if not v.record.final and v.record.message.startswith(records.JOB_REFUSED)
+    ]
+    if not refused:
+        return None
+    where = _listed([f"{v.run.model.name}/{v.run.task.name}" for v in refused], limit=5)
+    return Wait(conditions.JOB_REFUSED, f"{where}: {refused[0].record.message}")
+
+
+def _ready_to_start(
+    conds: list[dict[str, Any]], wait: Wait | None, generation: int, stamp: str
+) -> list[dict[str, Any]]:
+    old = conditions.get(conds, conditions.READY_TO_START)
+    if wait is None:
+        if old is None:
+            return conds  # nothing ever waited: no condition to show
+        return conditions.set_condition(
+            conds,
+            conditions.READY_TO_START,
+            True,
+            conditions.NOTHING_BLOCKS,
+            "nothing in the cluster keeps the runs still to start from starting",
+            generation,
+            stamp,
+        )
+    conds = conditions.set_condition(
+        conds, conditions.READY_TO_START, False, wait.reason, wait.message, generation, stamp
+    )
+    if old is not None and old.get("status") == "False" and old.get("reason") != wait.reason:
+        # A wait for something else is a new wait: its backoff and its bound start now.
+        conds = [
+            {**c, "lastTransitionTime": stamp} if c.get("type") == conditions.READY_TO_START else c
+            for c in conds
+        ]
+    return conds
 
 
 def leaderboard(
@@ -65,11 +128,14 @@ def summarize(
     generation: int,
     now: datetime,
     refused: Mapping[str, str] | None = None,
+    wait: Wait | None = None,
 ) -> dict[str, Any]:
     """The status of a valid EvalTask whose runs are as the plan left them (plan.RunView).
 
     `refused`: "model/task" -> why, for the runs of which the API server refused every
-    record in this pass (RecordsWritten says so).
+    record in this pass (RecordsWritten says so). `wait`: why the runs still to start
+    wait for the cluster, as reconcile found it (references, the dry-run); else the runs
+    whose Job create was refused, if any, say it.
     """
     stamp = timestamp(now)
     entries = [records.entry(v.run.model.name, v.run.task.name, v.record) for v in views]
@@ -90,26 +156,39 @@ def summarize(
     else:
         phase = "Pending"
 
+    blocker = wait or _job_refusals(views)
     conds = previous.get("conditions") or []
-    conds = conditions.set_condition(
-        conds,
-        conditions.SPEC_VALID,
-        True,
-        conditions.SPEC_ACCEPTED,
-        "the spec is valid",
-        generation,
-        stamp,
-    )
+    if wait is not None and not wait.checked:
+        # The cached verdict of the dry-run (reconcile._dry_run_once) is True or False:
+        # Unknown has it made again.
+        spec_valid: tuple[bool | None, str, str] = (
+            None,
+            conditions.JOB_REFUSED,
+            "not known yet: admission refuses the server-side dry-run of its Jobs for now "
+            "(ReadyToStart says why); it is made again with the next check",
+        )
+    else:
+        spec_valid = (True, conditions.SPEC_ACCEPTED, "the spec is valid")
+    conds = conditions.set_condition(conds, conditions.SPEC_VALID, *spec_valid, generation, stamp)
     if done:
         progressing = (False, conditions.ALL_RUNS_FINISHED, f"all {total} runs finished")
     elif evalspec.suspend:
         progressing = (False, conditions.SUSPENDED, "spec.suspend is true: no new Jobs start")
     elif "Running" in states:
-        progressing = (True, conditions.RUNS_IN_PROGRESS, f"{completed}/{total} runs finished")
+        progressing = (
+            True,
+            conditions.RUNS_IN_PROGRESS,
+            f"{completed}/{total} runs finished"
+            + (f"; others wait: {records.bounded(blocker.message, 512)}" if blocker else ""),
+        )
     else:
-        # The first wait that says why: a run that cannot start names its cause here.
-        waiting = next(
-            (v.record.message for v in views if not v.record.final and v.record.message), ""
+        # The wait that says why: the cluster's (ReadyToStart), else the first run's.
+        waiting = (
+            blocker.message
+            if blocker
+            else next(
+                (v.record.message for v in views if not v.record.final and v.record.message), ""
+            )
         )
         progressing = (
             True,
@@ -147,6 +226,7 @@ def summarize(
             conds, conditions.MODEL_REACHABLE, *reachable, generation, stamp
         )
 
+    conds = _ready_to_start(conds, blocker, generation, stamp)
     conds = _records_written(conds, views, refused or {}, generation, stamp)
 
     status: dict[str, Any] = {

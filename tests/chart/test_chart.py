@@ -132,15 +132,16 @@ def test_the_deployment_runs_two_locked_down_replicas(helm):
 def test_the_operator_is_told_what_to_watch(helm, values, expected):
     args = container(helm.template(*values))["args"]
     version = chart_meta()["appVersion"]
-    assert args[:6] == [
+    assert args[:7] == [
         f"--runner-image=eval-operator/runner:{version}",
         "--log-level=INFO",
         "--metrics-port=8080",
         "--default-timeout=86400",
         "--start-timeout=600",
+        "--job-ttl=86400",
         "--progress-interval=30",
     ]
-    assert args[6:] == [*expected, *LEADER_ARGS]
+    assert args[7:] == [*expected, *LEADER_ARGS]
 
 
 def test_all_namespaces_one_clusterrole_with_every_rule(helm):
@@ -246,6 +247,7 @@ def test_every_object_carries_the_recommended_labels(helm, values):
         ),
         (("logLevel=DEBUG",), ("args", 1), "--log-level=DEBUG"),
         (("metrics.port=9100",), ("args", 2), "--metrics-port=9100"),
+        (("jobTtlSecondsAfterFinished=0",), ("args", 5), "--job-ttl=0"),
         (("metrics.port=9100",), ("ports", 0, "containerPort"), 9100),
         (("resources.limits.cpu=2",), ("resources", "limits", "cpu"), 2),
     ],
@@ -256,6 +258,7 @@ def test_every_object_carries_the_recommended_labels(helm, values):
         "runner image",
         "log level",
         "metrics port in the arguments",
+        "a Job TTL of 0 keeps finished Jobs",
         "metrics port on the container",
         "resources",
     ],
@@ -349,6 +352,7 @@ def test_the_grafana_dashboard_configmap_is_optional(helm):
         ("image.pullPolicy=Sometimes", "image/pullPolicy"),
         ("runnerImage.pullPolicy=Always", "runnerImage"),
         ("replicas=2", "replicas"),
+        ("jobTtlSecondsAfterFinished=-1", "jobTtlSecondsAfterFinished"),
     ],
     ids=[
         "a namespace that is no DNS label",
@@ -358,6 +362,7 @@ def test_the_grafana_dashboard_configmap_is_optional(helm):
         "an unknown pull policy",
         "a runner pull policy the operator cannot apply",
         "replicas (one operator only)",
+        "a negative Job TTL",
     ],
 )
 def test_the_values_schema_refuses(helm, value, complaint):

@@ -22,6 +22,7 @@ from tests.e2e.support import (
     BASE_VERSION,
     PROGRESS_INTERVAL,
     TASKS,
+    TOKEN,
     model,
     task,
     wait_for,
@@ -135,11 +136,6 @@ def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, ex
     ("mutate", "reason", "field"),
     [
         (
-            lambda s: s["models"][0]["auth"]["secretRef"].update(name="missing"),
-            "SecretNotFound",
-            "spec.models[0].auth.secretRef",
-        ),
-        (
             lambda s: s["tasks"][0].update(
                 mounts=[
                     {
@@ -153,7 +149,7 @@ def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, ex
             "spec.tasks[0].mounts[0]",
         ),
     ],
-    ids=["a missing Secret", "a volume the API server's dry-run rejects"],
+    ids=["a volume the API server's dry-run rejects"],
 )
 def test_what_only_the_operator_can_tell(api, models, mutate, reason, field):
     spec = {"models": [model("m1", models[0].url)], "tasks": [task("alpha", 1)]}
@@ -166,6 +162,26 @@ def test_what_only_the_operator_can_tell(api, models, mutate, reason, field):
     assert api.jobs() == []
     events = client.CoreV1Api(api.core.api_client).list_namespaced_event(api.ns).items
     assert any(e.reason == reason and e.type == "Warning" for e in events)
+
+
+def test_a_secret_applied_after_its_evaltask_is_waited_for_and_then_runs(api, models):
+    spec = {"models": [model("m1", models[0].url, secret="late-key")], "tasks": [task("a", 1)]}
+    api.create_evaltask("late", spec)
+
+    def waiting():
+        conds = api.status("late").get("conditions") or []
+        found = [c for c in conds if c["type"] == "ReadyToStart" and c["status"] == "False"]
+        return found[0] if found else None
+
+    ready = wait_for(waiting, 30, "ReadyToStart=False")
+    assert ready["reason"] == "SecretNotFound"
+    assert "late-key" in ready["message"]
+    assert api.status("late")["phase"] == "Pending", "a wait, not a failure"
+    assert api.jobs() == []
+    time.sleep(10)  # applied a while after the EvalTask, as a GitOps sync may do
+    api.secret("late-key", {"token": TOKEN})
+    status = api.wait_phase("late", ("Succeeded",), timeout=120)
+    assert status["progress"] == "1/1"
 
 
 def test_a_killed_operator_neither_duplicates_nor_loses(cluster, api, models):

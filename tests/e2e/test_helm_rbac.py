@@ -58,8 +58,8 @@ ROTATED = "Bearer rbac-e2e-rotated"
 # How long an EvalTask must stay untouched to count as "not progressing": with every rule in
 # place the same EvalTask succeeds in about 1.5 s.
 QUIET_SECONDS = 3.0
-# kopf retries a refused watch 9 times (1+1+2+3+5+8+13+21 s) before it gives up; the
-# margin covers a slow pod start on a loaded machine.
+# The liveness probe restarts an operator whose watch is refused within about 80 s (10 s
+# of failures, then 3 failed probes 20 s apart); the margin covers a slow pod start.
 GIVE_UP_SECONDS = 180.0
 
 
@@ -107,6 +107,10 @@ class Release:
             json.dumps(
                 {
                     "metrics": {"port": self.port},
+                    # One replica: each scenario reads its one operator's log. Leader
+                    # election stays on, so its Lease's rules are proven here too; two
+                    # replicas are proven in tests/e2e/test_leader.py.
+                    "replicaCount": 1,
                     "watchNamespaces": self.watch,
                     # Progress reads soon after a run starts, so the test need not wait.
                     "progressIntervalSeconds": 1,
@@ -137,22 +141,24 @@ class Release:
         # Within the pod's termination grace period (30 s), and then some.
         wait_for(lambda: not self.pods(), 60, f"the pods of {self.name} to go")
 
-    def start(self) -> None:
+    def start(self, healthy: bool = True) -> None:
         self.cluster.kubectl(
             "scale", "-n", self.namespace, f"deploy/{self.fullname}", "--replicas=1"
         )
-        self.wait_ready()
+        self.wait_ready(healthy)
 
-    def wait_ready(self) -> None:
-        """Until its one pod runs and serves /healthz at the pod's address."""
+    def wait_ready(self, healthy: bool = True) -> None:
+        """Until its one pod runs and serves /healthz at the pod's address (`healthy`
+        False: a release whose watch is refused, which /healthz reports soon)."""
         self.pod = wait_for(self._running_pod, 60, f"a running pod of {self.name}")
         [pod] = [p for p in self.pods() if p["metadata"]["name"] == self.pod]
         self.pod_ip = pod["status"]["podIP"]
-        wait_for(self._healthy, 60, f"{self.name}'s /healthz")
+        if healthy:
+            wait_for(self._healthy, 60, f"{self.name}'s /healthz")
 
-    def restart(self) -> None:
+    def restart(self, healthy: bool = True) -> None:
         self.stop()
-        self.start()
+        self.start(healthy)
 
     def _running_pod(self) -> str | None:
         running = [
@@ -192,20 +198,24 @@ class Release:
         )
 
     def rules(
-        self, kind: str = "clusterrole", namespace: str | None = None
+        self, kind: str = "clusterrole", namespace: str | None = None, name: str = ""
     ) -> list[dict[str, Any]]:
         where = ["-n", namespace] if namespace else []
-        out = self.cluster.kubectl("get", kind, self.fullname, *where, "-o", "json")
+        out = self.cluster.kubectl("get", kind, name or self.fullname, *where, "-o", "json")
         rules: list[dict[str, Any]] = json.loads(out.stdout)["rules"]
         return rules
 
     def set_rules(
-        self, rules: list[dict[str, Any]], kind: str = "clusterrole", namespace: str | None = None
+        self,
+        rules: list[dict[str, Any]],
+        kind: str = "clusterrole",
+        namespace: str | None = None,
+        name: str = "",
     ) -> None:
         where = ["-n", namespace] if namespace else []
         patch = [{"op": "replace", "path": "/rules", "value": rules}]
         self.cluster.kubectl(
-            "patch", kind, self.fullname, *where, "--type=json", "-p", json.dumps(patch)
+            "patch", kind, name or self.fullname, *where, "--type=json", "-p", json.dumps(patch)
         )
 
     def refusals(self) -> list[str]:
@@ -305,7 +315,7 @@ def chart(
                 "role",
                 namespace,
             )
-            release.restart()
+            release.restart(healthy=False)
         scoped.install(values_dir)
         all_namespaces.install(values_dir, wait=True)
         all_namespaces.wait_ready()
@@ -417,6 +427,39 @@ def no_service_account(api: Api, url: str) -> None:
     api.create_evaltask("no-sa", spec)
 
 
+def orphan(api: Api, url: str) -> None:
+    """A finished run; its EvalTask deleted with `--cascade=orphan` and applied again: the
+    operator adopts the record left behind (a patch of the EvalRun) instead of running it
+    again."""
+    spec = one_run(url)
+    spec["models"][0]["auth"] = {"secretRef": {"name": "model-key", "key": "token"}}
+    api.create_evaltask("orphan", spec)
+    api.wait_phase("orphan", ("Succeeded",), timeout=30)
+    ORPHAN_BEFORE[api.ns] = api.run("orphan", "m1", "alpha")["uid"]
+    api.custom.delete_namespaced_custom_object(
+        "evaloperator.io",
+        "v1alpha1",
+        api.ns,
+        "evaltasks",
+        "orphan",
+        body=client.V1DeleteOptions(propagation_policy="Orphan"),
+    )
+
+    def orphaned() -> bool:
+        gone = not api.custom.list_namespaced_custom_object(
+            "evaloperator.io", "v1alpha1", api.ns, "evaltasks"
+        )["items"]
+        return gone and not any(
+            (r.get("metadata") or {}).get("ownerReferences")
+            for r in api.custom.list_namespaced_custom_object(
+                "evaloperator.io", "v1alpha1", api.ns, "evalruns"
+            )["items"]
+        )
+
+    wait_for(orphaned, 30, "the EvalTask gone, its EvalRun left without an owner")
+    api.create_evaltask("orphan", spec)
+
+
 def run_state(api: Api, name: str) -> str:
     runs = api.status(name).get("runs") or [{}]
     return str(runs[0].get("state", ""))
@@ -505,6 +548,21 @@ def rotate_works(api: Api) -> None:
 
 # Namespace -> the uid of the EvalRun before the rerun was asked for.
 RERUN_BEFORE: dict[str, str] = {}
+ORPHAN_BEFORE: dict[str, str] = {}
+
+
+def orphan_adopted(api: Api) -> None:
+    api.wait_phase("orphan", ("Succeeded",), timeout=30)
+    record = api.run("orphan", "m1", "alpha")
+    assert record["uid"] == ORPHAN_BEFORE[api.ns], "the recorded result was run again"
+    assert len(jobs_of(api, "orphan")) <= 1, "no second Job"
+
+
+def not_adopted(api: Api) -> None:
+    wait_for(lambda: "cannot adopt" in run_message(api, "orphan"), 30, "the run to say why")
+    time.sleep(QUIET_SECONDS)
+    assert api.status("orphan")["phase"] not in ("Succeeded", "Failed")
+    assert api.run("orphan", "m1", "alpha")["uid"] == ORPHAN_BEFORE[api.ns], "not replaced"
 
 
 def rerun_works(api: Api) -> None:
@@ -548,6 +606,25 @@ def stays_without_status(name: str) -> Callable[[Api], None]:
     return check
 
 
+def refused_and_said(resource: str) -> Callable[[Api], None]:
+    """The pass stops at the refusal; the EvalTask says so (Progressing=False,
+    ReconcileFailed, the server's words) and nothing starts."""
+
+    def check(api: Api) -> None:
+        def said() -> dict[str, Any] | None:
+            conds = api.status("basic").get("conditions") or []
+            found = [c for c in conds if c["type"] == "Progressing"]
+            return found[0] if found and found[0]["reason"] == "ReconcileFailed" else None
+
+        cond = wait_for(said, 30, "Progressing=False saying why")
+        assert cond["status"] == "False", cond
+        assert f'cannot get resource "{resource}"' in cond["message"], cond
+        time.sleep(QUIET_SECONDS)
+        assert jobs_of(api, "basic") == [], "no Job started"
+
+    return check
+
+
 def results_never_recorded(api: Api) -> None:
     """The first pass has nothing to record and writes the status; the result of the Job
     that then finishes is never recorded, so the run and the EvalTask never finish."""
@@ -582,10 +659,20 @@ def not_rerun(api: Api) -> None:
 
 
 def not_rerun_on_request(api: Api) -> None:
+    """The request's deletions are made, then taking it is refused: it stays, nothing is
+    run for it (so nothing reruns twice once it can be taken), and the EvalTask says why."""
+
+    def said() -> dict[str, Any] | None:
+        cond = [
+            c for c in api.status("rerun").get("conditions") or [] if c["type"] == "Progressing"
+        ]
+        return cond[0] if cond and cond[0]["reason"] == "ReconcileFailed" else None
+
+    cond = wait_for(said, 30, "Progressing=False saying why")
+    assert cond["status"] == "False" and "forbidden" in cond["message"], cond
     time.sleep(QUIET_SECONDS)
     assert annotations(api, "rerun").get("evaloperator.io/rerun") == "all"
-    assert len(api.runs("rerun")) == 1 and api.run("rerun", "m1", "alpha")["state"] == "Succeeded"
-    assert len(jobs_of(api, "rerun")) == 1, "nothing was deleted for the rerun"
+    assert api.runs("rerun") == [], "the record went for the rerun, and no run was made"
 
 
 def without_the_reason(api: Api) -> None:
@@ -606,14 +693,21 @@ def runs_wait_for_their_records(api: Api) -> None:
     assert api.jobs() == []
 
 
-def job_rejected(words: str) -> Callable[[Api], None]:
-    """The dry-run is refused: SpecValid=False with the API server's words, nothing runs."""
+def job_refused(words: str) -> Callable[[Api], None]:
+    """The dry-run is refused (a 403: RBAC may be fixed): the runs wait, saying the API
+    server's words (ReadyToStart=False, JobRefused), and nothing runs."""
 
     def check(api: Api) -> None:
-        status = api.wait_phase("basic", ("Failed",), timeout=30)
-        valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
-        assert valid["reason"] == "JobRejected"
-        assert words in valid["message"]
+        def said() -> dict[str, Any] | None:
+            conds = api.status("basic").get("conditions") or []
+            found = [c for c in conds if c["type"] == "ReadyToStart" and c["status"] == "False"]
+            return found[0] if found else None
+
+        cond = wait_for(said, 30, "ReadyToStart=False saying why")
+        assert cond["reason"] == "JobRefused", cond
+        assert words in cond["message"], cond
+        time.sleep(QUIET_SECONDS)
+        assert api.status("basic")["phase"] not in ("Succeeded", "Failed")
         assert api.jobs() == []
 
     return check
@@ -671,6 +765,7 @@ ROTATE = Scenario(rotate, rotate_works)
 RERUN = Scenario(rerun, rerun_works)
 NO_SA = Scenario(no_service_account, says_why_its_pod_is_missing)
 NO_SA_FIXED = Scenario(no_sa_fixed, no_sa_fixed_works)
+ORPHAN = Scenario(orphan, orphan_adopted)
 
 
 @dataclass(frozen=True)
@@ -719,6 +814,9 @@ DROPS = {
     "create evalruns: one record per run": Drop(
         "evaloperator.io", "evalruns", "create", BASIC, runs_wait_for_their_records
     ),
+    "patch evalruns: a record left by an orphaning delete is adopted": Drop(
+        "evaloperator.io", "evalruns", "patch", ORPHAN, not_adopted
+    ),
     "delete evalruns: an edit replaces a record": Drop(
         "evaloperator.io", "evalruns", "delete", EDIT, not_rerun
     ),
@@ -730,12 +828,12 @@ DROPS = {
         "evalruns/finalizers",
         "update",
         BASIC,
-        job_rejected("blockOwnerDeletion"),
+        job_refused("blockOwnerDeletion"),
         log="cannot set blockOwnerDeletion",
     ),
     "list jobs: a pass observes its Jobs": Drop("batch", "jobs", "list", BASIC, NO_STATUS, True),
     "create jobs: runs and the dry run": Drop(
-        "batch", "jobs", "create", BASIC, job_rejected('cannot create resource "jobs"')
+        "batch", "jobs", "create", BASIC, job_refused('cannot create resource "jobs"')
     ),
     "patch jobs: spec.suspend": Drop("batch", "jobs", "patch", SUSPEND, not_suspended),
     "delete jobs: a template fix replaces a Job that never started": Drop(
@@ -746,12 +844,16 @@ DROPS = {
     "list events: why a pod cannot be created": Drop(
         "", "events", "list", NO_SA, without_the_reason
     ),
-    "get secrets: auth secretRef checked": Drop("", "secrets", "get", BASIC, NO_STATUS),
+    "get secrets: auth secretRef checked": Drop(
+        "", "secrets", "get", BASIC, refused_and_said("secrets")
+    ),
     "create secrets: a literal auth value": Drop(
         "", "secrets", "create", BASIC, literal_auth_refused
     ),
     "patch secrets: a new literal value": Drop("", "secrets", "patch", ROTATE, not_rotated),
-    "get configmaps: configMapKeyRef checked": Drop("", "configmaps", "get", BASIC, NO_STATUS),
+    "get configmaps: configMapKeyRef checked": Drop(
+        "", "configmaps", "get", BASIC, refused_and_said("configmaps")
+    ),
     "create events.k8s.io events: events": Drop(
         "events.k8s.io", "events", "create", BASIC, no_events
     ),
@@ -763,6 +865,8 @@ WATCHES = {
     ("evaloperator.io", "evalruns"): "evalruns",
 }
 CRD_VERBS = ("list", "watch")
+# The leader Lease's Role, in the operator's own namespace.
+LEASE_VERBS = ("get", "create", "update")
 
 
 # --- the tests -------------------------------------------------------------------------------
@@ -826,7 +930,7 @@ def test_every_verb_of_the_clusterrole_is_proven_below(chart):
 
 
 def test_with_every_rule_each_scenario_works(chart):
-    for scenario in (BASIC, SUSPEND, PROGRESS, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED):
+    for scenario in (BASIC, SUSPEND, PROGRESS, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED, ORPHAN):
         api = chart.namespace()
         scenario.act(api, chart.model.url)
         scenario.works(api)
@@ -853,26 +957,57 @@ def test_without_the_verb_the_operator_fails_visibly(chart, drop):
     api.core.delete_namespace(api.ns)
 
 
-@pytest.mark.parametrize("resource", WATCHES.values())
-def test_without_watch_kopf_gives_up_watching(chart, resource):
-    """kopf retries the refused watch 9 times (about 55 s), then its watcher fails for good:
-    the operator exits and its pod restarts, over and over; or, when kopf's multitasker
-    fails instead, it runs on without watching that resource at all."""
-    release = chart.crashing[resource]
-    [namespace] = release.watch
-    failed = (
-        rf'Watcher for {resource}\.\S*@{namespace} has failed: .*cannot watch resource "{resource}"'
+@pytest.mark.parametrize("verb", LEASE_VERBS)
+def test_without_the_lease_verb_the_operator_never_leads_and_says_why(chart, verb):
+    """get reads the Lease, create makes it the first time, update takes and renews it:
+    without any one, the replica waits to lead forever and reconciles nothing."""
+    release = chart.all
+    role = f"{release.fullname}-leader"
+    full = release.rules("role", release.namespace, role)
+    [rule] = full
+    assert rule["resources"] == ["leases"] and sorted(rule["verbs"]) == sorted(LEASE_VERBS)
+    release.stop()  # a graceful stop hands the Lease back: it exists, held by nobody
+    if verb == "create":
+        release.cluster.kubectl(
+            "delete", "lease", "-n", release.namespace, release.fullname, "--ignore-not-found"
+        )
+    release.set_rules(
+        without(full, "coordination.k8s.io", "leases", verb), "role", release.namespace, role
     )
     try:
-        release.wait_log(failed, timeout=GIVE_UP_SECONDS)
+        release.start()
+        release.wait_log(forbidden(verb, "leases", "coordination.k8s.io", release.namespace))
+        api = chart.namespace()
+        BASIC.act(api, chart.model.url)
+        NO_STATUS(api)
+        with urllib.request.urlopen(f"{release.url}/metrics", timeout=5) as response:
+            assert "eval_operator_leader 0.0" in response.read().decode()
+    finally:
+        release.set_rules(full, "role", release.namespace, role)
+    # With the rule back it leads at its next try, with no restart, and catches up.
+    BASIC.works(api)
+    api.core.delete_namespace(api.ns)
+
+
+@pytest.mark.parametrize("resource", WATCHES.values())
+def test_without_watch_kopf_retries_and_the_liveness_probe_restarts_the_pod(chart, resource):
+    """kopf retries the refused watch (every 10 s once its first backoffs are spent) for as
+    long as it is refused, so the operator recovers by itself once the rule is back; while
+    it is refused, /healthz fails saying which request, so the liveness probe restarts the
+    pod, over and over, and the admin sees it."""
+    release = chart.crashing[resource]
+    try:
+        release.wait_log(rf'cannot watch resource \\?"?{resource}', timeout=GIVE_UP_SECONDS)
         wait_for(
-            lambda: release.restart_count() >= 1 or "multitasker has failed" in release.log(),
-            30,
-            f"{release.name} to exit, or its multitasker to fail",
+            lambda: release.restart_count() >= 1,
+            GIVE_UP_SECONDS,
+            f"the liveness probe to restart {release.name}",
         )
     except AssertionError as error:
         statuses = [p["status"].get("containerStatuses") for p in release.pods()]
         raise AssertionError(f"{error}\n{statuses}\n{release.log()[-4000:]}") from None
+    assert "the API server is unreachable or refuses kopf" in release.log()
+    assert "has failed" not in release.log(), "kopf never gives up a watch"
     # The same chart with every rule, started at the same time, runs on.
     assert chart.scoped.restart_count() == 0
     assert "has failed" not in chart.scoped.log()

@@ -78,7 +78,7 @@ def test_deleting_one_evalrun_reruns_just_that_run(api, models):
     assert api.run("rerun-one", "m1", "beta")["completionTime"] == beta["completionTime"]
 
 
-def test_a_quota_that_forbids_jobs_is_spec_invalid_with_the_servers_words(api, models):
+def test_a_quota_that_forbids_jobs_is_a_wait_with_the_servers_words_that_heals(api, models):
     api.core.create_namespaced_resource_quota(
         api.ns,
         client.V1ResourceQuota(
@@ -92,11 +92,20 @@ def test_a_quota_that_forbids_jobs_is_spec_invalid_with_the_servers_words(api, m
         "the quota controller to count usage",
     )
     api.create_evaltask("quota", one(models[0].url))
-    status = api.wait_phase("quota", ("Failed",))
-    valid = condition(status, "SpecValid")
-    assert (valid["status"], valid["reason"]) == ("False", "JobRejected")
-    assert "exceeded quota: no-jobs" in valid["message"]
+
+    def waiting() -> dict | None:
+        found = condition(api.status("quota"), "ReadyToStart")
+        return found if found and found["status"] == "False" else None
+
+    ready = wait_for(waiting, 30, "ReadyToStart=False")
+    assert ready["reason"] == "JobRefused"
+    assert "exceeded quota: no-jobs" in ready["message"]
+    assert api.status("quota")["phase"] == "Pending"
     assert api.jobs() == []
+    # The quota frees up: the operator finds it by itself (its backoff), no edit needed.
+    api.core.delete_namespaced_resource_quota("no-jobs", api.ns)
+    status = api.wait_phase("quota", ("Succeeded",), timeout=120)
+    assert condition(status, "ReadyToStart")["status"] == "True"
 
 
 def test_a_pod_that_cannot_be_created_says_why_then_fails_and_a_template_fix_replaces_it(

@@ -24,3 +24,12 @@ def raw_client_tripwire(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(api_client.ApiClient, "call_api", touched)
+
+
+@pytest.fixture(autouse=True)
+def fresh_redaction_memory(monkeypatch):
+    """The fake API's uids repeat from test to test: each test remembers only its own
+    secret values (redaction.Memory is keyed by the EvalTask's uid)."""
+    from eval_operator import redaction
+
+    monkeypatch.setattr(redaction, "MEMORY", redaction.Memory())

@@ -467,8 +467,11 @@ class FakeApi:
                 probe={"terminated": {"exitCode": 1, "message": probe_message}},
             )
         elif collector_message is None:
-            init = {"terminated": {"exitCode": exit_code, "reason": "Error", "message": log}}
-            self._pod(job, "Failed", init, {"waiting": {"reason": "PodInitializing"}})
+            # The task printed `log` and exited; its termination message is empty, as the
+            # task container's policy is File (the log is read from pods/log).
+            init = {"terminated": {"exitCode": exit_code, "reason": "Error"}}
+            pod = self._pod(job, "Failed", init, {"waiting": {"reason": "PodInitializing"}})
+            self.logs[(namespace, pod)] = log
         else:
             self._pod(
                 job,

@@ -4,9 +4,12 @@ mapped to kopf's retry."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from datetime import UTC, datetime
+
+import kopf
 
 from eval_operator import handlers, kube, metrics, progress, reconcile
 from tests.handler.fake_api import FakeApi
@@ -334,3 +337,16 @@ def test_a_transient_error_is_retried_without_a_word_on_the_evaltask():
     reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
     assert reconciler._pass("ns", "et") == (handlers.RETRY_DELAY_SECONDS, True)
     assert api.status("et") == {} and api.events == []
+
+
+def test_kopf_retries_a_failing_request_for_as_long_as_it_fails_and_posts_no_core_events():
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings, [])
+    delays = list(itertools.islice(iter(settings.networking.error_backoffs), 60))
+    # The first backoffs, then every 10 s: an API server away for longer than a minute
+    # (their sum) no longer makes kopf give up a watch for good.
+    assert delays[:8] == [0.5, 0.5, 1, 1, 2, 3, 5, 8]
+    assert delays[8:] == [10.0] * 52
+    assert list(itertools.islice(iter(settings.networking.error_backoffs), 3)) == [0.5, 0.5, 1]
+    # kopf's own warnings would be core events, which the operator may not create.
+    assert settings.posting.enabled is False

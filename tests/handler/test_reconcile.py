@@ -270,9 +270,11 @@ def test_references_only_the_operator_can_check(api, mutate, field, reason):
     api.add_evaltask("et", s)
     run(api)
     assert api.jobs == {}
-    valid = next(c for c in api.status("et")["conditions"] if c["type"] == "SpecValid")
-    assert valid["reason"] == reason
-    assert valid["message"].startswith(field)
+    status = api.status("et")
+    assert status["phase"] == "Pending", "the runs wait for it (test_waits.py)"
+    ready = next(c for c in status["conditions"] if c["type"] == "ReadyToStart")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert ready["message"].startswith(field)
 
 
 def test_optional_references_may_be_missing(api):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from eval_operator import metrics, records
@@ -90,3 +91,42 @@ def test_each_scored_run_exports_its_score_and_loses_it_with_its_run():
     record_status("ns", "scored", [run("m1", "t2", "Pending")])
     assert value("eval_operator_run_score", task="t1", **labels) is None
     metrics.forget("ns", "scored")
+
+
+def series_of(evaltask):
+    """Every sample exported for one EvalTask, over all metric families."""
+    return [
+        s
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.labels.get("evaltask") == evaltask
+    ]
+
+
+MANY = tuple((f"m{i}", float(i)) for i in range(400))  # as many as an EvalRun holds
+
+
+@pytest.mark.parametrize(
+    ("record", "series"),
+    [
+        pytest.param(
+            records.Record(state="Succeeded", metrics=MANY, score=0.0),
+            21,
+            id="a finished run with 400 metrics exports its score and its first 20",
+        ),
+        pytest.param(
+            records.Record(state="Running", progress={"done": 1, "total": 4}),
+            1,
+            id="a running run exports its progress alone",
+        ),
+        pytest.param(records.Record(state="Pending"), 0, id="a pending run exports nothing"),
+    ],
+)
+def test_one_run_adds_at_most_21_series_and_an_evaltask_6(record, series):
+    assert metrics.MAX_METRICS_PER_RUN == 20
+    assert (metrics.SERIES_PER_EVALTASK, metrics.MAX_SERIES_PER_RUN) == (6, 21)
+    record_status("ns", "bound", [("m1", "t1", record)])
+    assert len(series_of("bound")) == metrics.SERIES_PER_EVALTASK + series
+    assert series <= metrics.MAX_SERIES_PER_RUN
+    metrics.forget("ns", "bound")
+    assert series_of("bound") == []
