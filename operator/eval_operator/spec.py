@@ -426,7 +426,9 @@ class Results(_ApiModel):
     def _below_output(cls, value: str) -> str:
         if ".." in value.split("/"):
             raise PydanticCustomError(
-                "ResultsPathInvalid", "{path!r} must stay below EVAL_OUTPUT_DIR", {"path": value}
+                "ResultsPathInvalid",
+                "{path} must stay below EVAL_OUTPUT_DIR",
+                {"path": repr(value)},
             )
         return value
 
@@ -530,8 +532,8 @@ class TaskConfig(_ApiModel):
         if long:
             raise PydanticCustomError(
                 "ScoreRuleInvalid",
-                "metricWeights names metrics of 1 to {limit} characters; {name!r} is not",
-                {"limit": MAX_METRIC_NAME, "name": long[0][:40]},
+                "metricWeights names metrics of 1 to {limit} characters; {name} is not",
+                {"limit": MAX_METRIC_NAME, "name": repr(long[0][:40])},
             )
         if self.metric_weights is not None and not any(self.metric_weights.values()):
             raise PydanticCustomError(
@@ -696,7 +698,7 @@ class EvalTaskSpec(_ApiModel):
         for item in value:
             if item.name in seen:
                 raise PydanticCustomError(
-                    "DuplicateName", "name {name!r} appears more than once", {"name": item.name}
+                    "DuplicateName", "name {name} appears more than once", {"name": repr(item.name)}
                 )
             seen.add(item.name)
         return value

@@ -296,3 +296,28 @@ def test_invalid_specs_name_the_field_and_reason(mutate, field, reason):
 )
 def test_field_paths_read_like_kubectl(loc, path):
     assert spec.field_path(loc) == path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "quoted"),
+    [
+        pytest.param(
+            lambda d: d["tasks"][0].update(results={"path": "../up"}), "'../up'", id="a path"
+        ),
+        pytest.param(
+            lambda d: d["tasks"].append(copy.deepcopy(d["tasks"][0])), "'t1'", id="a name twice"
+        ),
+        pytest.param(
+            lambda d: d["tasks"][0].update(metricWeights={"x" * 101: 1}),
+            "'" + "x" * 40 + "'",
+            id="a metric name too long",
+        ),
+    ],
+)
+def test_a_message_quotes_what_was_wrong_rather_than_a_placeholder(mutate, quoted):
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    with pytest.raises(spec.SpecInvalid) as e:
+        spec.parse_spec(doc)
+    assert quoted in str(e.value)
+    assert "!r}" not in str(e.value)
