@@ -268,6 +268,11 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER)],
         )
 
+    def _merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        # A merge patch replaces lists whole (what runs and conditions need), and one that
+        # names metadata.resourceVersion is refused with 409 when the object changed since.
+        return self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+
     def _delete(self, path: str) -> str:
         # Background: the object goes at once, the garbage collector removes dependents.
         return deleted_uid(self._call("DELETE", path, body={"propagationPolicy": "Background"}))
@@ -278,11 +283,8 @@ class KubeApi:
     def patch_evalrun_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
-        return self._call(
-            "PATCH",
-            f"{self._evalruns_path(namespace)}/{_q(name)}/status",
-            body={"status": dict(status)},
-            content_type="application/merge-patch+json",
+        return self._merge_patch(
+            f"{self._evalruns_path(namespace)}/{_q(name)}/status", {"status": dict(status)}
         )
 
     def read_pod_log(
@@ -326,11 +328,8 @@ class KubeApi:
         return self._delete(f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}")
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "PATCH",
-            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}",
-            body=dict(patch),
-            content_type="application/merge-patch+json",
+        return self._merge_patch(
+            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}", dict(patch)
         )
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
@@ -344,32 +343,20 @@ class KubeApi:
         self._call("POST", f"/api/v1/namespaces/{_q(namespace)}/secrets", body=dict(secret))
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self._call(
-            "PATCH",
-            f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}",
-            body=dict(patch),
-            content_type="application/merge-patch+json",
-        )
+        self._merge_patch(f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}", dict(patch))
 
     def patch_evaltask_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
-        # A merge patch replaces lists whole, which is what runs/conditions need.
-        return self._call(
-            "PATCH",
-            self._evaltask_path(namespace, name) + "/status",
-            body={"status": dict(status)},
-            content_type="application/merge-patch+json",
+        return self._merge_patch(
+            self._evaltask_path(namespace, name) + "/status", {"status": dict(status)}
         )
 
     def patch_evaltask_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> dict[str, Any]:
-        return self._call(
-            "PATCH",
-            self._evaltask_path(namespace, name),
-            body={"metadata": {"annotations": dict(annotations)}},
-            content_type="application/merge-patch+json",
+        return self._merge_patch(
+            self._evaltask_path(namespace, name), {"metadata": {"annotations": dict(annotations)}}
         )
 
     def post_event(
@@ -423,11 +410,4 @@ class KubeApi:
         return found[0]
 
     def patch_evalrun(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        # A merge patch of the object (its metadata); one naming metadata.resourceVersion
-        # is refused with 409 when the object changed since.
-        return self._call(
-            "PATCH",
-            f"{self._evalruns_path(namespace)}/{_q(name)}",
-            body=dict(patch),
-            content_type="application/merge-patch+json",
-        )
+        return self._merge_patch(f"{self._evalruns_path(namespace)}/{_q(name)}", dict(patch))
