@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Final
 
@@ -27,20 +28,32 @@ def collect(
     format_: str = "metrics-json",
     path: str = "",
 ) -> int:
+    what = results.FILE_NAME if format_ == "metrics-json" else f"the {format_} result"
     try:
         metrics = formats.read(output_dir, run_dir, format_, path)
-        message = results.encode(metrics)
+        message = results.encode(metrics, what)
     except results.MetricsError as e:
-        reason = str(e)
-        _write(termination_path, reason.encode("utf-8")[: results.TERMINATION_MESSAGE_LIMIT])
-        print(f"collect: {reason}", file=sys.stderr)
-        return 1
+        return _fail(termination_path, str(e))
+    except Exception as e:
+        # A defect of the collector's (every bad input must be a MetricsError): the run
+        # still fails saying what happened, and the log keeps the traceback.
+        traceback.print_exc()
+        return _fail(termination_path, f"the collector failed reading the results: {e!r}")
     _write(termination_path, message.encode("ascii"))
     print(
         f"collect: {len(metrics)} metrics, {len(message)} bytes: "
         + ", ".join(f"{name}={value:g}" for name, value in metrics.items())
     )
     return 0
+
+
+def _fail(termination_path: Path, reason: str) -> int:
+    """Exit 1 with `reason` as the termination message: the run's message in status."""
+    # UTF-8 (a lone surrogate escaped), cut to the limit at a character's boundary.
+    data = reason.encode("utf-8", "backslashreplace")[: results.TERMINATION_MESSAGE_LIMIT]
+    _write(termination_path, data.decode("utf-8", "ignore").encode("utf-8"))
+    print(f"collect: {reason}", file=sys.stderr)
+    return 1
 
 
 def _write(path: Path, data: bytes) -> None:

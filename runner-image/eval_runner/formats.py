@@ -17,6 +17,10 @@ Metric names (README.md, "Results formats"):
   dataset, version, metric, mode, then one per model), its values as OpenCompass prints
   them (accuracy in percent); with several model columns, `<dataset>/<metric>/<model>`.
   A "-" is a score OpenCompass could not compute: the run fails.
+
+Every file is read only if it is a regular file inside the output folder (a symbolic link
+is followed only while it stays inside), and at most results.MAX_FILE_BYTES of it
+(MAX_LARGE_FILE_BYTES of lm-eval's, which holds every task's configuration).
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from pathlib import Path
 from typing import Any, Final
 
 from eval_runner import results
-from eval_runner.results import MAX_METRICS, MAX_NAME_LENGTH, MetricsError
+from eval_runner.results import (
+    MAX_FILE_BYTES,
+    MAX_LARGE_FILE_BYTES,
+    MAX_METRICS,
+    MAX_NAME_LENGTH,
+    MetricsError,
+    shorten,
+)
 
 FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "opencompass", "bfcl")
 
 
 def _files(
     root: Path,
+    within: Path,
     pattern: str,
     what: str,
     keep: Callable[[Path], bool] = bool,
@@ -45,12 +57,17 @@ def _files(
 ) -> list[Path]:
     """The files matching `pattern` (and `keep`) at or below `root`, or `root` itself if a
     file, oldest first; a MetricsError saying why (`looked_for`: what the message calls
-    them, `pattern` by default) when there are none."""
+    them, `pattern` by default) when there are none, or when one is a symbolic link out
+    of `within` (the output folder). Whatever is no file (a dangling link) is skipped."""
     if root.is_file():
+        results.check_inside(root, within)
         return [root]
     if not root.is_dir():
         raise MetricsError(f"{root} not found: the task wrote no {what} there")
-    found = sorted((p for p in root.rglob(pattern) if keep(p)), key=lambda p: p.stat().st_mtime_ns)
+    matching = [p for p in root.rglob(pattern) if keep(p)]
+    for path in matching:
+        results.check_inside(path, within)
+    found = sorted((p for p in matching if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
     if not found:
         raise MetricsError(f"no {looked_for or pattern} below {root}: the task wrote no {what}")
     return found
@@ -68,59 +85,96 @@ def _earlier(path: Path, what: str) -> MetricsError:
     )
 
 
-def _load(path: Path) -> Any:
+def _text(path: Path, within: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The text of the results file `path` (inside `within`, at most `limit` bytes)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise MetricsError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
-    except json.JSONDecodeError as e:
-        raise MetricsError(f"{path} is not valid JSON: {e}") from None
+        with results.open_result(path, within) as file:
+            data = results.read_at_most(file, path, limit)
     except OSError as e:
         raise MetricsError(f"{path} could not be read: {e.strerror}") from None
+    return _decoded(data, path)
+
+
+def _decoded(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MetricsError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
+def _load(path: Path, within: Path, limit: int = MAX_FILE_BYTES) -> Any:
+    return results.load_json(_text(path, within, limit), path)
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        return None
     return number if math.isfinite(number) else None
 
 
-def lm_eval(root: Path, started: int | None) -> dict[str, float]:
+def _put(metrics: dict[str, float], name: str, value: float, path: Path) -> None:
+    """metrics[name] = value, if `name` keeps metrics.json's bounds (results.py)."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise MetricsError(
+            f"{path}: the metric name {name[:40]!r}... is {len(name)} characters long; at most "
+            f"{MAX_NAME_LENGTH} allowed"
+        )
+    if not results.valid_unicode(name):
+        raise MetricsError(f"{path}: the metric name {shorten(name)!r} is not valid Unicode")
+    metrics[name] = value
+
+
+def _bounded(metrics: dict[str, float], where: Path) -> dict[str, float]:
+    if len(metrics) > MAX_METRICS:
+        raise MetricsError(
+            f"{where}: the results hold {len(metrics)} scores; a run records at most {MAX_METRICS}"
+        )
+    return metrics
+
+
+def lm_eval(root: Path, started: int | None, within: Path) -> dict[str, float]:
     what = "lm-evaluation-harness results"
-    path = _files(root, "results_*.json", what)[-1]
+    path = _files(root, within, "results_*.json", what)[-1]
     if _written_before(path, started):
         raise _earlier(path, what)
-    doc = _load(path)
+    doc = _load(path, within, MAX_LARGE_FILE_BYTES)
     results = doc.get("results") if isinstance(doc, dict) else None
     if not isinstance(results, dict) or not results:
         raise MetricsError(f'{path} has no "results" object: not an lm-eval results file')
     metrics: dict[str, float] = {}
     for task, values in results.items():
         if not isinstance(values, dict):
-            raise MetricsError(f"{path}: results.{task} is not an object")
+            raise MetricsError(f"{path}: results.{shorten(task)} is not an object")
         for key, value in values.items():
             metric, sep, filter_name = str(key).partition(",")
             number = _number(value)
             if not sep or metric.endswith("_stderr") or number is None:
                 continue  # name, alias, sample_len; standard errors; "N/A"
             name = f"{task}/{metric}" if filter_name == "none" else f"{task}/{metric}/{filter_name}"
-            metrics[name] = number
+            _put(metrics, name, number, path)
     if not metrics:
         raise MetricsError(f"{path} holds no numeric score in results")
-    return metrics
+    return _bounded(metrics, path)
 
 
-def evalscope(root: Path, started: int | None) -> dict[str, float]:
+def evalscope(root: Path, started: int | None, within: Path) -> dict[str, float]:
     files = _files(
-        root, "reports/*/*.json", "evalscope reports", looked_for="reports/<model>/<dataset>.json"
+        root,
+        within,
+        "reports/*/*.json",
+        "evalscope reports",
+        looked_for="reports/<model>/<dataset>.json",
     )
     metrics: dict[str, float] = {}
     # Oldest first: a dataset evaluated twice keeps the newer report's scores.
     for path in files:
         if _written_before(path, started):
             continue  # an earlier run's report, in a work dir it shares
-        doc = _load(path)
+        doc = _load(path, within)
         items = doc.get("metrics") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise MetricsError(f'{path} has no "metrics" list: not an evalscope report')
@@ -132,23 +186,29 @@ def evalscope(root: Path, started: int | None) -> dict[str, float]:
                 raise MetricsError(f"{path}: metrics[{i}] has no identity.name and numeric score")
             parts = [dataset, str(identity["name"])]
             dimensions = identity.get("dimensions") or {}
+            if not isinstance(dimensions, dict):
+                raise MetricsError(
+                    f"{path}: metrics[{i}].identity.dimensions is a "
+                    f"{type(dimensions).__name__}, not an object"
+                )
             parts += [f"{k}={dimensions[k]}" for k in sorted(dimensions)]
             if identity.get("aggregation") not in (None, "mean"):
                 parts.append(str(identity["aggregation"]))
-            metrics["/".join(parts)] = score
+            _put(metrics, "/".join(parts), score, path)
     if not metrics:
         raise MetricsError(f"no evalscope report below {root} was written during this run")
-    return metrics
+    return _bounded(metrics, root)
 
 
 _BFCL_SCORE: Final = re.compile(r"^BFCL_v\d+_(?P<category>.+)_score\.json$")
 _BFCL_KEYS: Final = ("accuracy", "correct_count", "total_count")
 
 
-def bfcl(root: Path, started: int | None) -> dict[str, float]:
+def bfcl(root: Path, started: int | None, within: Path) -> dict[str, float]:
     what = "BFCL scores"
     files = _files(
         root,
+        within,
         "BFCL_v*_score.json",
         what,
         lambda p: bool(_BFCL_SCORE.match(p.name)),
@@ -160,35 +220,52 @@ def bfcl(root: Path, started: int | None) -> dict[str, float]:
             raise _earlier(path, what)
         match = _BFCL_SCORE.match(path.name)
         category = match["category"] if match else path.stem
+        # Only the first line: the rest lists the failed cases, and can be long.
         try:
-            with path.open(encoding="utf-8") as f:
-                first = json.loads(f.readline())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise MetricsError(f"{path}: its first line is not a JSON object: {e}") from None
+            with results.open_result(path, within) as file:
+                line = file.readline(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise MetricsError(f"{path} could not be read: {e.strerror}") from None
+        if len(line) > MAX_FILE_BYTES:
+            raise MetricsError(
+                f"{path}: its first line is longer than {MAX_FILE_BYTES} bytes "
+                f"({MAX_FILE_BYTES >> 20} MiB), the most the collector reads of it"
+            )
+        try:
+            first = json.loads(_decoded(line, path))
+        except RecursionError:
+            raise MetricsError(f"{path}: its first line is nested too deeply") from None
+        except ValueError as e:  # also JSONDecodeError
+            reason = str(e).split(";")[0]
+            raise MetricsError(f"{path}: its first line is not a JSON object: {reason}") from None
         if not isinstance(first, dict) or any(_number(first.get(k)) is None for k in _BFCL_KEYS):
             raise MetricsError(
                 f"{path}: its first line must hold numbers {', '.join(_BFCL_KEYS)}; "
                 "not a BFCL score file"
             )
         for key in _BFCL_KEYS:
-            metrics[f"{category}/{key}"] = float(first[key])
-    return metrics
+            _put(metrics, f"{category}/{key}", float(first[key]), path)
+    return _bounded(metrics, root)
 
 
 _OPENCOMPASS_COLUMNS: Final = ("dataset", "version", "metric", "mode")
 
 
-def opencompass(root: Path, started: int | None) -> dict[str, float]:
+def opencompass(root: Path, started: int | None, within: Path) -> dict[str, float]:
     what = "OpenCompass summary"
     path = _files(
-        root, "summary_*.csv", what, lambda p: p.parent.name == "summary", "summary/summary_*.csv"
+        root,
+        within,
+        "summary_*.csv",
+        what,
+        lambda p: p.parent.name == "summary",
+        "summary/summary_*.csv",
     )[-1]
     if _written_before(path, started):
         raise _earlier(path, what)
+    text = _text(path, within)
     try:
-        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    except UnicodeDecodeError as e:
-        raise MetricsError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+        rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
         raise MetricsError(f"{path} is not valid CSV: {e}") from None
     header = rows[0] if rows else []
@@ -196,7 +273,7 @@ def opencompass(root: Path, started: int | None) -> dict[str, float]:
     if tuple(header[: len(_OPENCOMPASS_COLUMNS)]) != _OPENCOMPASS_COLUMNS or not models:
         raise MetricsError(
             f"{path}: its header must be {','.join(_OPENCOMPASS_COLUMNS)} and a column per "
-            f"model, not {','.join(header)!r}: not an OpenCompass summary"
+            f"model, not {shorten(','.join(header))!r}: not an OpenCompass summary"
         )
     metrics: dict[str, float] = {}
     for line, row in enumerate(rows[1:], start=2):
@@ -217,16 +294,17 @@ def opencompass(root: Path, started: int | None) -> dict[str, float]:
                 number = math.nan
             if not math.isfinite(number):
                 raise MetricsError(
-                    f"{path}: {dataset} has no score for {model} ({value!r}): OpenCompass "
+                    f"{path}: {shorten(dataset)} has no score for {shorten(model)} "
+                    f"({shorten(value)!r}): OpenCompass "
                     "could not evaluate it (its logs/ say why)"
                 )
-            metrics[name] = number
+            _put(metrics, name, number, path)
     if not metrics:
         raise MetricsError(f"{path} holds no scores")
-    return metrics
+    return _bounded(metrics, path)
 
 
-READERS: Final[dict[str, Callable[[Path, int | None], dict[str, float]]]] = {
+READERS: Final[dict[str, Callable[[Path, int | None, Path], dict[str, float]]]] = {
     "lm-eval": lm_eval,
     "evalscope": evalscope,
     "opencompass": opencompass,
@@ -240,20 +318,9 @@ def read(output_dir: Path, run_dir: Path | None, format_: str, path: str) -> dic
     if Path(path).is_absolute() or ".." in Path(path).parts:
         raise MetricsError(f"EVAL_RESULTS_PATH={path!r} must be a path below EVAL_OUTPUT_DIR")
     if format_ == "metrics-json":
-        return results.read_file(output_dir / path if path else output_dir, run_dir)
+        return results.read_file(output_dir / path if path else output_dir, run_dir, output_dir)
     reader = READERS.get(format_)
     if reader is None:
         raise MetricsError(f"EVAL_RESULTS_FORMAT={format_!r} is none of {', '.join(FORMATS)}")
-    metrics = reader(output_dir / path, results.started_mark(output_dir, run_dir))
-    # The bounds metrics.json has (results.py), for every framework's names.
-    for name in metrics:
-        if len(name) > MAX_NAME_LENGTH:
-            raise MetricsError(
-                f"the metric name {name[:40]!r}... is {len(name)} characters long; at most "
-                f"{MAX_NAME_LENGTH} allowed"
-            )
-    if len(metrics) > MAX_METRICS:
-        raise MetricsError(
-            f"the results hold {len(metrics)} scores; a run records at most {MAX_METRICS}"
-        )
-    return metrics
+    # Each reader keeps the bounds metrics.json has (results.py): _put, _bounded.
+    return reader(output_dir / path, results.started_mark(output_dir, run_dir), output_dir)
