@@ -260,3 +260,19 @@ def claim_on_host(api, name: str) -> None:
         30,
         "the claim to be bound",
     )
+
+
+def test_an_image_the_kubelet_cannot_parse_fails_at_once_with_its_reason(api, models):
+    """The real kubelet says why (InvalidImageName, its words); the run fails then, not
+    after the start timeout. (A Secret without the key is caught by the operator before
+    any pod: tests/handler/test_records.py has the kubelet's message for it.)"""
+    spec = one(models[0].url)
+    spec["probe"] = False
+    spec["tasks"][0]["image"] = "Eval-Operator/Base"  # upper case: no image reference
+    api.create_evaltask("never", spec)
+    status = api.wait_phase("never", ("Failed",), timeout=START_TIMEOUT + 60)
+    [run] = api.runs("never")
+    assert "InvalidImageName" in run["message"], run["message"]
+    assert "waiting does not fix this" in run["message"]
+    assert "start timeout" not in run["message"]
+    assert status["failed"] == 1
