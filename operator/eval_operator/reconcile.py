@@ -253,7 +253,7 @@ def reconcile(
     )
     new_status = redact(new_status, secrets)
     _announce_refusal(observed.previous_status, new_status, announce)
-    _announce_wait(observed.previous_status, new_status, announce)
+    _announce_wait(observed, new_status, announce)
     _announce_spec(observed, literal, announce)
     outcome.phase = new_status["phase"]
     outcome.status = new_status
@@ -332,16 +332,18 @@ def _waited(observed: plan.Observed, reason: str) -> float:
     return max(0.0, (observed.now - _parse_time(since)).total_seconds()) if since else 0.0
 
 
-def _announce_wait(
-    previous: Mapping[str, Any], new: Mapping[str, Any], announce: _Announce
-) -> None:
-    """A Warning event when the runs start to wait for the cluster, or for something else:
-    once per wait, not once per pass (its words may change as a quota's usage does)."""
+def _announce_wait(observed: plan.Observed, new: Mapping[str, Any], announce: _Announce) -> None:
+    """A Warning event, and a line in the log, when the runs start to wait for the
+    cluster, or for something else: once per wait, not once per pass (its words may
+    change as a quota's usage does)."""
     cond = conditions.get(new.get("conditions") or [], conditions.READY_TO_START)
     if cond is None or cond.get("status") != "False":
         return
+    previous = observed.previous_status
     old = conditions.get(previous.get("conditions") or [], conditions.READY_TO_START)
     if old is None or (old.get("status"), old.get("reason")) != ("False", cond.get("reason")):
+        where = f"{observed.namespace}/{observed.name}"
+        log.warning("%s: runs wait (%s): %s", where, cond["reason"], cond["message"])
         announce.add("Warning", str(cond["reason"]), str(cond["message"]))
 
 

@@ -559,7 +559,14 @@ def orphan_adopted(api: Api) -> None:
 
 
 def not_adopted(api: Api) -> None:
-    wait_for(lambda: "cannot adopt" in run_message(api, "orphan"), 30, "the run to say why")
+    """The record left behind is the result: it is neither changed nor replaced, and the
+    EvalTask says why it does not take it (Progressing names the wait)."""
+
+    def said() -> bool:
+        conds = api.status("orphan").get("conditions") or []
+        return any(c["type"] == "Progressing" and "cannot adopt" in c["message"] for c in conds)
+
+    wait_for(said, 30, "the EvalTask to say why")
     time.sleep(QUIET_SECONDS)
     assert api.status("orphan")["phase"] not in ("Succeeded", "Failed")
     assert api.run("orphan", "m1", "alpha")["uid"] == ORPHAN_BEFORE[api.ns], "not replaced"
