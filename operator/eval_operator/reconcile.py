@@ -625,6 +625,17 @@ def _act(
             return write_record(run.name, the_plan.record[run.name])
         return None
 
+    def taken(what: str, whose: str, name: str, found: Mapping[str, Any]) -> str:
+        """Why a run cannot start: its name is held by someone else's object (said, and
+        logged, the same way for its EvalRun and its Job)."""
+        kind = what.split()[-1]
+        message = (
+            f"cannot create its {kind}: the name {name!r} is taken by {what} that is not "
+            f"{whose} ({records.holder(found)})"
+        )
+        log.warning("%s: %s", owner.namespace, message)
+        return message
+
     def run_name_taken(run: plan.DesiredRun) -> None:
         """A 409: the EvalRun's name is held. Ours (an earlier pass made it, the watch has
         not shown it yet): taken as it is. Left by a former EvalTask of this name (after
@@ -650,11 +661,7 @@ def _act(
             view.record = record
             return None
         if held == "foreign":
-            message = (
-                f"cannot create its EvalRun: the name {run.name!r} is taken by an EvalRun "
-                f"that is not this EvalTask's ({records.holder(found)})"
-            )
-            log.warning("%s: %s", owner.namespace, message)
+            message = taken("an EvalRun", "this EvalTask's", run.name, found)
             view.record = records.Record(message=message)
             return None
         # Adopted only when nothing of it is live: a final record is the whole result
@@ -778,12 +785,7 @@ def _act(
         if held == "ours":
             return None
         if held == "foreign":
-            message = (
-                f"cannot create its Job: the name {run.name!r} is taken by a Job that is "
-                f"not this run's ({records.holder(found)})"
-            )
-            log.warning("%s: %s", owner.namespace, message)
-            return wait(run.name, message)
+            return wait(run.name, taken("a Job", "this run's", run.name, found))
         try:
             _delete(api.delete_job, owner.namespace, run.name)
         except kube.Refused as e:
