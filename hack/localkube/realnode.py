@@ -266,7 +266,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         which live outside those cgroups and outlive containerd), until none is left."""
         deadline = time.monotonic() + timeout
         while True:
-            pids = node_processes(self._cgroup_dirs(), str(self.dir))
+            pids = node_processes(self._cgroup_dirs(), f"{self.dir}/")
             if not pids:
                 return
             if time.monotonic() > deadline:

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     namespaces: list[str] = args.namespaces or []
     api_client = _api_client(2 * args.workers)
-    handlers.RECONCILER = handlers.Reconciler(
+    handlers.RECONCILER = reconciler = handlers.Reconciler(
         lambda: kube.KubeApi(api_client),
         reconcile.Config(
             runner_image=args.runner_image,
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             await kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
         finally:
             if elector is not None:
+                reconciler.close()  # no pass writes after the Lease is handed on
                 elector.release()
 
     asyncio.run(run())

@@ -85,6 +85,12 @@ class Reconciler:
         self._failures: dict[Key, int] = {}
         self.writes = cache.Writes()
 
+    def close(self) -> None:
+        """Wait for the passes and writes under way: none may write once the Lease is
+        handed on."""
+        self._executor.shutdown(wait=True)
+        self._writers.shutdown(wait=True)
+
     def watch(self, source: Source) -> None:
         """Passes for events read `source` (kopf's indexes) instead of the API server."""
         self._source = source

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 LEASE_DURATION_SECONDS: Final = 15
 RENEW_DEADLINE_SECONDS: Final = 10
 RETRY_PERIOD_SECONDS: Final = 2
+# (connect, read) seconds of one Lease call: well within the renew deadline.
+REQUEST_TIMEOUT: Final = (2.0, 4.0)
 _NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -78,12 +80,19 @@ class _Refusals:
         method = getattr(self._api, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            # Bounded: a hung call must not hold the renew loop past its deadline.
+            kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
             try:
                 return method(*args, **kwargs)
             except ApiException as e:
                 if e.status not in (404, 409):
                     log.warning("the Lease was refused (%s): %s", name, _message(e))
                 raise
+            except Exception as e:
+                # No answer (refused, timed out): the library handles only ApiException,
+                # and anything else would end its thread without a word.
+                log.warning("the Lease could not be reached (%s): %s", name, e)
+                raise ApiException(status=0, reason=f"no answer: {e}") from None
 
         return call
 
@@ -134,7 +143,18 @@ class Elector:
             self.settings.namespace,
             self.settings.name,
         )
-        threading.Thread(target=self._election.run, name="leader-election", daemon=True).start()
+        threading.Thread(target=self._campaign, name="leader-election", daemon=True).start()
+
+    def _campaign(self) -> None:
+        # The library's loop returns only once leading stopped (and _stopped said so);
+        # should it end any other way, this replica would lead unrenewed, or wait for
+        # ever: it exits instead, and its pod starts a new candidate.
+        try:
+            self._election.run()  # type: ignore[no-untyped-call]
+        except Exception:
+            log.exception("leader election failed")
+        if not self._lock.released:
+            self._on_lost()
 
     def _started(self) -> None:
         log.info("%s leads: it holds Lease %s", self.settings.identity, self.settings.name)

@@ -983,7 +983,7 @@ def _failed_task_logs(
             # The message then gives the exit code alone (the pod may be gone).
             log.debug("%s/%s: no log tail: %s", observed.namespace, pod, e)
             continue
-        out[pod] = redaction.redact(text, secrets)
+        out[pod] = redaction.redact(text, secrets, cut=True)
     return out
 
 
@@ -1124,11 +1124,13 @@ def report_failure(
     else:
         # Only the type: an exception's text may quote what it was given (a log, a spec).
         cause = f"the operator failed with {type(error).__name__} (see its log)"
-    message = f"{cause}; retrying with backoff"
     try:
         body = api.get_evaltask(namespace, name)
         if body["metadata"].get("deletionTimestamp"):
             return
+        # A refusal may quote what it was sent (a webhook, a Secret's data).
+        known = redaction.MEMORY.remember(str(body["metadata"].get("uid", "")), [])
+        message = redaction.redact(f"{cause}; retrying with backoff", known)
         previous = (body.get("status") or {}).get("conditions") or []
         old = conditions.get(previous, conditions.PROGRESSING)
         said = ("False", conditions.RECONCILE_FAILED, message)

@@ -7,9 +7,9 @@ often recorded after the token was rotated. What a process restart forgets of ro
 values is the one gap left (README, Reliability).
 
 Values of 4 characters or more are replaced wherever they appear, and so is a piece of
-one (4 characters or more) cut off at either end of a text, as a log tail starts
-mid-line. Shorter values are replaced where they stand alone: after a space, '=', ':' or
-'"' (or the start), before a space, ',', ';' or '"' (or the end), never inside a word.
+one (4 characters or more) cut off at either end of a log tail, which starts mid-line.
+Shorter values are replaced where they stand alone: after a space, '=', ':' or '"' (or
+the start), before a space, ',', ';' or '"' (or the end), never inside a word.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def forms(secrets: Iterable[str]) -> set[str]:
     return out
 
 
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """`value` (a string, or a status of dicts and lists) with every secret replaced."""
+def redact(value: Any, secrets: Iterable[str], cut: bool = False) -> Any:
+    """`value` (a string, or a status of dicts and lists) with every secret replaced;
+    `cut`: the text was cut before it got here (a log's end), so a piece of a secret at
+    either end of it goes too (only there: it costs a check per secret and length)."""
     needles = forms(secrets)
     if not needles:
         return value
@@ -53,7 +55,7 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
             s = s.replace(needle, REDACTED)
         for pattern in short:
             s = pattern.sub(REDACTED, s)
-        return _cut_ends(s, long)
+        return _cut_ends(s, long) if cut else s
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
@@ -91,16 +93,17 @@ class Memory:
         self._seen: dict[str, OrderedDict[str, None]] = {}
 
     def remember(self, uid: str, values: Iterable[str]) -> list[str]:
-        """Note `values`; all values known for `uid`, these included."""
+        """Note `values`; all values known for `uid`: these, whatever their number, and
+        the newest MAX_REMEMBERED of those seen before."""
+        current = [v for v in values if v]
         with self._lock:
             seen = self._seen.setdefault(uid, OrderedDict())
-            for value in values:
-                if value:
-                    seen[value] = None
-                    seen.move_to_end(value)
+            for value in current:
+                seen[value] = None
+                seen.move_to_end(value)
             while len(seen) > MAX_REMEMBERED:
                 seen.popitem(last=False)
-            return list(seen)
+            return list(dict.fromkeys([*seen, *current]))
 
     def forget(self, uid: str) -> None:
         with self._lock:
