@@ -49,7 +49,6 @@ from eval_operator import status as status_mod
 
 log = logging.getLogger(__name__)
 
-REDACTED: Final = redaction.REDACTED
 _STATUS_KEYS: Final = tuple(
     f.alias or name for name, f in statustypes.EvalTaskStatus.model_fields.items()
 )
@@ -962,7 +961,7 @@ def _failed_task_logs(
         for r in observed.runs
         if records.from_status(r.get("status")).final
     }
-    jobs = {str(j["metadata"].get("uid", "")): str(j["metadata"]["name"]) for j in observed.jobs}
+    jobs = _job_names(observed)
     out: dict[str, str] = {}
     for uid, pods in jobstate.pods_by_job(observed.pods).items():
         if uid not in jobs or jobs[uid] in final:
@@ -987,9 +986,14 @@ def _failed_task_logs(
     return out
 
 
+def _job_names(observed: plan.Observed) -> dict[str, str]:
+    """Job uid -> name, as pods name their Job (jobstate.pods_by_job)."""
+    return {str(j["metadata"].get("uid", "")): str(j["metadata"]["name"]) for j in observed.jobs}
+
+
 def _running_tasks(observed: plan.Observed) -> list[tuple[str, tuple[str, str]]]:
     """(poller key, (Job name, pod name)) of each pod whose task container runs."""
-    jobs = {str(j["metadata"].get("uid", "")): str(j["metadata"]["name"]) for j in observed.jobs}
+    jobs = _job_names(observed)
     out = []
     for uid, pods in jobstate.pods_by_job(observed.pods).items():
         if uid not in jobs:
