@@ -42,11 +42,11 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
+CRD_KINDS := evaltask evalrun evaltaskconfig clusterevaltaskconfig
 ## crds: regenerate crds/*.yaml from the pydantic models, and the chart's copies
 crds: install
-	$(PY) -m eval_operator.crd evaltask > crds/evaltask.yaml
-	$(PY) -m eval_operator.crd evalrun > crds/evalrun.yaml
-	cp crds/evaltask.yaml crds/evalrun.yaml charts/eval-operator/crds/
+	for kind in $(CRD_KINDS); do $(PY) -m eval_operator.crd $$kind > crds/$$kind.yaml || exit 1; done
+	cp $(foreach k,$(CRD_KINDS),crds/$(k).yaml) charts/eval-operator/crds/
 
 ## images: build or reuse the real node's images (base, pause, runner, operator)
 images: install

@@ -376,9 +376,9 @@ def scenario(
     )
     with cp, contextlib.ExitStack() as running:  # stopped on any exit, Ctrl-C too
         kubectl = [str(bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig)]
-        for crd in ("evaltask", "evalrun"):
+        for path in sorted((ROOT / "crds").glob("*.yaml")):
             subprocess.run(
-                [*kubectl, "apply", "--server-side", "-f", str(ROOT / "crds" / f"{crd}.yaml")],
+                [*kubectl, "apply", "--server-side", "-f", str(path)],
                 check=True,
                 capture_output=True,
             )

@@ -130,12 +130,14 @@ class LocalCluster:
         return result
 
     def install_crd(self, timeout: float = 60.0) -> None:
-        """Apply the EvalTask and EvalRun CRDs and wait until both are Established."""
-        for which in ("evaltask", "evalrun"):
-            self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / f"{which}.yaml"))
+        """Apply the CRDs in crds/ and wait until every one is Established."""
+        names = []
+        for path in sorted((ROOT / "crds").glob("*.yaml")):
+            self.kubectl("apply", "--server-side", "-f", str(path))
+            names.append(yaml.safe_load(path.read_text())["metadata"]["name"])
         # Poll rather than `kubectl wait`, which gives up at once if discovery lags.
         deadline = time.monotonic() + timeout
-        for name in ("evaltasks.evaloperator.io", "evalruns.evaloperator.io"):
+        for name in names:
             conditions = ""
             while True:
                 result = self.kubectl(

@@ -28,6 +28,9 @@ SECRET_NOT_FOUND: Final = "SecretNotFound"
 SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
 CONFIGMAP_NOT_FOUND: Final = "ConfigMapNotFound"
 CONFIGMAP_KEY_NOT_FOUND: Final = "ConfigMapKeyNotFound"
+# A tasks[] entry's configRef names a saved task configuration that does not exist (or
+# whose spec is no valid task).
+CONFIG_NOT_FOUND: Final = "TaskConfigNotFound"
 JOB_REJECTED: Final = "JobRejected"
 # Admission (a quota, a webhook, a policy, RBAC) refuses the Jobs for now: a wait, which
 # fails the runs only after the start timeout. JobRejected (a 422, a Job too large) is

@@ -16,6 +16,15 @@ RUN_KIND: Final = "EvalRun"
 RUN_PLURAL: Final = "evalruns"
 RUN_SINGULAR: Final = "evalrun"
 RUN_SHORT_NAME: Final = "er"
+# Saved task configurations that tasks[] entries name in their configRef.
+CONFIG_KIND: Final = "EvalTaskConfig"
+CONFIG_PLURAL: Final = "evaltaskconfigs"
+CONFIG_SINGULAR: Final = "evaltaskconfig"
+CONFIG_SHORT_NAME: Final = "etc"
+CLUSTER_CONFIG_KIND: Final = "ClusterEvalTaskConfig"
+CLUSTER_CONFIG_PLURAL: Final = "clusterevaltaskconfigs"
+CLUSTER_CONFIG_SINGULAR: Final = "clusterevaltaskconfig"
+CLUSTER_CONFIG_SHORT_NAME: Final = "cetc"
 
 # Environment the operator injects; a spec may not set these itself.
 ENV_OUTPUT_DIR: Final = "EVAL_OUTPUT_DIR"

@@ -1,4 +1,5 @@
-"""Generate the EvalTask and EvalRun CRDs from the pydantic models.
+"""Generate the CRDs (EvalTask, EvalRun, EvalTaskConfig, ClusterEvalTaskConfig) from the
+pydantic models.
 
 pydantic writes JSON Schema; Kubernetes wants a structural OpenAPI v3 schema. The
 differences handled here: references are inlined, `X | None` becomes an optional X,
@@ -8,8 +9,8 @@ fields, and keywords Kubernetes rejects (title, default, propertyNames) are drop
 Defaults are applied by the operator, not the API server, so a stored object shows what
 the user wrote.
 
-`python -m eval_operator.crd [evaltask|evalrun]` prints a CRD; `make crds` writes both
-into crds/ and the chart.
+`python -m eval_operator.crd [evaltask|evalrun|evaltaskconfig|clusterevaltaskconfig]`
+prints a CRD; `make crds` writes them all into crds/ and the chart.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ def _crd(
     columns: list[dict[str, Any]],
     properties: dict[str, Any],
     required: list[str],
+    scope: str = "Namespaced",
 ) -> dict[str, Any]:
+    version: dict[str, Any] = {"name": constants.VERSION, "served": True, "storage": True}
+    if "status" in properties:
+        version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -107,13 +112,10 @@ def _crd(
                 "shortNames": [short_name],
                 "categories": ["evals"],
             },
-            "scope": "Namespaced",
+            "scope": scope,
             "versions": [
                 {
-                    "name": constants.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
+                    **version,
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -186,7 +188,56 @@ def build_run_crd() -> dict[str, Any]:
     )
 
 
-CRDS: Final = {"evaltask": build_crd, "evalrun": build_run_crd}
+def _config_crd(
+    kind: str, plural: str, singular: str, short_name: str, scope: str
+) -> dict[str, Any]:
+    where = "in its namespace" if scope == "Namespaced" else "in every namespace"
+    return _crd(
+        kind,
+        plural,
+        singular,
+        short_name,
+        f"{kind} is a saved task configuration: one evaluation set packaged as a container "
+        f"image, which tasks[] entries of EvalTasks {where} name in their configRef.",
+        [
+            _column("Image", "string", ".spec.image"),
+            _column("Version", "string", ".spec.version"),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+        ],
+        {"spec": model_schema(spec.TaskSettings)},
+        ["spec"],
+        scope,
+    )
+
+
+def build_config_crd() -> dict[str, Any]:
+    """The EvalTaskConfig CRD: a saved task configuration in one namespace."""
+    return _config_crd(
+        constants.CONFIG_KIND,
+        constants.CONFIG_PLURAL,
+        constants.CONFIG_SINGULAR,
+        constants.CONFIG_SHORT_NAME,
+        "Namespaced",
+    )
+
+
+def build_cluster_config_crd() -> dict[str, Any]:
+    """The ClusterEvalTaskConfig CRD: a saved task configuration for every namespace."""
+    return _config_crd(
+        constants.CLUSTER_CONFIG_KIND,
+        constants.CLUSTER_CONFIG_PLURAL,
+        constants.CLUSTER_CONFIG_SINGULAR,
+        constants.CLUSTER_CONFIG_SHORT_NAME,
+        "Cluster",
+    )
+
+
+CRDS: Final = {
+    "evaltask": build_crd,
+    "evalrun": build_run_crd,
+    "evaltaskconfig": build_config_crd,
+    "clusterevaltaskconfig": build_cluster_config_crd,
+}
 
 
 def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any]:

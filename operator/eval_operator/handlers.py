@@ -1,7 +1,8 @@
 """kopf wiring: every event that may change what an EvalTask should say (the EvalTask's
-own, its Jobs' and pods', an EvalRun's deletion) runs the same reconcile, serialized per
-EvalTask. Events of the operator's own writes (EvalRun creates and status writes, Job
-creates, EvalTask status writes) are no news and run nothing.
+own, its Jobs' and pods', an EvalRun's deletion, a change to a task configuration that
+its tasks name) runs the same reconcile, serialized per EvalTask. Events of the
+operator's own writes (EvalRun creates and status writes, Job creates, EvalTask status
+writes) are no news and run nothing.
 
 Handlers only react: they name the EvalTask and ask for a pass. Passes for one EvalTask
 never overlap (an asyncio lock each), and a burst of events while a pass runs collapses
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS: Final = 10.0
 RETRY_MAX_SECONDS: Final = 300.0
 Key = tuple[str, str]
+ConfigKey = tuple[str, str, str]  # (kind, namespace or "", name)
 # What the watches show of one EvalTask; None when they do not show it.
 Source = Callable[[str, str], cache.Snapshot | None]
 
@@ -257,6 +259,40 @@ def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any)
     return {(namespace, name): cache.slim(body)}
 
 
+def config_keys(namespace: str | None, spec: Mapping[str, Any] | None) -> list[ConfigKey]:
+    """(kind, namespace or "" for a ClusterEvalTaskConfig, name) of each config that an
+    EvalTask's tasks name, read from its spec as written (it may be invalid)."""
+    tasks = (spec or {}).get("tasks")
+    keys = []
+    for task in tasks if isinstance(tasks, list) else []:
+        ref = task.get("configRef") if isinstance(task, dict) else None
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+            continue
+        kind = ref.get("kind") or constants.CONFIG_KIND
+        where = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace or ""
+        keys.append((str(kind), where, ref["name"]))
+    return keys
+
+
+@kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
+def evaltasks_by_config(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[ConfigKey, Key] | None:
+    """Config key -> the EvalTasks whose tasks name that config: a config that appears or
+    changes brings their passes (the runs waiting for it start)."""
+    return {key: (namespace or "", name) for key in config_keys(namespace, spec)} or None
+
+
+async def _config_event(
+    kind: str, type_: str | None, namespace: str | None, name: str, kwargs: Mapping[str, Any]
+) -> None:
+    if type_ is None:
+        return  # kopf's initial listing: every EvalTask gets its own first pass anyway
+    key = (kind, namespace or "", name)
+    for evaltask_namespace, evaltask in list(kwargs["evaltasks_by_config"].get(key, [])):
+        await _reconciler().trigger(evaltask_namespace, evaltask)
+
+
 def _by_owner(
     body: kopf.Body, kept: Callable[[kopf.Body], dict[str, Any]] = cache.slim
 ) -> dict[str, dict[str, Any]] | None:
@@ -302,6 +338,18 @@ async def _child_event(body: kopf.Body, namespace: str | None, kwargs: Mapping[s
     # The index is a live view that kopf updates while we await: copy it first.
     for name in list(kwargs["evaltasks_by_uid"].get(uid, [])):
         await _reconciler().trigger(namespace, name)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.CONFIG_PLURAL)
+async def task_config_event(
+    type: str | None, namespace: str | None, name: str, **kwargs: Any
+) -> None:
+    await _config_event(constants.CONFIG_KIND, type, namespace, name, kwargs)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.CLUSTER_CONFIG_PLURAL)
+async def cluster_task_config_event(type: str | None, name: str, **kwargs: Any) -> None:
+    await _config_event(constants.CLUSTER_CONFIG_KIND, type, None, name, kwargs)
 
 
 _MANAGED: Final = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}

@@ -94,6 +94,8 @@ class Api(Protocol):
     """The calls reconcile makes; each raises ApiError subclasses."""
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]: ...
+    # An EvalTaskConfig in `namespace`, or a ClusterEvalTaskConfig (namespace unused).
+    def get_task_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]: ...
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
@@ -129,6 +131,14 @@ class Api(Protocol):
     def patch_evalrun(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+
+
+def task_config_path(kind: str, namespace: str, name: str) -> str:
+    """Where a configRef's config is: namespaced, or cluster-wide."""
+    base = f"/apis/{constants.GROUP}/{constants.VERSION}"
+    if kind == constants.CLUSTER_CONFIG_KIND:
+        return f"{base}/{constants.CLUSTER_CONFIG_PLURAL}/{_q(name)}"
+    return f"{base}/namespaces/{_q(namespace)}/{constants.CONFIG_PLURAL}/{_q(name)}"
 
 
 def deleted_uid(answer: Mapping[str, Any]) -> str:
@@ -221,6 +231,9 @@ class KubeApi:
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", self._evaltask_path(namespace, name))
+
+    def get_task_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return self._call("GET", task_config_path(kind, namespace, name))
 
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
         doc = self._call(

@@ -31,7 +31,10 @@ def fingerprint(
     evalspec: spec.EvalTaskSpec, model: spec.ModelService, task: spec.TaskConfig
 ) -> str:
     """Hash of what determines a run's result (API.md); weight, timeouts and pod settings
-    are left out on purpose: changing them must not rerun anything."""
+    are left out on purpose: changing them must not rerun anything.
+
+    Of a tasks[] entry with a configRef (not resolved yet), the hash of the entry as
+    written: its configRef and overrides (plan.desired_runs)."""
     auth: dict[str, Any] | None = None
     if model.auth is not None:
         # The reference, never the secret's value.
@@ -45,6 +48,7 @@ def fingerprint(
         "task": task.model_dump(
             by_alias=True,
             include={
+                "config_ref",
                 "image",
                 "version",
                 "command",

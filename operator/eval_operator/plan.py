@@ -27,7 +27,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from eval_operator import constants, jobstate, manifests, naming, records, spec
+from pydantic import ValidationError
+
+from eval_operator import (
+    constants,
+    jobstate,
+    manifests,
+    naming,
+    records,
+    runtypes,
+    spec,
+    taskconfigs,
+)
 from eval_operator import status as status_mod
 
 MAX_JOB_CREATES_PER_PASS: Final = 20
@@ -83,13 +94,30 @@ class Observed:
 @dataclass(frozen=True)
 class DesiredRun:
     model: spec.ModelService
-    task: spec.TaskConfig
+    task: spec.TaskConfig  # resolved: a configRef's task with the entry's overrides
     fingerprint: str
     name: str  # the EvalRun's and its Job's
+    # Of a task with a configRef: the config it was resolved from, and the hash of the
+    # entry as written (while it stays, the run keeps the task it was created with).
+    source: runtypes.ConfigSource | None = None
+    entry_fingerprint: str = ""
+    # Why the run cannot be created yet (its config does not exist): `task` is then the
+    # entry as written, and nothing is created for the run.
+    waiting: str = ""
 
     @property
     def key(self) -> RunKey:
         return (self.model.name, self.task.name, self.fingerprint)
+
+    def resolved(self) -> dict[str, Any] | None:
+        """What its EvalRun's spec keeps of a task with a configRef (records.build_evalrun)."""
+        if self.source is None:
+            return None
+        return {
+            "configRef": self.source.model_dump(by_alias=True),
+            "entryFingerprint": self.entry_fingerprint,
+            "taskConfig": self.task.model_dump(by_alias=True, exclude_unset=True),
+        }
 
 
 @dataclass
@@ -123,16 +151,108 @@ class Plan:
         return bool(self.delete_runs or self.delete_jobs)
 
 
-def desired_runs(evalspec: spec.EvalTaskSpec, evaltask: str) -> list[DesiredRun]:
-    """Every (model, task) pair, model-major, tasks in list order."""
-    runs = []
+def desired_runs(
+    evalspec: spec.EvalTaskSpec,
+    evaltask: str,
+    lookup: taskconfigs.Lookup | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
+) -> list[DesiredRun]:
+    """Every (model, task) pair, model-major, tasks in list order.
+
+    A task with a configRef is resolved with `lookup` (the configs as the API server has
+    them) unless a live EvalRun in `runs` was created for the entry as it is written now:
+    that run keeps the task it was created with. Raises SpecInvalid when an entry and its
+    config make no valid task.
+    """
+    kept = _kept_tasks(runs)
+    found: dict[tuple[str, str], taskconfigs.Found | None] = {}
+    desired = []
     for model in evalspec.models:
-        for task in evalspec.tasks:
-            fp = naming.fingerprint(evalspec, model, task)
-            runs.append(
-                DesiredRun(model, task, fp, naming.job_name(evaltask, model.name, task.name, fp))
-            )
-    return runs
+        for ti, task in enumerate(evalspec.tasks):
+            ref = task.config_ref
+            if ref is None:
+                fp = naming.fingerprint(evalspec, model, task)
+                name = naming.job_name(evaltask, model.name, task.name, fp)
+                desired.append(DesiredRun(model, task, fp, name))
+                continue
+            entry_fp = naming.fingerprint(evalspec, model, task)
+            hit = kept.get((model.name, task.name, entry_fp))
+            if hit is not None:
+                resolved, source = taskconfigs.merge(task, hit[0]), hit[1]
+            else:
+                key = (ref.kind, ref.name)
+                if key not in found:
+                    found[key] = lookup(ref) if lookup is not None else None
+                config = found[key]
+                if config is None or config.settings is None:
+                    why = f"{taskconfigs.describe(ref)} not found"
+                    if config is not None:
+                        why = f"{taskconfigs.describe(ref)} is no valid task: {config.problem}"
+                    name = naming.job_name(evaltask, model.name, task.name, entry_fp)
+                    desired.append(DesiredRun(model, task, entry_fp, name, None, entry_fp, why))
+                    continue
+                try:
+                    resolved = taskconfigs.merge(task, config.settings)
+                except taskconfigs.ResolveError as e:
+                    raise spec.SpecInvalid(
+                        [
+                            spec.SpecProblem(
+                                f"spec.tasks[{ti}].configRef",
+                                "ConfigInvalid",
+                                f"with {taskconfigs.describe(ref)}: {e}",
+                            )
+                        ]
+                    ) from None
+                source = runtypes.ConfigSource(
+                    kind=config.kind, name=config.name, resource_version=config.resource_version
+                )
+            fp = naming.fingerprint(evalspec, model, resolved)
+            name = naming.job_name(evaltask, model.name, task.name, fp)
+            desired.append(DesiredRun(model, resolved, fp, name, source, entry_fp))
+    return desired
+
+
+def _kept_tasks(
+    runs: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, str, str], tuple[spec.TaskSettings, runtypes.ConfigSource]]:
+    """(model, task, entry fingerprint) -> the task a live EvalRun was created with."""
+    kept = {}
+    for run in runs:
+        body = run.get("spec") or {}
+        if _terminating(run) or not body.get("entryFingerprint") or not body.get("taskConfig"):
+            continue
+        try:
+            task = spec.TaskConfig.model_validate(body["taskConfig"])
+            source = runtypes.ConfigSource.model_validate(body.get("configRef") or {})
+            settings = taskconfigs.settings_of(task)
+        except ValidationError:
+            continue  # not one this operator wrote: resolved afresh
+        key = (str(body.get("model")), str(body.get("task")), str(body["entryFingerprint"]))
+        kept[key] = (settings, source)
+    return kept
+
+
+def waiting(desired: Sequence[DesiredRun]) -> list[DesiredRun]:
+    """The runs whose config is missing: one per entry (the first model's)."""
+    seen: set[str] = set()
+    found = []
+    for run in desired:
+        if run.waiting and run.task.name not in seen:
+            seen.add(run.task.name)
+            found.append(run)
+    return found
+
+
+def resolved_spec(evalspec: spec.EvalTaskSpec, desired: Sequence[DesiredRun]) -> spec.EvalTaskSpec:
+    """The spec with each configRef entry as its first model's run resolved it: what
+    the checks (references, the dry-run) and the leaderboard's weights read."""
+    if not any(t.config_ref for t in evalspec.tasks):
+        return evalspec
+    first: dict[str, spec.TaskConfig] = {}
+    for run in desired:
+        first.setdefault(run.task.name, run.task)
+    tasks = [first.get(t.name, t) for t in evalspec.tasks]
+    return evalspec.model_copy(update={"tasks": tasks})
 
 
 def unfinished(desired: Sequence[DesiredRun], observed: Observed) -> int:
@@ -198,6 +318,9 @@ def plan(
                 result.delete_jobs.append(run.name)
             view = RunView(run, Record(message="rerun requested"), exists=False)
             busy.add(run.model.name)
+        elif evalrun is None and job is None and run.waiting:
+            # No EvalRun yet: one is created with the task resolved once the config exists.
+            view = RunView(run, Record(message=f"waiting: {run.waiting}"), exists=False)
         elif evalrun is None and job is None and run.key in reusable:
             view = RunView(run, _reused(run, reusable[run.key]), exists=True)
             result.create_runs.append(run)
@@ -406,7 +529,7 @@ def _plan_job_creates(
             continue
         chain = [v for v in result.views if v.run.model.name == model.name]
         view = next((v for v in chain if not v.record.final), None)
-        if view is None or view.run.name in jobs:
+        if view is None or view.run.name in jobs or view.run.waiting:
             continue
         if blocked:
             new = replace(view.record, message=blocked)

@@ -44,6 +44,7 @@ from eval_operator import (
     redaction,
     spec,
     statustypes,
+    taskconfigs,
 )
 from eval_operator import status as status_mod
 
@@ -187,10 +188,13 @@ def reconcile(
     secrets: list[str] = []
     wait: status_mod.Wait | None = None
     try:
-        evalspec = spec.parse_spec(body.get("spec"))
+        written = spec.parse_spec(body.get("spec"))
         # Fingerprints hash the whole spec per run: computed once per pass.
-        desired = plan.desired_runs(evalspec, name)
-        if plan.unfinished(desired, observed):
+        desired = plan.desired_runs(written, name, _config_lookup(api, namespace), seen.runs)
+        # The configRef entries as resolved: what the checks and the leaderboard read.
+        evalspec = plan.resolved_spec(written, desired)
+        wait = _config_wait(written, desired)
+        if wait is None and plan.unfinished(desired, observed):
             # References and the dry-run guard only runs still to start: a finished
             # EvalTask stays finished when a Secret it used is deleted later.
             wait = _check_cluster(api, owner, evalspec, config, observed, secrets, writers)
@@ -206,6 +210,8 @@ def reconcile(
         wait.reason == conditions.JOB_REFUSED and refused_for >= config.start_timeout
     ):
         blocked = "waiting: " + wait.message
+    if wait is not None and wait.reason == conditions.CONFIG_NOT_FOUND:
+        blocked = ""  # only the runs of the missing config wait (plan.DesiredRun.waiting)
 
     outcome = Outcome()
     announce = _Announce()
@@ -285,6 +291,35 @@ def _announce_refusal(
     said = (cond.get("status"), cond.get("reason"), cond.get("message"))
     if old is None or (old.get("status"), old.get("reason"), old.get("message")) != said:
         announce.add("Warning", str(cond["reason"]), str(cond["message"]))
+
+
+def _config_lookup(api: kube.Api, namespace: str) -> taskconfigs.Lookup:
+    """Reads a configRef's config from the API server (once per pass and config)."""
+
+    def lookup(ref: spec.ConfigRef) -> taskconfigs.Found | None:
+        try:
+            return taskconfigs.from_body(api.get_task_config(ref.kind, namespace, ref.name))
+        except kube.NotFound:
+            return None
+
+    return lookup
+
+
+def _config_wait(
+    evalspec: spec.EvalTaskSpec, desired: list[plan.DesiredRun]
+) -> status_mod.Wait | None:
+    """The wait for configRef configs that do not exist (or are no valid task): their
+    runs are created once the config is (the operator watches both kinds)."""
+    missing = plan.waiting(desired)
+    if not missing:
+        return None
+    index = {t.name: i for i, t in enumerate(evalspec.tasks)}
+    said = "; ".join(f"spec.tasks[{index[r.task.name]}].configRef: {r.waiting}" for r in missing)
+    return status_mod.Wait(
+        conditions.CONFIG_NOT_FOUND,
+        f"{said}; the runs of the task wait until it exists",
+        checked=False,
+    )
 
 
 def _check_cluster(
@@ -467,7 +502,7 @@ def _reusable(
     """Succeeded EvalRuns of other EvalTasks, found by fingerprint label, for runs that have
     no record yet."""
     have = {str(r["metadata"]["name"]) for r in observed.runs}
-    needed = {r.key for r in desired if r.name not in have}
+    needed = {r.key for r in desired if r.name not in have and not r.waiting}
     fingerprints = sorted({fp for _, _, fp in needed})
     found: dict[plan.RunKey, Mapping[str, Any]] = {}
     for i in range(0, len(fingerprints), _REUSE_CHUNK):
@@ -607,7 +642,7 @@ def _act(
 
     def create_run(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
         body = records.build_evalrun(
-            owner, run.name, run.model.name, run.task.name, run.fingerprint
+            owner, run.name, run.model.name, run.task.name, run.fingerprint, run.resolved()
         )
         try:
             uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])

@@ -183,8 +183,15 @@ class Owner:
 
 
 def build_evalrun(
-    evaltask: Owner, name: str, model: str, task: str, fingerprint: str
+    evaltask: Owner,
+    name: str,
+    model: str,
+    task: str,
+    fingerprint: str,
+    resolved: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`resolved`: of a task with a configRef, its spec's configRef, entryFingerprint and
+    taskConfig (the task as resolved now, which the run keeps)."""
     return {
         "apiVersion": constants.API_VERSION,
         "kind": constants.RUN_KIND,
@@ -194,7 +201,7 @@ def build_evalrun(
             "labels": naming.run_labels(evaltask.name, evaltask.uid, model, task, fingerprint),
             "ownerReferences": [evaltask.reference()],
         },
-        "spec": {"model": model, "task": task, "fingerprint": fingerprint},
+        "spec": {"model": model, "task": task, "fingerprint": fingerprint, **(resolved or {})},
     }
 
 

@@ -14,6 +14,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from eval_operator.spec import TaskConfig
 from eval_operator.statustypes import MAX_MESSAGE, RunState
 
 # Bounds that keep one EvalRun far below etcd's object size limit (the collector refuses
@@ -26,6 +27,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
+class ConfigSource(_Model):
+    """Which saved task configuration, at which version."""
+
+    kind: str = Field(max_length=63, description="EvalTaskConfig or ClusterEvalTaskConfig.")
+    name: str = Field(max_length=253, description="The config's name.")
+    resource_version: str = Field(
+        max_length=64, description="The config's metadata.resourceVersion when it was read."
+    )
+
+
 class EvalRunSpec(_Model):
     """Which run this is; written once by the operator."""
 
@@ -33,6 +44,23 @@ class EvalRunSpec(_Model):
     task: str = Field(max_length=63, description="The task's name (spec.tasks[].name).")
     fingerprint: str = Field(
         max_length=64, description="Hash of everything that determines the run's result."
+    )
+    config_ref: ConfigSource | None = Field(
+        default=None,
+        description="For a task with a configRef: the saved task configuration it was "
+        "resolved from when this EvalRun was created.",
+    )
+    entry_fingerprint: str | None = Field(
+        default=None,
+        max_length=64,
+        description="For a task with a configRef: hash of the tasks[] entry as written "
+        "(configRef and overrides) with the model and the spec's other inputs. While it "
+        "stays the same, the run keeps taskConfig, whatever the config says since.",
+    )
+    task_config: TaskConfig | None = Field(
+        default=None,
+        description="For a task with a configRef: the task it was resolved to, as the "
+        "run's Job runs it.",
     )
 
 

@@ -442,24 +442,36 @@ def image_has_tag(image: str) -> bool:
 _TAG_CONFLICT: Final = "image names its tag or digest and version is set: set one of them"
 
 
-class TaskConfig(_ApiModel):
-    """One evaluation set packaged as a container image: a task configuration."""
+_TAG_RULE: Final = _cel(
+    "!has(self.version) || !has(self.image) || !self.image.matches('@|:[^/]*$')",
+    _TAG_CONFLICT,
+    ".version",
+)
+_IMAGE_DESCRIPTION: Final = (
+    "The image. A tag or digest in it (repo:v1, repo@sha256:...) is used as written, and "
+    "version must then be unset; without one, version gives the tag. A ':' before the last "
+    "'/' is a registry's port (localhost:5000/evals)."
+)
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            "!has(self.version) || !self.image.matches('@|:[^/]*$')", _TAG_CONFLICT, ".version"
-        )
-    )
+# What a tasks[] entry with a configRef may set besides its name: the rest is the config's.
+OVERRIDES: Final = ("version", "env", "args", "timeout_seconds", "weight")
+_NOT_OVERRIDES: Final = (
+    "command",
+    "mounts",
+    "resources",
+    "retries",
+    "results",
+    "primary_metric",
+    "metric_weights",
+)
+_OVERRIDE_WORDS: Final = "version, env, args, timeoutSeconds and weight"
 
-    name: DnsLabel = Field(description="Unique name of the evaluation set; EVAL_TASK_NAME.")
-    image: str = Field(
-        min_length=1,
-        max_length=512,
-        pattern=r"^\S+$",
-        description="The image. A tag or digest in it (repo:v1, repo@sha256:...) is used as "
-        "written, and version must then be unset; without one, version gives the tag. A ':' "
-        "before the last '/' is a registry's port (localhost:5000/evals).",
-    )
+
+class _TaskFields(_ApiModel):
+    """Everything a task configuration sets but its name."""
+
+    image: Image | None = Field(default=None, description=_IMAGE_DESCRIPTION)
     version: str = Field(
         default="latest",
         pattern=VERSION_PATTERN,
@@ -523,7 +535,7 @@ class TaskConfig(_ApiModel):
     )
 
     @model_validator(mode="after")
-    def _one_score_rule(self) -> TaskConfig:
+    def _one_score_rule(self) -> _TaskFields:
         if self.primary_metric is not None and self.metric_weights is not None:
             raise PydanticCustomError(
                 "ScoreRuleInvalid", "set primaryMetric or metricWeights, not both"
@@ -565,10 +577,97 @@ class TaskConfig(_ApiModel):
     @property
     def image_ref(self) -> str:
         """The image as the pod pulls it (version stays "latest" when image has a tag)."""
+        if self.image is None:
+            raise ValueError("a task with a configRef has an image once it is resolved")
         if image_has_tag(self.image):
             return self.image
         sep = "@" if self.version.startswith("sha256:") else ":"
         return f"{self.image}{sep}{self.version}"
+
+
+class TaskSettings(_TaskFields):
+    """A saved task configuration: the spec of an EvalTaskConfig or ClusterEvalTaskConfig,
+    which tasks[] entries name in their configRef."""
+
+    model_config = ConfigDict(json_schema_extra=_TAG_RULE)
+
+    image: Image = Field(description=_IMAGE_DESCRIPTION)
+
+
+class ConfigRef(_ApiModel):
+    """A saved task configuration, by kind and name."""
+
+    name: DnsSubdomain = Field(description="The config's name.")
+    kind: Literal["EvalTaskConfig", "ClusterEvalTaskConfig"] = Field(
+        default="EvalTaskConfig",
+        description="EvalTaskConfig (in the EvalTask's namespace, the default) or "
+        "ClusterEvalTaskConfig (cluster-wide).",
+    )
+
+
+def _entry_rules() -> dict[str, Any]:
+    rules = [
+        {
+            "rule": "has(self.configRef) || has(self.image)",
+            "message": "image is required (or a configRef naming a saved task configuration)",
+            "fieldPath": ".image",
+        },
+        {
+            "rule": "!has(self.configRef) || !has(self.image)",
+            "message": "image is set by the configRef's task configuration: set one of them",
+            "fieldPath": ".image",
+        },
+    ]
+    for field in _NOT_OVERRIDES:
+        camel = to_camel(field)
+        rules.append(
+            {
+                "rule": f"!has(self.configRef) || !has(self.{camel})",
+                "message": f"{camel} comes from the configRef's task configuration: with a "
+                f"configRef, a task overrides only {_OVERRIDE_WORDS}",
+                "fieldPath": f".{camel}",
+            }
+        )
+    return {"x-kubernetes-validations": [*_TAG_RULE["x-kubernetes-validations"], *rules]}
+
+
+class TaskConfig(_TaskFields):
+    """One evaluation set packaged as a container image: a task configuration, written
+    in full or as a configRef to a saved one plus overrides."""
+
+    model_config = ConfigDict(json_schema_extra=_entry_rules())
+
+    name: DnsLabel = Field(description="Unique name of the evaluation set; EVAL_TASK_NAME.")
+    config_ref: ConfigRef | None = Field(
+        default=None,
+        description="A saved task configuration (EvalTaskConfig or ClusterEvalTaskConfig) "
+        f"that gives this task; the entry may override {_OVERRIDE_WORDS}. Resolved when a "
+        "run is created: the run keeps what it was created with.",
+    )
+
+    @model_validator(mode="after")
+    def _image_or_ref(self) -> TaskConfig:
+        if self.config_ref is None and self.image is None:
+            raise PydanticCustomError(
+                "ImageMissing",
+                "image is required (or a configRef naming a saved task configuration)",
+            )
+        if self.config_ref is None:
+            return self
+        if self.image is not None:
+            raise PydanticCustomError(
+                "ConfigRefConflict",
+                "image is set by the configRef's task configuration: set one of them",
+            )
+        written = [f for f in _NOT_OVERRIDES if f in self.model_fields_set]
+        if written:
+            raise PydanticCustomError(
+                "ConfigRefConflict",
+                "{field} comes from the configRef's task configuration: with a configRef, a "
+                "task overrides only {words}",
+                {"field": to_camel(written[0]), "words": _OVERRIDE_WORDS},
+            )
+        return self
 
 
 class ClaimRef(_ApiModel):

@@ -22,7 +22,8 @@ def timestamp(now: datetime) -> str:
 class Wait:
     """Why the runs still to start wait for the cluster (ReadyToStart=False says it).
 
-    `reason`: SecretNotFound, ConfigMapNotFound, their key variants, or JobRefused.
+    `reason`: SecretNotFound, ConfigMapNotFound, their key variants, JobRefused, or
+    TaskConfigNotFound.
     `checked`: False while admission refuses the server-side dry-run, so whether the API
     server accepts the Jobs is not known yet (SpecValid=Unknown until it says)."""
 
@@ -158,10 +159,18 @@ def summarize(
 
     blocker = wait or _job_refusals(views)
     conds = previous.get("conditions") or []
-    if wait is not None and not wait.checked:
+    if wait is not None and wait.reason == conditions.CONFIG_NOT_FOUND:
+        # A task that is not resolved yet cannot be judged (nor dry-run).
+        spec_valid: tuple[bool | None, str, str] = (
+            None,
+            conditions.CONFIG_NOT_FOUND,
+            "not known yet: a task's configRef names a task configuration that does not "
+            "exist or is no valid task (ReadyToStart says which); judged once it does",
+        )
+    elif wait is not None and not wait.checked:
         # The cached verdict of the dry-run (reconcile._dry_run_once) is True or False:
         # Unknown has it made again.
-        spec_valid: tuple[bool | None, str, str] = (
+        spec_valid = (
             None,
             conditions.JOB_REFUSED,
             "not known yet: admission refuses the server-side dry-run of its Jobs for now "

@@ -15,6 +15,8 @@ It answers as a real API server does where our bugs live:
   reaches it intact;
 - a patch naming a resourceVersion or uid that is not the object's answers 409, the
   optimistic lock of a merge patch;
+- EvalTaskConfigs and ClusterEvalTaskConfigs (`put_task_config`) get a new
+  resourceVersion with each edit, and a spec their CRD refuses answers 422;
 - `delete_evaltask(orphan=True)` is `kubectl delete --cascade=orphan`: the garbage
   collector takes the EvalTask's owner reference off its dependents, which stay.
 Every write is recorded, so tests assert on what reconcile asked the API to do.
@@ -31,7 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from eval_operator import cache, constants, kube
+from eval_operator import spec as pydantic_spec
 from eval_runner import results
 
 T0 = "2026-01-01T00:00:00Z"
@@ -104,6 +109,8 @@ class FakeApi:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        # (kind, namespace, name) -> an EvalTaskConfig, or a ClusterEvalTaskConfig (ns "").
+        self.task_configs: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[dict[str, str]] = []
         # (namespace, pod) -> what its task container printed (see `print`).
         self.logs: dict[tuple[str, str], str] = {}
@@ -271,6 +278,46 @@ class FakeApi:
             "metadata": {"name": name, "namespace": namespace},
             "data": data,
         }
+
+    def put_task_config(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        kind: str = constants.CONFIG_KIND,
+        namespace: str = "ns",
+    ) -> dict[str, Any]:
+        """`kubectl apply` of an EvalTaskConfig (or, by `kind`, a ClusterEvalTaskConfig):
+        created, or edited in place with a new resourceVersion. A spec the CRD's schema
+        refuses answers 422, as the API server does."""
+        try:
+            pydantic_spec.TaskSettings.model_validate(spec)
+        except ValidationError as e:
+            raise kube.Invalid(422, "Invalid", f"{kind} {name!r} is invalid: {e}") from None
+        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        key = (kind, ns, name)
+        if key in self.task_configs:
+            body = self.task_configs[key]
+            body["spec"] = copy.deepcopy(spec)
+            body["metadata"]["generation"] += 1
+        else:
+            uid, created = self._stamp()
+            meta = {"name": name, "uid": uid, "generation": 1, "creationTimestamp": created}
+            if ns:
+                meta["namespace"] = ns
+            body = {
+                "apiVersion": constants.API_VERSION,
+                "kind": kind,
+                "metadata": meta,
+                "spec": copy.deepcopy(spec),
+            }
+            self.task_configs[key] = body
+        return _sorted(self._touch(body))
+
+    def delete_task_config(
+        self, name: str, kind: str = constants.CONFIG_KIND, namespace: str = "ns"
+    ) -> None:
+        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        del self.task_configs[(kind, ns, name)]
 
     def status(self, name: str, namespace: str = "ns") -> dict[str, Any]:
         status: dict[str, Any] = _sorted(self.evaltasks[(namespace, name)].get("status") or {})
@@ -508,6 +555,14 @@ class FakeApi:
         if (namespace, name) not in self.evaltasks:
             raise kube.NotFound(404, "NotFound", f"evaltask {name} not found")
         return _sorted(self.evaltasks[(namespace, name)])
+
+    def get_task_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append("get_task_config")
+        self._fault("get", kind, name)
+        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        if (kind, ns, name) not in self.task_configs:
+            raise kube.NotFound(404, "NotFound", f"{kind.lower()}s {name!r} not found")
+        return _sorted(self.task_configs[(kind, ns, name)])
 
     def list_evaltasks(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append("list_evaltasks")

@@ -26,7 +26,7 @@ def schema():
     return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-@pytest.mark.parametrize("which", ["evaltask", "evalrun"])
+@pytest.mark.parametrize("which", list(crd.CRDS))
 @pytest.mark.parametrize("folder", ["crds", "charts/eval-operator/crds"])
 def test_checked_in_crds_match_the_models(folder, which):
     assert (ROOT / folder / f"{which}.yaml").read_text() == crd.render(which), (
