@@ -23,6 +23,13 @@ CRD_RULE = {
     "resources": ["customresourcedefinitions"],
     "verbs": ["list", "watch"],
 }
+CLUSTER_CONFIG_RULE = {
+    "apiGroups": ["evaloperator.io"],
+    "resources": ["clusterevaltaskconfigs"],
+    "verbs": ["get", "list", "watch"],
+}
+# Cluster-wide whatever the operator serves.
+CLUSTER_RULES = [CRD_RULE, CLUSTER_CONFIG_RULE]
 # The rules in every served namespace: the ClusterRole's (all namespaces) or each Role's.
 NAMESPACED_RULES = [
     {
@@ -50,6 +57,11 @@ NAMESPACED_RULES = [
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    {
+        "apiGroups": ["evaloperator.io"],
+        "resources": ["evaltaskconfigs"],
+        "verbs": ["get", "list", "watch"],
+    },
 ]
 FULLNAME = f"{RELEASE}-eval-operator"
 # The leader Lease: a Role in the operator's own namespace, whatever it serves.
@@ -146,7 +158,7 @@ def test_the_operator_is_told_what_to_watch(helm, values, expected):
 
 def test_all_namespaces_one_clusterrole_with_every_rule(helm):
     docs = helm.template()
-    assert the(docs, "ClusterRole")["rules"] == [CRD_RULE, *NAMESPACED_RULES]
+    assert the(docs, "ClusterRole")["rules"] == [*CLUSTER_RULES, *NAMESPACED_RULES]
     binding = the(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -166,7 +178,7 @@ def test_all_namespaces_one_clusterrole_with_every_rule(helm):
 
 def test_namespaced_only_reading_crds_is_cluster_wide(helm):
     docs = helm.template(*NAMESPACED)
-    assert the(docs, "ClusterRole")["rules"] == [CRD_RULE]
+    assert the(docs, "ClusterRole")["rules"] == CLUSTER_RULES
     roles = {r["metadata"]["namespace"]: r["rules"] for r in find(docs, "Role")}
     assert roles == {
         "team-a": NAMESPACED_RULES,
@@ -195,7 +207,7 @@ def readme_rules() -> list[tuple[str, str, list[str]]]:
 def test_readme_lists_exactly_the_rendered_rules():
     expected = [
         (rule["apiGroups"][0], rule["resources"][0], rule["verbs"])
-        for rule in [CRD_RULE, *NAMESPACED_RULES, *LEADER_RULES]
+        for rule in [*CLUSTER_RULES, *NAMESPACED_RULES, *LEADER_RULES]
     ]
     assert readme_rules() == expected
 
@@ -372,26 +384,33 @@ def test_the_values_schema_refuses(helm, value, complaint):
     assert complaint in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("which", ["evaltask", "evalrun"])
+KINDS = ["evaltask", "evalrun", "evaltaskconfig", "clusterevaltaskconfig"]
+
+
+@pytest.mark.parametrize("which", KINDS)
 def test_the_charts_crds_are_the_generated_ones(which):
     chart_crd = CHART / "crds" / f"{which}.yaml"
     assert chart_crd.read_bytes() == (ROOT / "crds" / f"{which}.yaml").read_bytes(), (
         f"charts/eval-operator/crds/{which}.yaml drifted from crds/{which}.yaml: run `make crds`"
     )
-    assert (
-        "cp crds/evaltask.yaml crds/evalrun.yaml charts/eval-operator/crds/"
-        in (ROOT / "Makefile").read_text()
-    ), "`make crds` keeps the chart's copies in step"
+    assert sorted(p.name for p in (ROOT / "crds").glob("*.yaml")) == sorted(
+        f"{k}.yaml" for k in KINDS
+    ), "crds/ holds the generated CRDs only"
+    assert f"CRD_KINDS := {' '.join(KINDS)}" in (ROOT / "Makefile").read_text(), (
+        "`make crds` writes every CRD and keeps the chart's copies in step"
+    )
 
 
-def test_helm_installs_both_crds_from_crds(helm):
+def test_helm_installs_every_crd_from_crds(helm):
     docs = helm.template("--include-crds")
     crds = find(docs, "CustomResourceDefinition")
     assert sorted(c["metadata"]["name"] for c in crds) == [
+        "clusterevaltaskconfigs.evaloperator.io",
         "evalruns.evaloperator.io",
+        "evaltaskconfigs.evaloperator.io",
         "evaltasks.evaloperator.io",
     ]
-    for which in ("evaltask", "evalrun"):
+    for which in KINDS:
         assert yaml.safe_load((ROOT / "crds" / f"{which}.yaml").read_text()) in crds
     assert find(helm.template(), "CustomResourceDefinition") == [], "crds/ is not templated"
 

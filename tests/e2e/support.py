@@ -85,6 +85,22 @@ class Api:
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
 
+    def create_task_config(self, name: str, spec: dict[str, Any], cluster: bool = False) -> None:
+        """An EvalTaskConfig in this namespace, or (`cluster`) a ClusterEvalTaskConfig."""
+        kind = "ClusterEvalTaskConfig" if cluster else "EvalTaskConfig"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        if cluster:
+            self.custom.create_cluster_custom_object(GROUP, VERSION, "clusterevaltaskconfigs", body)
+        else:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.ns, "evaltaskconfigs", body
+            )
+
     def evaltask(self, name: str) -> dict[str, Any]:
         doc: dict[str, Any] = self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.ns, PLURAL, name

@@ -32,6 +32,7 @@ import copy
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -167,6 +168,16 @@ class Release:
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         ]
         return running[0] if len(running) == 1 else None
+
+    def unhealthy(self) -> str | None:
+        """What /healthz says while it fails; None while it answers 200."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                return None
+        except urllib.error.HTTPError as error:
+            return str(error.read().decode(errors="replace"))
+        except OSError:
+            return None
 
     def _healthy(self) -> bool:
         try:
@@ -460,6 +471,23 @@ def orphan(api: Api, url: str) -> None:
     api.create_evaltask("orphan", spec)
 
 
+def configs(api: Api, url: str) -> None:
+    """Two tasks from saved task configurations: an EvalTaskConfig in the namespace and a
+    ClusterEvalTaskConfig (named after the namespace: it outlives it)."""
+    alpha, beta = (
+        {k: v for k, v in t.items() if k != "name"}
+        for t in (task("alpha", 0.5), task("beta", 0.75))
+    )
+    api.create_task_config("alpha-set", alpha)
+    api.create_task_config(f"{api.ns}-beta", beta, cluster=True)
+    spec = one_run(url)
+    spec["tasks"] = [
+        {"name": "alpha", "configRef": {"name": "alpha-set"}},
+        {"name": "beta", "configRef": {"kind": "ClusterEvalTaskConfig", "name": f"{api.ns}-beta"}},
+    ]
+    api.create_evaltask("configs", spec)
+
+
 def run_state(api: Api, name: str) -> str:
     runs = api.status(name).get("runs") or [{}]
     return str(runs[0].get("state", ""))
@@ -551,6 +579,12 @@ RERUN_BEFORE: dict[str, str] = {}
 ORPHAN_BEFORE: dict[str, str] = {}
 
 
+def configs_work(api: Api) -> None:
+    status = api.wait_phase("configs", ("Succeeded",), timeout=30)
+    assert status["progress"] == "2/2"
+    assert api.run("configs", "m1", "beta")["metrics"]["score"] == 0.75
+
+
 def orphan_adopted(api: Api) -> None:
     api.wait_phase("orphan", ("Succeeded",), timeout=30)
     record = api.run("orphan", "m1", "alpha")
@@ -613,13 +647,13 @@ def stays_without_status(name: str) -> Callable[[Api], None]:
     return check
 
 
-def refused_and_said(resource: str) -> Callable[[Api], None]:
+def refused_and_said(resource: str, name: str = "basic") -> Callable[[Api], None]:
     """The pass stops at the refusal; the EvalTask says so (Progressing=False,
     ReconcileFailed, the server's words) and nothing starts."""
 
     def check(api: Api) -> None:
         def said() -> dict[str, Any] | None:
-            conds = api.status("basic").get("conditions") or []
+            conds = api.status(name).get("conditions") or []
             found = [c for c in conds if c["type"] == "Progressing"]
             return found[0] if found and found[0]["reason"] == "ReconcileFailed" else None
 
@@ -627,7 +661,7 @@ def refused_and_said(resource: str) -> Callable[[Api], None]:
         assert cond["status"] == "False", cond
         assert f'cannot get resource "{resource}"' in cond["message"], cond
         time.sleep(QUIET_SECONDS)
-        assert jobs_of(api, "basic") == [], "no Job started"
+        assert jobs_of(api, name) == [], "no Job started"
 
     return check
 
@@ -773,6 +807,7 @@ RERUN = Scenario(rerun, rerun_works)
 NO_SA = Scenario(no_service_account, says_why_its_pod_is_missing)
 NO_SA_FIXED = Scenario(no_sa_fixed, no_sa_fixed_works)
 ORPHAN = Scenario(orphan, orphan_adopted)
+CONFIGS = Scenario(configs, configs_work)
 
 
 @dataclass(frozen=True)
@@ -786,6 +821,9 @@ class Drop:
     cluster_scope: bool = False
     # What the operator logs, when it is not RBAC's own words (an admission plugin's).
     log: str | None = None
+    # The refusal is kopf's (a list or a watch it retries): /healthz fails saying so, and
+    # the liveness probe restarts the pod.
+    unhealthy: bool = False
 
 
 NO_STATUS = stays_without_status("basic")
@@ -864,6 +902,31 @@ DROPS = {
     "create events.k8s.io events: events": Drop(
         "events.k8s.io", "events", "create", BASIC, no_events
     ),
+    # A pass reads each configRef's config when it creates the run; kopf watches both kinds
+    # so that runs waiting for a config start once it is applied.
+    "get evaltaskconfigs: a configRef is resolved": Drop(
+        "evaloperator.io",
+        "evaltaskconfigs",
+        "get",
+        CONFIGS,
+        refused_and_said("evaltaskconfigs", "configs"),
+    ),
+    "get clusterevaltaskconfigs: a cluster-wide configRef is resolved": Drop(
+        "evaloperator.io",
+        "clusterevaltaskconfigs",
+        "get",
+        CONFIGS,
+        refused_and_said("clusterevaltaskconfigs", "configs"),
+        log='cannot get resource "clusterevaltaskconfigs" in API group "evaloperator.io" '
+        "at the cluster scope",
+    ),
+    **{
+        f"{verb} {plural}: kopf follows the configs": Drop(
+            "evaloperator.io", plural, verb, CONFIGS, configs_work, True, unhealthy=True
+        )
+        for plural in ("evaltaskconfigs", "clusterevaltaskconfigs")
+        for verb in ("list", "watch")
+    },
 }
 # Proven by the tests below the table rather than in it.
 WATCHES = {
@@ -937,7 +1000,8 @@ def test_every_verb_of_the_clusterrole_is_proven_below(chart):
 
 
 def test_with_every_rule_each_scenario_works(chart):
-    for scenario in (BASIC, SUSPEND, PROGRESS, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED, ORPHAN):
+    scenarios = (BASIC, SUSPEND, PROGRESS, EDIT, ROTATE, RERUN, NO_SA, NO_SA_FIXED, ORPHAN, CONFIGS)
+    for scenario in scenarios:
         api = chart.namespace()
         scenario.act(api, chart.model.url)
         scenario.works(api)
@@ -949,8 +1013,10 @@ def test_with_every_rule_each_scenario_works(chart):
 def test_without_the_verb_the_operator_fails_visibly(chart, drop):
     chart.all.set_rules(without(chart.full_rules, drop.group, drop.resource, drop.verb))
     try:
-        chart.all.restart()
-        if drop.cluster_scope:  # kopf's, at its start: wait, so that nothing new is missed
+        chart.all.restart(healthy=not drop.unhealthy)
+        if drop.unhealthy:  # kopf's log quotes the API server's answer, escaped
+            chart.all.wait_log(rf'cannot {drop.verb} resource \\?"?{drop.resource}\b')
+        elif drop.cluster_scope:  # kopf's, at its start: wait, so that nothing new is missed
             chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, None))
         api = chart.namespace()
         drop.scenario.act(api, chart.model.url)
@@ -959,6 +1025,9 @@ def test_without_the_verb_the_operator_fails_visibly(chart, drop):
         elif not drop.cluster_scope:
             chart.all.wait_log(forbidden(drop.verb, drop.resource, drop.group, api.ns))
         drop.broken(api)
+        if drop.unhealthy:
+            said = wait_for(chart.all.unhealthy, 60, "/healthz to fail")
+            assert drop.resource in said, said
     finally:
         chart.all.set_rules(chart.full_rules)
     api.core.delete_namespace(api.ns)
@@ -1063,13 +1132,22 @@ def test_namespaced_mode_serves_only_its_namespaces_with_no_cluster_wide_access(
     scoped, operator = chart.scoped, chart.all
     operator.stop()  # it serves every namespace; only the scoped operator may act now
     try:
-        [crd_rule] = scoped.rules()
-        assert crd_rule == {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
-            "verbs": ["list", "watch"],
-        }
-        assert scoped.rules("role", "scoped-a") == [r for r in chart.full_rules if r != crd_rule]
+        cluster_rules = scoped.rules()
+        assert cluster_rules == [
+            {
+                "apiGroups": ["apiextensions.k8s.io"],
+                "resources": ["customresourcedefinitions"],
+                "verbs": ["list", "watch"],
+            },
+            {
+                "apiGroups": ["evaloperator.io"],
+                "resources": ["clusterevaltaskconfigs"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ]
+        assert scoped.rules("role", "scoped-a") == [
+            r for r in chart.full_rules if r not in cluster_rules
+        ]
         # ... and that ClusterRole is the only one bound to its ServiceAccount.
         bindings = json.loads(
             chart.cluster.kubectl("get", "clusterrolebindings", "-o", "json").stdout

@@ -128,13 +128,23 @@ removes each verb in turn and shows what breaks (README.md, "Install", lists why
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+# Saved task configurations that tasks name in their configRef: read when a run is
+# created, watched so that runs waiting for one start once it exists.
+- apiGroups: ["evaloperator.io"]
+  resources: ["evaltaskconfigs"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
-{{/* The rules that are cluster-wide in both modes: kopf follows the CRDs. */}}
+{{/* The rules that are cluster-wide in both modes: kopf follows the CRDs, and the
+cluster-scoped configs. */}}
 {{- define "eval-operator.clusterRules" -}}
 # kopf lists and watches CRDs, so it serves EvalTasks also when their CRD is created (or
 # recreated) after the operator started.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# ClusterEvalTaskConfigs are cluster-scoped: every namespace's tasks may name one.
+- apiGroups: ["evaloperator.io"]
+  resources: ["clusterevaltaskconfigs"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
