@@ -4,8 +4,10 @@
     kubectl eval compare NAME [NAME...]
     kubectl eval logs NAME MODEL TASK
     kubectl eval rerun NAME (--failed | --all | MODEL TASK)
+    kubectl eval configs [-o table|json]
 
-It reads only the API (EvalTasks, EvalRuns, pods and their logs), as the kubeconfig's user:
+It reads only the API (EvalTasks, EvalRuns, task configurations, pods and their logs), as
+the kubeconfig's user:
 KUBECONFIG, --context and --namespace work as in kubectl (kubectl passes no flags to a
 plugin; it sees them itself). Rendering is in results_view.py.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -102,6 +105,28 @@ class Client:
             name,
         )
 
+    def task_configs(self) -> list[dict[str, Any]]:
+        doc = self._call(
+            "the EvalTaskConfigs",
+            self.custom.list_namespaced_custom_object,
+            constants.GROUP,
+            constants.VERSION,
+            self.namespace,
+            constants.CONFIG_PLURAL,
+        )
+        return _by_name(doc)
+
+    def cluster_task_configs(self) -> list[dict[str, Any]] | str:
+        """The ClusterEvalTaskConfigs, or why they could not be read: a namespace's user
+        may be refused them and still use the namespace's own."""
+        try:
+            doc: Any = self.custom.list_cluster_custom_object(
+                constants.GROUP, constants.VERSION, constants.CLUSTER_CONFIG_PLURAL
+            )
+        except self._exception as e:
+            return f"the API server said {e.status} {e.reason}"
+        return _by_name(doc)
+
     def pods_of(self, job: str) -> list[Any]:
         pods = self._call(
             f'the pods of job "{job}"',
@@ -120,6 +145,11 @@ class Client:
             container=constants.TASK_CONTAINER,
         )
         return text
+
+
+def _by_name(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = doc.get("items") or []
+    return sorted(items, key=lambda c: str(c["metadata"]["name"]))
 
 
 def _runs(client: Client, name: str) -> tuple[dict[str, Any], list[results_view.Run]]:
@@ -177,6 +207,13 @@ def rerun(client: Client, args: argparse.Namespace) -> str:
     return f'evaltask "{args.name}": {args.model}/{args.task} will run again\n'
 
 
+def configs(client: Client, args: argparse.Namespace) -> str:
+    namespaced = client.task_configs()
+    return results_view.configs(
+        namespaced, client.cluster_task_configs(), datetime.now(UTC), args.output
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     # -n and --context before or after the command, as kubectl takes them; a default of
     # SUPPRESS keeps a subcommand from overwriting one given before it.
@@ -219,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--failed", action="store_true", help="every failed run")
     which.add_argument("--all", action="store_true", help="every run")
     p.set_defaults(run=rerun)
+    p = add("configs", help="the task configurations a namespace's EvalTasks can reference")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.set_defaults(run=configs)
     return top
 
 

@@ -1,4 +1,5 @@
-"""EvalTasks and their EvalRuns as `kubectl eval` shows them: pure rendering, no API.
+"""EvalTasks, their EvalRuns and saved task configurations as `kubectl eval` shows them:
+pure rendering, no API.
 
 `runs` are EvalRun objects as the API returns them; an EvalTask's status gives the order
 (models x tasks, as its spec lists them) and the leaderboard.
@@ -11,6 +12,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -166,3 +168,55 @@ def compare(tasks: Sequence[tuple[Mapping[str, Any], Sequence[Run]]]) -> str:
         rows.append([model, *cells, *overall])
     header = ["MODEL", *(c.upper() for c in columns), *(f"{n.upper()} (ALL)" for n in names)]
     return _table(header, rows)
+
+
+def _age(seconds: float) -> str:
+    """kubectl's AGE: the largest unit that still shows at least two of it."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 2 * 3600:
+        return f"{s // 60}m"
+    if s < 2 * 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def configs(
+    namespaced: Sequence[Mapping[str, Any]],
+    cluster: Sequence[Mapping[str, Any]] | str,
+    now: datetime,
+    output: str = "table",
+) -> str:
+    """`kubectl eval configs`: the EvalTaskConfigs of a namespace, then the
+    ClusterEvalTaskConfigs; `cluster` is a string (why) when they could not be listed."""
+    found = [("EvalTaskConfig", c) for c in namespaced]
+    if not isinstance(cluster, str):
+        found += [("ClusterEvalTaskConfig", c) for c in cluster]
+    entries = [
+        {
+            "kind": kind,
+            "name": str(c["metadata"]["name"]),
+            "image": str((c.get("spec") or {}).get("image") or ""),
+            "version": str((c.get("spec") or {}).get("version") or ""),
+            "created": str(c["metadata"].get("creationTimestamp") or ""),
+        }
+        for kind, c in found
+    ]
+    note = f"ClusterEvalTaskConfigs not listed: {cluster}\n" if isinstance(cluster, str) else ""
+    if output == "json":
+        doc: dict[str, Any] = {"configs": entries}
+        if note:
+            doc["clusterError"] = cluster
+        return json.dumps(doc, indent=2) + "\n"
+    if not entries:
+        return f"no task configurations\n{note}"
+
+    def age(created: str) -> str:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+        return _age((now - when).total_seconds()) if when else "-"
+
+    rows = [
+        [e["kind"], e["name"], e["image"], e["version"] or "-", age(e["created"])] for e in entries
+    ]
+    return _table(["KIND", "NAME", "IMAGE", "VERSION", "AGE"], rows) + note

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import textwrap
 import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client, watch
@@ -24,6 +28,8 @@ PROGRESS_INTERVAL = 2.0
 BASE_IMAGE, BASE_VERSION = "eval-operator/base", "bookworm"
 T = TypeVar("T")
 FINAL = ("Succeeded", "Failed")
+# The venv's bin holds kubectl-eval (a console script of this package).
+PLUGINS = Path(sys.executable).parent
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
@@ -36,6 +42,25 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def kubectl_eval(cluster: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`kubectl eval ARGS` through the real kubectl, with the cluster's kubeconfig."""
+    env = {
+        **os.environ,
+        "PATH": f"{PLUGINS}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+    result = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "eval", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
 
 
 @contextlib.contextmanager

@@ -4,36 +4,12 @@ real kubectl, with the kubeconfig in KUBECONFIG as a user would have it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import model, task, wait_for
+from tests.e2e.support import kubectl_eval, model, task, wait_for
 
 pytestmark = pytest.mark.e2e
-# The venv's bin holds kubectl-eval (a console script of this package).
-PLUGINS = Path(sys.executable).parent
-
-
-def kubectl_eval(cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{PLUGINS}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
-    result = subprocess.run(
-        [str(cluster.bin_dir / "kubectl"), "eval", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def evalrun_uid(api, model_name: str, task_name: str) -> str | None:

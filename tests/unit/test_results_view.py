@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
+
+import pytest
 
 from eval_operator import results_view
 
@@ -142,3 +145,67 @@ def test_compare_puts_evaltasks_side_by_side():
     ]
     assert out[1].split() == ["small", "0.55", "Failed", "0.55"]
     assert out[2].split() == ["large", "0.9", "0.8", "0.95", "0.85", "0.95"]
+
+
+def config(name, image, version=None, created="2026-12-01T10:00:00Z"):
+    spec = {"image": image, **({"version": version} if version else {})}
+    return {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec}
+
+
+NOW = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+
+
+def test_configs_lists_the_namespaces_own_first_then_the_clusters():
+    namespaced = [config("bfcl", "team/bfcl", "v2", created="2026-12-01T12:00:00Z")]
+    cluster = [config("bfcl", "platform/bfcl:v1"), config("mmlu", "platform/mmlu", "1.0")]
+    lines = results_view.configs(namespaced, cluster, NOW).splitlines()
+    assert [line.split() for line in lines] == [
+        ["KIND", "NAME", "IMAGE", "VERSION", "AGE"],
+        ["EvalTaskConfig", "bfcl", "team/bfcl", "v2", "30s"],
+        ["ClusterEvalTaskConfig", "bfcl", "platform/bfcl:v1", "-", "2h"],
+        ["ClusterEvalTaskConfig", "mmlu", "platform/mmlu", "1.0", "2h"],
+    ]
+
+
+def test_configs_says_why_cluster_configs_are_missing_and_still_shows_the_namespaces():
+    out = results_view.configs(
+        [config("bfcl", "team/bfcl")], "the API server said 403 Forbidden", NOW
+    )
+    assert out.splitlines()[1].split()[:2] == ["EvalTaskConfig", "bfcl"]
+    assert out.splitlines()[-1] == (
+        "ClusterEvalTaskConfigs not listed: the API server said 403 Forbidden"
+    )
+    doc = json.loads(results_view.configs([], "the API server said 403 Forbidden", NOW, "json"))
+    assert doc == {"configs": [], "clusterError": "the API server said 403 Forbidden"}
+    assert results_view.configs([], [], NOW) == "no task configurations\n"
+
+
+def test_configs_as_json_names_each_kind():
+    doc = json.loads(
+        results_view.configs([], [config("mmlu", "platform/mmlu", "1.0")], NOW, "json")
+    )
+    assert doc["configs"] == [
+        {
+            "kind": "ClusterEvalTaskConfig",
+            "name": "mmlu",
+            "image": "platform/mmlu",
+            "version": "1.0",
+            "created": "2026-12-01T10:00:00Z",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        pytest.param(5, "5s", id="seconds"),
+        pytest.param(119, "119s", id="under-two-minutes"),
+        pytest.param(120, "2m", id="two-minutes"),
+        pytest.param(7199, "119m", id="under-two-hours"),
+        pytest.param(7200, "2h", id="two-hours"),
+        pytest.param(2 * 86400, "2d", id="two-days"),
+        pytest.param(-3, "0s", id="clock-skew"),
+    ],
+)
+def test_age_reads_as_kubectls(seconds, shown):
+    assert results_view._age(seconds) == shown
