@@ -454,8 +454,8 @@ _IMAGE_DESCRIPTION: Final = (
 )
 Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
 
-# What a tasks[] entry with a configRef may set besides its name: the rest is the config's.
-OVERRIDES: Final = ("version", "env", "args", "timeout_seconds", "weight")
+# What a tasks[] entry with a configRef may not set: the config's alone (the overrides are
+# version, env, args, timeoutSeconds and weight).
 _NOT_OVERRIDES: Final = (
     "command",
     "mounts",
@@ -841,16 +841,20 @@ def _reason(error_type: str) -> str:
     return error_type if error_type[:1].isupper() else "InvalidField"
 
 
+def problems_of(error: ValidationError) -> list[SpecProblem]:
+    """Each of pydantic's errors as a SpecProblem naming its field (spec.tasks[1].image)."""
+    return [
+        SpecProblem(field_path(err["loc"]), _reason(err["type"]), err["msg"])
+        for err in error.errors(include_url=False, include_input=False)
+    ]
+
+
 def parse_spec(raw: Any) -> EvalTaskSpec:
     """Validate a raw spec dict; raise SpecInvalid naming every bad field."""
     try:
         spec = EvalTaskSpec.model_validate(raw if raw is not None else {})
     except ValidationError as e:
-        problems = [
-            SpecProblem(field_path(err["loc"]), _reason(err["type"]), err["msg"])
-            for err in e.errors(include_url=False, include_input=False)
-        ]
-        raise SpecInvalid(problems) from None
+        raise SpecInvalid(problems_of(e)) from None
     problems = check_mounts(spec)
     if problems:
         raise SpecInvalid(problems)

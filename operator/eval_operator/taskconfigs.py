@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from eval_operator import constants, spec
+from eval_operator import spec
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Found:
     problem: str = ""
 
 
-# (kind, name) -> the config, None when it does not exist.
+# A configRef -> its config, None when it does not exist.
 Lookup = Callable[[spec.ConfigRef], Found | None]
 
 
@@ -52,11 +52,8 @@ def from_body(body: Mapping[str, Any]) -> Found:
     try:
         settings = spec.TaskSettings.model_validate(body.get("spec") or {})
     except ValidationError as e:
-        problems = [
-            f"{spec.field_path(err['loc'])}: {err['msg']}"
-            for err in e.errors(include_url=False, include_input=False)
-        ]
-        return Found(kind, name, version, None, "; ".join(problems))
+        problems = spec.problems_of(e)
+        return Found(kind, name, version, None, "; ".join(str(p) for p in problems))
     return Found(kind, name, version, settings)
 
 
@@ -88,9 +85,9 @@ def merge(entry: spec.TaskConfig, settings: spec.TaskSettings) -> spec.TaskConfi
     try:
         return spec.TaskConfig.model_validate(data)
     except ValidationError as e:
+        # Fields of the task, not of an EvalTask's spec: "version: ...", not "spec.version".
         said = "; ".join(
-            f"{spec.field_path(err['loc'])[len('spec.') :] or 'task'}: {err['msg']}"
-            for err in e.errors(include_url=False, include_input=False)
+            f"{p.field[len('spec.') :] or 'task'}: {p.message}" for p in spec.problems_of(e)
         )
         raise ResolveError(said) from None
 
@@ -99,12 +96,3 @@ def settings_of(task: spec.TaskConfig) -> spec.TaskSettings:
     """A resolved task as a config's spec (what a run keeps and resolves again from)."""
     data = task.model_dump(by_alias=True, exclude_unset=True, exclude={"name", "config_ref"})
     return spec.TaskSettings.model_validate(data)
-
-
-def referenced(evalspec: spec.EvalTaskSpec) -> set[tuple[str, str]]:
-    """(kind, name) of every config the spec's tasks name."""
-    return {(t.config_ref.kind, t.config_ref.name) for t in evalspec.tasks if t.config_ref}
-
-
-def namespaced(kind: str) -> bool:
-    return kind == constants.CONFIG_KIND
