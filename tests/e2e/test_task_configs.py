@@ -8,8 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.support import (
+    BASE_IMAGE,
     GROUP,
     TASK_SCRIPT,
     TOKEN,
@@ -112,3 +114,37 @@ def test_a_cluster_config_serves_two_namespaces_and_an_edit_spares_created_runs(
         assert api.status("first")["phase"] == "Succeeded"
     finally:
         api.custom.delete_cluster_custom_object(GROUP, VERSION, CLUSTER_PLURAL, shared)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param(
+            {"image": BASE_IMAGE},
+            "spec.tasks[0].image: Invalid value",
+            id="image-next-to-a-configref",
+        ),
+        pytest.param(
+            {"command": ["sh"]}, "spec.tasks[0].command", id="command-next-to-a-configref"
+        ),
+        pytest.param(
+            {"configRef": {"name": "set", "kind": "Elsewhere"}},
+            "spec.tasks[0].configRef.kind: Unsupported value",
+            id="unknown-kind",
+        ),
+    ],
+)
+def test_the_api_server_refuses_what_a_configref_entry_may_not_say(api, models, entry, expected):
+    written = {"name": "alpha", "configRef": {"name": "set"}, **entry}
+    spec = {"models": [model("m1", models[0].url)], "tasks": [written]}
+    with pytest.raises(ApiException) as e:
+        api.create_evaltask("refused", spec)
+    assert e.value.status == 422
+    assert expected in e.value.body
+
+
+def test_the_api_server_refuses_a_config_without_an_image(api):
+    with pytest.raises(ApiException) as e:
+        api.create_task_config("no-image", {"command": ["sh"]})
+    assert e.value.status == 422
+    assert "spec.image: Required value" in e.value.body
