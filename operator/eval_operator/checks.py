@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+from collections.abc import Set
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any, Final
@@ -223,3 +225,39 @@ def dry_run(
         if refused:
             break  # one refusal says it: the others would repeat it
     return problems
+
+
+# A saved task configuration a spec's tasks were resolved from: (kind, name, resourceVersion).
+ConfigVersion = tuple[str, str, str]
+
+
+class DryRunInputs:
+    """The generation and the configs' versions each EvalTask's last dry-run was made with
+    (by uid, in this process). SpecValid keeps the verdict per generation, but a config
+    edit is no new generation: a spec with configRefs keeps its verdict only for the
+    versions noted here, so a fixed config is dry-run again (after a restart, once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, tuple[int, frozenset[ConfigVersion]]] = {}
+
+    def current(self, uid: str, generation: int, configs: Set[ConfigVersion]) -> bool:
+        """Whether the verdict for `generation` was made with these configs."""
+        if not configs:
+            return True  # no configRef: the generation is all the input there is
+        with self._lock:
+            return self._made.get(uid) == (generation, frozenset(configs))
+
+    def note(self, uid: str, generation: int, configs: Set[ConfigVersion]) -> None:
+        with self._lock:
+            if configs:
+                self._made[uid] = (generation, frozenset(configs))
+            else:
+                self._made.pop(uid, None)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._made.pop(uid, None)
+
+
+DRY_RUNS: Final = DryRunInputs()

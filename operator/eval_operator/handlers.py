@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import kopf
 
-from eval_operator import cache, constants, jobstate, kube, metrics, reconcile, redaction
+from eval_operator import cache, checks, constants, jobstate, kube, metrics, reconcile, redaction
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Reconciler:
         if self._config.progress is not None and uid:
             self._config.progress.forget(set(), prefix=f"{uid}/")  # its pods' read times
         redaction.MEMORY.forget(uid)
+        checks.DRY_RUNS.forget(uid)
 
     def _pass(
         self, namespace: str, name: str, snapshot: cache.Snapshot | None = None

@@ -197,7 +197,14 @@ def reconcile(
         if wait is None and plan.unfinished(desired, observed):
             # References and the dry-run guard only runs still to start: a finished
             # EvalTask stays finished when a Secret it used is deleted later.
-            wait = _check_cluster(api, owner, evalspec, config, observed, secrets, writers)
+            versions = {
+                (r.source.kind, r.source.name, r.source.resource_version)
+                for r in desired
+                if r.source is not None
+            }
+            wait = _check_cluster(
+                api, owner, evalspec, config, observed, secrets, writers, versions
+            )
     except spec.SpecInvalid as e:
         return _report_invalid(api, observed, e.problems)
     # Seconds the cluster has refused this EvalTask's Jobs (their dry-run or a create).
@@ -330,16 +337,18 @@ def _check_cluster(
     observed: plan.Observed,
     secrets: list[str],
     pool: Executor | None,
+    versions: set[checks.ConfigVersion],
 ) -> status_mod.Wait | None:
     """What the cluster must change before the runs still to start can: a referenced
     Secret or ConfigMap to be created, admission to accept their Jobs. None: nothing.
 
     Raises SpecInvalid for what only an edit fixes: the API server finds the Jobs invalid
-    or too large. The dry-run is made whether or not the references exist (it never
-    reads them), so the spec's verdict does not wait for a Secret.
+    or too large (or, of a task with a configRef, a fix of its config). The dry-run is made
+    whether or not the references exist (it never reads them), so the spec's verdict does
+    not wait for a Secret. `versions`: the configs the spec's tasks were resolved from.
     """
     missing = checks.check_references(api, owner.namespace, evalspec, secrets)
-    problems = _dry_run_once(api, owner, evalspec, config, observed, pool)
+    problems = _dry_run_once(api, owner, evalspec, config, observed, pool, versions)
     invalid = [p for p in problems if p.reason != conditions.JOB_REFUSED]
     if invalid:
         raise spec.SpecInvalid(invalid)
@@ -422,15 +431,22 @@ def _dry_run_once(
     config: Config,
     observed: plan.Observed,
     pool: Executor | None,
+    versions: set[checks.ConfigVersion],
 ) -> list[spec.SpecProblem]:
-    """The server-side dry-run runs once per generation; SpecValid records its verdict."""
+    """The server-side dry-run runs once per generation and set of config versions;
+    SpecValid records its verdict."""
     cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
-    if cond and cond.get("observedGeneration") == observed.generation:
+    kept = checks.DRY_RUNS.current(observed.uid, observed.generation, versions)
+    if kept and cond and cond.get("observedGeneration") == observed.generation:
         if cond.get("status") == "True":
             return []
         if cond.get("reason") == conditions.JOB_REJECTED:
             return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
-    return checks.dry_run(api, owner, evalspec, config.runner_image, config.default_timeout, pool)
+    problems = checks.dry_run(
+        api, owner, evalspec, config.runner_image, config.default_timeout, pool
+    )
+    checks.DRY_RUNS.note(observed.uid, observed.generation, versions)
+    return problems
 
 
 def _report_invalid(

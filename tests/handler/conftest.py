@@ -33,3 +33,11 @@ def fresh_redaction_memory(monkeypatch):
     from eval_operator import redaction
 
     monkeypatch.setattr(redaction, "MEMORY", redaction.Memory())
+
+
+@pytest.fixture(autouse=True)
+def fresh_dry_run_inputs(monkeypatch):
+    """Likewise the config versions each EvalTask's last dry-run was made with."""
+    from eval_operator import checks
+
+    monkeypatch.setattr(checks, "DRY_RUNS", checks.DryRunInputs())

@@ -243,3 +243,32 @@ def test_the_index_reads_refs_from_specs_as_written_even_invalid_ones():
     ]
     for broken in (None, {}, {"tasks": "x"}, {"tasks": [1, {"configRef": "x"}]}):
         assert keys("ns", broken) == []
+
+
+def test_a_config_fix_is_dry_run_again_and_unblocks_jobs_the_server_rejected(api):
+    """The dry-run's verdict is kept per generation, but a config edit is no new generation:
+    the verdict holds only for the config versions it was made with."""
+    api.put_task_config("bfcl", {**BFCL, "args": ["--broken"]}, kind=CLUSTER)
+    api.reject = lambda job: (
+        [{"field": "spec.template.spec.initContainers[1].args[0]", "message": "no such flag"}]
+        if "--broken" in container(job).get("args", [])
+        else []
+    )
+    api.add_evaltask("et", with_ref())
+    passes(api, 2)
+    assert (condition(api, "SpecValid")["status"], condition(api, "SpecValid")["reason"]) == (
+        "False",
+        "JobRejected",
+    )
+    assert api.jobs == {}
+    dry_runs = api.calls.count("dry_run_job")
+    passes(api, 2)
+    assert api.calls.count("dry_run_job") == dry_runs, "unchanged: the verdict is kept"
+
+    api.put_task_config("bfcl", BFCL, kind=CLUSTER)
+    passes(api, 2)
+    assert condition(api, "SpecValid")["status"] == "True"
+    assert api.jobs, "the fixed config's Jobs are created"
+    dry_runs = api.calls.count("dry_run_job")
+    passes(api, 2)
+    assert api.calls.count("dry_run_job") == dry_runs, "one dry-run per config version"
