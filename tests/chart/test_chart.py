@@ -84,7 +84,13 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return operator
 
 
-@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["all namespaces", "two namespaces"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param((), id="all namespaces"),
+        pytest.param(NAMESPACED, id="two namespaces"),
+    ],
+)
 def test_helm_lint_is_clean(helm, values):
     out = helm.run("lint", "--strict", str(CHART), *values)
     assert "0 chart(s) failed" in out.stdout, out.stdout
@@ -135,11 +141,14 @@ def test_the_deployment_runs_two_locked_down_replicas(helm):
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ((), []),
-        (NAMESPACED, ["--namespace=team-a", "--namespace=team-b"]),
-        (("--set", "watchNamespaces={solo}"), ["--namespace=solo"]),
+        pytest.param((), [], id="all namespaces: no --namespace"),
+        pytest.param(
+            NAMESPACED,
+            ["--namespace=team-a", "--namespace=team-b"],
+            id="a list: one --namespace each",
+        ),
+        pytest.param(("--set", "watchNamespaces={solo}"), ["--namespace=solo"], id="one namespace"),
     ],
-    ids=["all namespaces: no --namespace", "a list: one --namespace each", "one namespace"],
 )
 def test_the_operator_is_told_what_to_watch(helm, values, expected):
     args = container(helm.template(*values))["args"]
@@ -212,7 +221,13 @@ def test_readme_lists_exactly_the_rendered_rules():
     assert readme_rules() == expected
 
 
-@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["all namespaces", "two namespaces"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param((), id="all namespaces"),
+        pytest.param(NAMESPACED, id="two namespaces"),
+    ],
+)
 def test_every_object_carries_the_recommended_labels(helm, values):
     docs = helm.template(
         *values,
@@ -245,34 +260,44 @@ def test_every_object_carries_the_recommended_labels(helm, values):
 @pytest.mark.parametrize(
     ("values", "path", "expected"),
     [
-        (("image.tag=v9",), ("image",), "eval-operator/operator:v9"),
-        (
+        pytest.param(("image.tag=v9",), ("image",), "eval-operator/operator:v9", id="image tag"),
+        pytest.param(
             ("image.digest=sha256:" + "a" * 64,),
             ("image",),
             "eval-operator/operator@sha256:" + "a" * 64,
+            id="image digest wins over the tag",
         ),
-        (("image.pullPolicy=Always",), ("imagePullPolicy",), "Always"),
-        (
+        pytest.param(
+            ("image.pullPolicy=Always",), ("imagePullPolicy",), "Always", id="pull policy"
+        ),
+        pytest.param(
             ("runnerImage.repository=reg.example/runner", "runnerImage.tag=v2"),
             ("args", 0),
             "--runner-image=reg.example/runner:v2",
+            id="runner image",
         ),
-        (("logLevel=DEBUG",), ("args", 1), "--log-level=DEBUG"),
-        (("metrics.port=9100",), ("args", 2), "--metrics-port=9100"),
-        (("jobTtlSecondsAfterFinished=0",), ("args", 5), "--job-ttl=0"),
-        (("metrics.port=9100",), ("ports", 0, "containerPort"), 9100),
-        (("resources.limits.cpu=2",), ("resources", "limits", "cpu"), 2),
-    ],
-    ids=[
-        "image tag",
-        "image digest wins over the tag",
-        "pull policy",
-        "runner image",
-        "log level",
-        "metrics port in the arguments",
-        "a Job TTL of 0 keeps finished Jobs",
-        "metrics port on the container",
-        "resources",
+        pytest.param(("logLevel=DEBUG",), ("args", 1), "--log-level=DEBUG", id="log level"),
+        pytest.param(
+            ("metrics.port=9100",),
+            ("args", 2),
+            "--metrics-port=9100",
+            id="metrics port in the arguments",
+        ),
+        pytest.param(
+            ("jobTtlSecondsAfterFinished=0",),
+            ("args", 5),
+            "--job-ttl=0",
+            id="a Job TTL of 0 keeps finished Jobs",
+        ),
+        pytest.param(
+            ("metrics.port=9100",),
+            ("ports", 0, "containerPort"),
+            9100,
+            id="metrics port on the container",
+        ),
+        pytest.param(
+            ("resources.limits.cpu=2",), ("resources", "limits", "cpu"), 2, id="resources"
+        ),
     ],
 )
 def test_container_values(helm, values, path, expected):
@@ -285,30 +310,42 @@ def test_container_values(helm, values, path, expected):
 @pytest.mark.parametrize(
     ("value", "path", "expected"),
     [
-        ("imagePullSecrets[0].name=regcred", ("spec", "imagePullSecrets"), [{"name": "regcred"}]),
-        ("nodeSelector.pool=evals", ("spec", "nodeSelector"), {"pool": "evals"}),
-        (
+        pytest.param(
+            "imagePullSecrets[0].name=regcred",
+            ("spec", "imagePullSecrets"),
+            [{"name": "regcred"}],
+            id="imagePullSecrets",
+        ),
+        pytest.param(
+            "nodeSelector.pool=evals",
+            ("spec", "nodeSelector"),
+            {"pool": "evals"},
+            id="nodeSelector",
+        ),
+        pytest.param(
             "tolerations[0].key=evals,tolerations[0].operator=Exists",
             ("spec", "tolerations"),
             [{"key": "evals", "operator": "Exists"}],
+            id="tolerations",
         ),
-        (
+        pytest.param(
             "affinity.nodeAffinity.x=1",
             ("spec", "affinity"),
             {"nodeAffinity": {"x": 1}},
+            id="affinity",
         ),
-        ("podAnnotations.team=evals", ("metadata", "annotations"), {"team": "evals"}),
-        ("podLabels.team=evals", ("metadata", "labels", "team"), "evals"),
-        ("priorityClassName=high", ("spec", "priorityClassName"), "high"),
-    ],
-    ids=[
-        "imagePullSecrets",
-        "nodeSelector",
-        "tolerations",
-        "affinity",
-        "podAnnotations",
-        "podLabels",
-        "priorityClassName",
+        pytest.param(
+            "podAnnotations.team=evals",
+            ("metadata", "annotations"),
+            {"team": "evals"},
+            id="podAnnotations",
+        ),
+        pytest.param(
+            "podLabels.team=evals", ("metadata", "labels", "team"), "evals", id="podLabels"
+        ),
+        pytest.param(
+            "priorityClassName=high", ("spec", "priorityClassName"), "high", id="priorityClassName"
+        ),
     ],
 )
 def test_pod_values(helm, value, path, expected):
@@ -357,24 +394,22 @@ def test_the_grafana_dashboard_configmap_is_optional(helm):
 @pytest.mark.parametrize(
     ("value", "complaint"),
     [
-        ("watchNamespaces={Team_A}", "watchNamespaces/0"),
-        ("watchNamespaces={a,a}", "watchNamespaces"),
-        ("logLevel=LOUD", "logLevel"),
-        ("metrics.port=0", "metrics/port"),
-        ("image.pullPolicy=Sometimes", "image/pullPolicy"),
-        ("runnerImage.pullPolicy=Always", "runnerImage"),
-        ("replicas=2", "replicas"),
-        ("jobTtlSecondsAfterFinished=-1", "jobTtlSecondsAfterFinished"),
-    ],
-    ids=[
-        "a namespace that is no DNS label",
-        "a namespace twice",
-        "an unknown log level",
-        "no metrics port (the probes need it)",
-        "an unknown pull policy",
-        "a runner pull policy the operator cannot apply",
-        "replicas (one operator only)",
-        "a negative Job TTL",
+        pytest.param(
+            "watchNamespaces={Team_A}", "watchNamespaces/0", id="a namespace that is no DNS label"
+        ),
+        pytest.param("watchNamespaces={a,a}", "watchNamespaces", id="a namespace twice"),
+        pytest.param("logLevel=LOUD", "logLevel", id="an unknown log level"),
+        pytest.param("metrics.port=0", "metrics/port", id="no metrics port (the probes need it)"),
+        pytest.param("image.pullPolicy=Sometimes", "image/pullPolicy", id="an unknown pull policy"),
+        pytest.param(
+            "runnerImage.pullPolicy=Always",
+            "runnerImage",
+            id="a runner pull policy the operator cannot apply",
+        ),
+        pytest.param("replicas=2", "replicas", id="replicas (one operator only)"),
+        pytest.param(
+            "jobTtlSecondsAfterFinished=-1", "jobTtlSecondsAfterFinished", id="a negative Job TTL"
+        ),
     ],
 )
 def test_the_values_schema_refuses(helm, value, complaint):

@@ -103,24 +103,27 @@ def test_failures_say_why_and_the_others_go_on(api, models):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (
+        pytest.param(
             lambda s: s["models"][0]["auth"].update(value="inline"),
             "exactly one of auth.secretRef or auth.value",
+            id="both auth sources",
         ),
-        (
+        pytest.param(
             lambda s: s["tasks"][0]["env"].append({"name": "EVAL_MODEL_NAME", "value": "x"}),
             "env sets a reserved name",
+            id="a reserved env name",
         ),
-        (lambda s: s["models"].append(dict(s["models"][0])), "Duplicate value"),
-        (lambda s: s["tasks"][0].update(name="Not_A_Label"), "spec.tasks[0].name"),
-        (lambda s: s.pop("models"), "spec.models: Required value"),
-    ],
-    ids=[
-        "both auth sources",
-        "a reserved env name",
-        "duplicate model names",
-        "a task name that is no DNS label",
-        "no models",
+        pytest.param(
+            lambda s: s["models"].append(dict(s["models"][0])),
+            "Duplicate value",
+            id="duplicate model names",
+        ),
+        pytest.param(
+            lambda s: s["tasks"][0].update(name="Not_A_Label"),
+            "spec.tasks[0].name",
+            id="a task name that is no DNS label",
+        ),
+        pytest.param(lambda s: s.pop("models"), "spec.models: Required value", id="no models"),
     ],
 )
 def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, expected):
@@ -135,7 +138,7 @@ def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, ex
 @pytest.mark.parametrize(
     ("mutate", "reason", "field"),
     [
-        (
+        pytest.param(
             lambda s: s["tasks"][0].update(
                 mounts=[
                     {
@@ -147,9 +150,9 @@ def test_the_api_server_rejects_what_the_crd_can_express(api, models, mutate, ex
             ),
             "JobRejected",
             "spec.tasks[0].mounts[0]",
+            id="a volume the API server's dry-run rejects",
         ),
     ],
-    ids=["a volume the API server's dry-run rejects"],
 )
 def test_what_only_the_operator_can_tell(api, models, mutate, reason, field):
     spec = {"models": [model("m1", models[0].url)], "tasks": [task("alpha", 1)]}
@@ -245,9 +248,13 @@ def test_suspend_and_resume(api, models):
         30,
         "the suspended Job's pod to stop",
     )
-    time.sleep(3)
+    # A pass made after the pod stopped: an edit that runs nothing (a weight) is a new
+    # generation, which the operator must judge before wait_phase returns.
+    weighted = [{**t, "weight": 2} for t in api.evaltask("pausable")["spec"]["tasks"]]
+    api.patch_spec("pausable", {"tasks": weighted})
+    status = api.wait_phase("pausable", ("Suspended",), timeout=30)
     assert len(api.jobs()) == 1, "no new Job while suspended"
-    assert api.status("pausable")["completed"] == 0
+    assert status["completed"] == 0
     api.patch_spec("pausable", {"suspend": False})
     status = api.wait_phase("pausable", ("Succeeded",), timeout=90)
     assert status["progress"] == "2/2"
@@ -435,7 +442,9 @@ def test_a_running_runs_evalrun_shows_the_progress_its_log_tells(api, models, cl
         "the run's progress gauge",
     )
     assert ratio == 0.3
-    time.sleep(2 * PROGRESS_INTERVAL)  # more reads, the same count: the EvalRun is not written
+    # Another read of the log, the same count: the EvalRun is not written again.
+    so_far = operator_metric(cluster, reads) or 0.0
+    wait_for(lambda: (operator_metric(cluster, reads) or 0.0) > so_far, 20, "another log read")
     assert api.run("progress", "m1", "alpha")["progress"] == shown
     status = api.wait_phase("progress", ("Succeeded",), timeout=60)
     window = time.monotonic() - seen_at

@@ -1092,7 +1092,11 @@ def test_without_watch_kopf_retries_and_the_liveness_probe_restarts_the_pod(char
 
 
 @pytest.mark.parametrize(
-    "verb", [None, *CRD_VERBS], ids=["all rules", *(f"without {v} crds" for v in CRD_VERBS)]
+    "verb",
+    [
+        pytest.param(None, id="all rules"),
+        *(pytest.param(v, id=f"without {v} crds") for v in CRD_VERBS),
+    ],
 )
 def test_the_crd_rule_serves_a_crd_created_after_the_operator_started(chart, verb):
     """Applying the CRD together with the operator (one `kubectl apply` of the rendered chart,

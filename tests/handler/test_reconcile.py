@@ -203,24 +203,27 @@ def test_fixing_the_spec_in_a_new_generation_starts_the_task(api):
 @pytest.mark.parametrize(
     ("mutate", "field", "reason"),
     [
-        (
+        pytest.param(
             lambda s, a: s["models"][0]["auth"]["secretRef"].update(name="nope"),
             "spec.models[0].auth.secretRef",
             "SecretNotFound",
+            id="a missing auth Secret is named",
         ),
-        (
+        pytest.param(
             lambda s, a: s["models"][0]["auth"]["secretRef"].update(key="nokey"),
             "spec.models[0].auth.secretRef",
             "SecretKeyNotFound",
+            id="a missing key in the auth Secret is named",
         ),
-        (
+        pytest.param(
             lambda s, a: s["tasks"][0].update(
                 env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]
             ),
             "spec.tasks[0].env[0].valueFrom.configMapKeyRef",
             "ConfigMapNotFound",
+            id="a missing ConfigMap behind an env var is named",
         ),
-        (
+        pytest.param(
             lambda s, a: s["tasks"][0].update(
                 mounts=[
                     {"name": "scripts", "mountPath": "/s", "source": {"configMap": {"name": "cm"}}}
@@ -228,8 +231,9 @@ def test_fixing_the_spec_in_a_new_generation_starts_the_task(api):
             ),
             "spec.tasks[0].mounts[0].source.configMap",
             "ConfigMapNotFound",
+            id="a missing ConfigMap behind a mount is named",
         ),
-        (
+        pytest.param(
             lambda s, a: s["tasks"][0].update(
                 mounts=[
                     {"name": "data", "mountPath": "/s", "source": {"secret": {"secretName": "x"}}}
@@ -237,31 +241,25 @@ def test_fixing_the_spec_in_a_new_generation_starts_the_task(api):
             ),
             "spec.tasks[0].mounts[0].source.secret",
             "SecretNotFound",
+            id="a missing Secret behind a mount is named",
         ),
-        (
+        pytest.param(
             lambda s, a: s["models"][0].update(
                 tls={"caConfigMap": {"name": "model-ca", "key": "ca.crt"}}
             ),
             "spec.models[0].tls.caConfigMap",
             "ConfigMapNotFound",
+            id="a missing CA ConfigMap is named",
         ),
-        (
+        pytest.param(
             lambda s, a: (
                 a.add_configmap("model-ca", {"other.pem": "x"}),
                 s["models"][0].update(tls={"caConfigMap": {"name": "model-ca", "key": "ca.crt"}}),
             ),
             "spec.models[0].tls.caConfigMap",
             "ConfigMapKeyNotFound",
+            id="a missing key in the CA ConfigMap is named",
         ),
-    ],
-    ids=[
-        "a missing auth Secret is named",
-        "a missing key in the auth Secret is named",
-        "a missing ConfigMap behind an env var is named",
-        "a missing ConfigMap behind a mount is named",
-        "a missing Secret behind a mount is named",
-        "a missing CA ConfigMap is named",
-        "a missing key in the CA ConfigMap is named",
     ],
 )
 def test_references_only_the_operator_can_check(api, mutate, field, reason):
@@ -462,8 +460,10 @@ def test_a_job_suspended_by_someone_else_waits_and_is_never_unsuspended(api):
 
 @pytest.mark.parametrize(
     ("mode", "expected_creates"),
-    [("failed", 4), ("all", 6)],
-    ids=["rerun=failed reruns only the failed run", "rerun=all reruns every run"],
+    [
+        pytest.param("failed", 4, id="rerun=failed reruns only the failed run"),
+        pytest.param("all", 6, id="rerun=all reruns every run"),
+    ],
 )
 def test_rerun_annotation(api, mode, expected_creates):
     api.add_evaltask("et", spec(models=("m1",), tasks=("t1", "t2", "t3")))

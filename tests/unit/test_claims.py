@@ -26,26 +26,47 @@ def ref(kind, name, uid, controller=True):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (obj(OURS, ref(constants.KIND, "et", "uid-now")), "ours"),
-        (obj(OURS), "leftover"),
-        (obj(OURS, ref("ConfigMap", "keep", "c", controller=False)), "leftover"),
-        (obj(OURS, ref(constants.KIND, "et", "uid-before")), "leftover"),
-        (obj(OURS, ref(constants.KIND, "other", "uid-other")), "foreign"),
-        (obj(OURS, ref("Workflow", "et", "w")), "foreign"),
-        (obj({**OURS, constants.LABEL_EVALTASK: "other"}), "foreign"),
-        (obj({constants.LABEL_EVALTASK: "et"}), "foreign"),
-        (obj({}), "foreign"),
-    ],
-    ids=[
-        "controlled by this EvalTask is ours",
-        "ours by its labels and controlled by no one is a leftover (an orphaning delete)",
-        "a reference that does not control it leaves it a leftover",
-        "controlled by a former EvalTask of this name is a leftover",
-        "controlled by another EvalTask is someone else's",
-        "controlled by another kind is someone else's",
-        "made for another EvalTask is someone else's",
-        "not made by this operator is someone else's",
-        "unlabelled is someone else's",
+        pytest.param(
+            obj(OURS, ref(constants.KIND, "et", "uid-now")),
+            "ours",
+            id="controlled by this EvalTask is ours",
+        ),
+        pytest.param(
+            obj(OURS),
+            "leftover",
+            id="ours by its labels and controlled by no one is a leftover (an orphaning delete)",
+        ),
+        pytest.param(
+            obj(OURS, ref("ConfigMap", "keep", "c", controller=False)),
+            "leftover",
+            id="a reference that does not control it leaves it a leftover",
+        ),
+        pytest.param(
+            obj(OURS, ref(constants.KIND, "et", "uid-before")),
+            "leftover",
+            id="controlled by a former EvalTask of this name is a leftover",
+        ),
+        pytest.param(
+            obj(OURS, ref(constants.KIND, "other", "uid-other")),
+            "foreign",
+            id="controlled by another EvalTask is someone else's",
+        ),
+        pytest.param(
+            obj(OURS, ref("Workflow", "et", "w")),
+            "foreign",
+            id="controlled by another kind is someone else's",
+        ),
+        pytest.param(
+            obj({**OURS, constants.LABEL_EVALTASK: "other"}),
+            "foreign",
+            id="made for another EvalTask is someone else's",
+        ),
+        pytest.param(
+            obj({constants.LABEL_EVALTASK: "et"}),
+            "foreign",
+            id="not made by this operator is someone else's",
+        ),
+        pytest.param(obj({}), "foreign", id="unlabelled is someone else's"),
     ],
 )
 def test_claim(body, expected):

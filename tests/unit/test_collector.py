@@ -19,54 +19,70 @@ def write(tmp_path, text: str | bytes):
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("", "metrics.json is empty"),
-        ("  \n", "metrics.json is empty"),
-        ("{not json", "metrics.json is not valid JSON"),
-        ('[{"name": "a", "value": 1}]', "must be an object"),
-        ('{"results": []}', "must be an object"),
-        ('{"metrics": [], "extra": 1}', "must be an object"),
-        ('{"metrics": {"a": 1}}', '"metrics" must be a list'),
-        ('{"metrics": [1]}', 'metrics[0] must be an object with exactly "name" and "value"'),
-        ('{"metrics": [{"name": "a"}]}', "metrics[0] must be an object with exactly"),
-        ('{"metrics": [{"name": "a", "value": 1, "unit": "%"}]}', "exactly"),
-        ('{"metrics": [{"name": "", "value": 1}]}', "metrics[0].name must be a non-empty string"),
-        ('{"metrics": [{"name": 7, "value": 1}]}', "metrics[0].name must be a non-empty string"),
-        (
+        pytest.param("", "metrics.json is empty", id="an empty file"),
+        pytest.param("  \n", "metrics.json is empty", id="a blank file"),
+        pytest.param("{not json", "metrics.json is not valid JSON", id="text that is not JSON"),
+        pytest.param('[{"name": "a", "value": 1}]', "must be an object", id="a list at the top"),
+        pytest.param('{"results": []}', "must be an object", id="the wrong top-level key"),
+        pytest.param(
+            '{"metrics": [], "extra": 1}', "must be an object", id="an extra top-level key"
+        ),
+        pytest.param(
+            '{"metrics": {"a": 1}}', '"metrics" must be a list', id="metrics as an object"
+        ),
+        pytest.param(
+            '{"metrics": [1]}',
+            'metrics[0] must be an object with exactly "name" and "value"',
+            id="an item that is a number",
+        ),
+        pytest.param(
+            '{"metrics": [{"name": "a"}]}',
+            "metrics[0] must be an object with exactly",
+            id="an item without a value",
+        ),
+        pytest.param(
+            '{"metrics": [{"name": "a", "value": 1, "unit": "%"}]}',
+            "exactly",
+            id="an item with an extra key",
+        ),
+        pytest.param(
+            '{"metrics": [{"name": "", "value": 1}]}',
+            "metrics[0].name must be a non-empty string",
+            id="an empty name",
+        ),
+        pytest.param(
+            '{"metrics": [{"name": 7, "value": 1}]}',
+            "metrics[0].name must be a non-empty string",
+            id="a name that is a number",
+        ),
+        pytest.param(
             '{"metrics": [{"name": "a", "value": "0.8"}]}',
             "metrics[0].value ('a') is a str (\"0.8\"); each value must be a finite number",
+            id="a value that is a string",
         ),
-        ('{"metrics": [{"name": "a", "value": null}]}', "is a NoneType"),
-        ('{"metrics": [{"name": "a", "value": true}]}', "is a bool"),
-        ('{"metrics": [{"name": "a", "value": NaN}]}', "is nan; each value must be a finite"),
-        ('{"metrics": [{"name": "a", "value": Infinity}]}', "is inf"),
-        ('{"metrics": [{"name": "a", "value": -Infinity}]}', "is -inf"),
-        ('{"metrics": [{"name": "a", "value": 1e999}]}', "is inf"),
-        (
+        pytest.param(
+            '{"metrics": [{"name": "a", "value": null}]}', "is a NoneType", id="a null value"
+        ),
+        pytest.param(
+            '{"metrics": [{"name": "a", "value": true}]}', "is a bool", id="a boolean value"
+        ),
+        pytest.param(
+            '{"metrics": [{"name": "a", "value": NaN}]}',
+            "is nan; each value must be a finite",
+            id="NaN",
+        ),
+        pytest.param('{"metrics": [{"name": "a", "value": Infinity}]}', "is inf", id="Infinity"),
+        pytest.param('{"metrics": [{"name": "a", "value": -Infinity}]}', "is -inf", id="-Infinity"),
+        pytest.param(
+            '{"metrics": [{"name": "a", "value": 1e999}]}',
+            "is inf",
+            id="a number too large for a float",
+        ),
+        pytest.param(
             '{"metrics": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]}',
             "metrics[1].name 'a' is a duplicate",
+            id="duplicate names",
         ),
-    ],
-    ids=[
-        "an empty file",
-        "a blank file",
-        "text that is not JSON",
-        "a list at the top",
-        "the wrong top-level key",
-        "an extra top-level key",
-        "metrics as an object",
-        "an item that is a number",
-        "an item without a value",
-        "an item with an extra key",
-        "an empty name",
-        "a name that is a number",
-        "a value that is a string",
-        "a null value",
-        "a boolean value",
-        "NaN",
-        "Infinity",
-        "-Infinity",
-        "a number too large for a float",
-        "duplicate names",
     ],
 )
 def test_malformed_metrics_are_rejected_with_the_reason(tmp_path, content, expected):
@@ -119,8 +135,12 @@ def test_the_encoded_result_fits_and_compresses():
 
 @pytest.mark.parametrize(
     "message",
-    ["", "accuracy=1", "evalm1:%%%", "evalm1:aGVsbG8="],
-    ids=["empty", "plain text", "not base64", "not zlib"],
+    [
+        pytest.param("", id="empty"),
+        pytest.param("accuracy=1", id="plain text"),
+        pytest.param("evalm1:%%%", id="not base64"),
+        pytest.param("evalm1:aGVsbG8=", id="not zlib"),
+    ],
 )
 def test_a_corrupt_result_is_rejected(message):
     with pytest.raises(results.MetricsError):

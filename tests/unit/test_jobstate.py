@@ -105,63 +105,78 @@ OK = exited(0, reason="Completed")
 RESULT = results.encode({"accuracy": 0.85, "f1": 0.5})
 
 CASES = [
-    (job(), [], "Pending", ""),
-    (
+    pytest.param(job(), [], "Pending", "", id="a Job without pods is pending"),
+    pytest.param(
         job(active=1),
         [pod("Pending", {"running": {}}, {"waiting": {"reason": "PodInitializing"}})],
         "Running",
         "",
+        id="a running task container is running, though the pod phase is Pending",
     ),
-    (
+    pytest.param(
         job(active=1),
         [pod("Pending", {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}})],
         "Pending",
         "task: ImagePullBackOff: no such image",
+        id="an image that cannot be pulled says so",
     ),
-    (
+    pytest.param(
         job(active=1),
         [pod("Pending", scheduled=("Unschedulable", "0/3 nodes are available"))],
         "Pending",
         "pod not scheduled: Unschedulable 0/3 nodes are available",
+        id="an unschedulable pod says why",
     ),
-    (
+    pytest.param(
         job([("Complete", "")], succeeded=1, completionTime="T5"),
         [pod("Succeeded", OK, exited(0, RESULT, "Completed"))],
         "Succeeded",
         "",
+        id="a completed Job yields the collector's metrics",
     ),
-    (job([("Complete", "")], succeeded=1), [], "Failed", "its pod was gone"),
-    (
+    pytest.param(
+        job([("Complete", "")], succeeded=1),
+        [],
+        "Failed",
+        "its pod was gone",
+        id="a completed Job whose pod is gone cannot report metrics",
+    ),
+    pytest.param(
         job([("Complete", "")], succeeded=1),
         [pod("Succeeded", OK, exited(0, "garbage"))],
         "Failed",
         "collector: not a collector result",
+        id="a corrupt collector result fails the run",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", exited(3, "step 1\nstep 2\nKeyError: 'answer'"))],
         "Failed",
         "the task container exited with code 3; last output:\nstep 1\nstep 2\nKeyError",
+        id="a failing task gives its exit code and log tail",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", exited(137, "", "OOMKilled"))],
         "Failed",
         "the task container exited with code 137 (OOMKilled)",
+        id="an OOM kill gives its reason",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", OK, exited(1, "metrics.json is empty"))],
         "Failed",
         "metrics.json is empty",
+        id="a collector rejection gives what was wrong with metrics.json",
     ),
-    (
+    pytest.param(
         job([("Failed", "DeadlineExceeded")], deadline=60, failed=1, active=0),
         [pod("Failed", exited(137))],
         "Failed",
         "the run exceeded its deadline of 60s (timeoutSeconds plus probeTimeoutSeconds)",
+        id="a deadline names the timeout",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=3),
         [
             pod("Failed", exited(1, "a"), created="T1"),
@@ -170,57 +185,72 @@ CASES = [
         ],
         "Failed",
         "failed after 3 attempts: the task container exited with code 4",
+        id="retries report attempts and the last failure",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", reason=("Evicted", "The node was low on memory."))],
         "Failed",
         "Evicted: The node was low on memory.",
+        id="an evicted pod gives the eviction",
     ),
-    (job(suspend=True), [], "Pending", "waiting for admission"),
-    (
+    pytest.param(
+        job(suspend=True),
+        [],
+        "Pending",
+        "waiting for admission",
+        id="a Job suspended by someone else waits for admission",
+    ),
+    pytest.param(
         job(suspend=True, annotations={constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true"}),
         [],
         "Pending",
         "suspended (spec.suspend is true)",
+        id="a Job we suspended says so",
     ),
-    (
+    pytest.param(
         job([("FailureTarget", "BackoffLimitExceeded")], active=1),
         [pod("Running", OK, {"running": {}})],
         "Running",
         "",
+        id="a FailureTarget is not the end until Failed",
     ),
-    (
+    pytest.param(
         job(active=1),
         [pod("Pending", probe={"running": {"startedAt": "2026-01-01T00:09:00Z"}})],
         "Pending",
         "waiting for the model service to answer: the probe has waited 60s",
+        id="a probe waiting past its grace says the model does not answer yet",
     ),
-    (
+    pytest.param(
         job(active=1),
         [pod("Pending", probe={"running": {"startedAt": "2026-01-01T00:09:58Z"}})],
         "Pending",
         "",
+        id="a probe within its grace is not reported",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", probe=exited(1, "no HTTP answer within 60s; last error: ConnectError"))],
         "Failed",
         "the model service did not answer: no HTTP answer within 60s; last error: ConnectError",
+        id="a probe that timed out fails the run with its last error",
     ),
-    (
+    pytest.param(
         job(active=0),
         [pod("Failed", exited(137), disrupted=True)],
         "Pending",
         "the pod was evicted (EvictionByEvictionAPI: Eviction API: evicting); a new pod",
+        id="an evicted pod is replaced, not failed, and says evicted not 137",
     ),
-    (
+    pytest.param(
         job([("Failed", "BackoffLimitExceeded")], failed=1),
         [pod("Failed", exited(137), disrupted=True)],
         "Failed",
         "the pod was evicted",
+        id="a Job that failed after an eviction says evicted",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -231,8 +261,9 @@ CASES = [
         ],
         "Failed",
         "task: ErrImagePull: not found (could not start within the start timeout of 300s)",
+        id="an image pull failing past the start timeout fails the run",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -242,8 +273,9 @@ CASES = [
         ],
         "Pending",
         "task: CreateContainerConfigError: no key",
+        id="a config error within the start timeout waits with its reason",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -259,8 +291,9 @@ CASES = [
         ],
         "Failed",
         'task: InvalidImageName: Failed to apply default image tag "r:t:latest"',
+        id="an invalid image name fails the run at once",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -276,8 +309,9 @@ CASES = [
         ],
         "Failed",
         'task: ErrImageNeverPull: Container image "r:v1" is not present',
+        id="an image that is never pulled and not present fails the run at once",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -292,8 +326,9 @@ CASES = [
         ],
         "Failed",
         "probe: CreateContainerConfigError: couldn't find key token in Secret ns/model-key",
+        id="a Secret without the probe's key fails the run at once",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -308,8 +343,9 @@ CASES = [
         ],
         "Failed",
         "task: CreateContainerConfigError: couldn't find key level in ConfigMap ns/settings",
+        id="a ConfigMap without the task's key fails the run at once",
     ),
-    (
+    pytest.param(
         job(active=1),
         [
             pod(
@@ -324,6 +360,7 @@ CASES = [
         ],
         "Pending",
         'task: CreateContainerConfigError: secret "model-key" not found',
+        id="a missing Secret waits: it may yet be created",
     ),
 ]
 
@@ -331,36 +368,6 @@ CASES = [
 @pytest.mark.parametrize(
     ("the_job", "pods", "state", "message"),
     CASES,
-    ids=[
-        "a Job without pods is pending",
-        "a running task container is running, though the pod phase is Pending",
-        "an image that cannot be pulled says so",
-        "an unschedulable pod says why",
-        "a completed Job yields the collector's metrics",
-        "a completed Job whose pod is gone cannot report metrics",
-        "a corrupt collector result fails the run",
-        "a failing task gives its exit code and log tail",
-        "an OOM kill gives its reason",
-        "a collector rejection gives what was wrong with metrics.json",
-        "a deadline names the timeout",
-        "retries report attempts and the last failure",
-        "an evicted pod gives the eviction",
-        "a Job suspended by someone else waits for admission",
-        "a Job we suspended says so",
-        "a FailureTarget is not the end until Failed",
-        "a probe waiting past its grace says the model does not answer yet",
-        "a probe within its grace is not reported",
-        "a probe that timed out fails the run with its last error",
-        "an evicted pod is replaced, not failed, and says evicted not 137",
-        "a Job that failed after an eviction says evicted",
-        "an image pull failing past the start timeout fails the run",
-        "a config error within the start timeout waits with its reason",
-        "an invalid image name fails the run at once",
-        "an image that is never pulled and not present fails the run at once",
-        "a Secret without the probe's key fails the run at once",
-        "a ConfigMap without the task's key fails the run at once",
-        "a missing Secret waits: it may yet be created",
-    ],
 )
 def test_describe(the_job, pods, state, message):
     outcome = jobstate.describe(the_job, pods, NOW, START_TIMEOUT)

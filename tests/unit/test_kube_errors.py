@@ -23,26 +23,32 @@ INVALID = json.dumps(
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (404, '{"reason": "NotFound", "message": "x not found"}', kube.NotFound),
-        (409, '{"reason": "AlreadyExists"}', kube.Conflict),
-        (422, INVALID, kube.Invalid),
-        (429, "", kube.Transient),
-        (503, "upstream connect error", kube.Transient),
-        (0, "", kube.Transient),
-        (403, '{"reason": "Forbidden", "message": "exceeded quota"}', kube.Refused),
-        (400, '{"reason": "BadRequest", "message": "denied by webhook"}', kube.Refused),
-        (413, "Request Entity Too Large", kube.Refused),
-    ],
-    ids=[
-        "404 is NotFound",
-        "409 is Conflict",
-        "422 is Invalid with causes",
-        "429 is Transient",
-        "5xx with a plain body is Transient",
-        "no answer is Transient",
-        "403 is a refusal",
-        "400 is a refusal",
-        "413 is a refusal",
+        pytest.param(
+            404,
+            '{"reason": "NotFound", "message": "x not found"}',
+            kube.NotFound,
+            id="404 is NotFound",
+        ),
+        pytest.param(409, '{"reason": "AlreadyExists"}', kube.Conflict, id="409 is Conflict"),
+        pytest.param(422, INVALID, kube.Invalid, id="422 is Invalid with causes"),
+        pytest.param(429, "", kube.Transient, id="429 is Transient"),
+        pytest.param(
+            503, "upstream connect error", kube.Transient, id="5xx with a plain body is Transient"
+        ),
+        pytest.param(0, "", kube.Transient, id="no answer is Transient"),
+        pytest.param(
+            403,
+            '{"reason": "Forbidden", "message": "exceeded quota"}',
+            kube.Refused,
+            id="403 is a refusal",
+        ),
+        pytest.param(
+            400,
+            '{"reason": "BadRequest", "message": "denied by webhook"}',
+            kube.Refused,
+            id="400 is a refusal",
+        ),
+        pytest.param(413, "Request Entity Too Large", kube.Refused, id="413 is a refusal"),
     ],
 )
 def test_error_from_status(status, body, kind):

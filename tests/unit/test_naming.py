@@ -37,44 +37,45 @@ def changed(mutate):
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda d: d["models"][0].update(name="m2"),
-        lambda d: d["models"][0].update(url="https://b.example/v1/chat/completions"),
-        lambda d: d["models"][0]["auth"].update(headerKey="X-Api-Key"),
-        lambda d: d["models"][0]["auth"]["secretRef"].update(name="other"),
-        lambda d: d["models"][0].update(auth=None),
-        lambda d: d["tasks"][0].update(image="evals/y"),
-        lambda d: d["tasks"][0].update(version="v2"),
-        lambda d: d["tasks"][0].update(command=["bash"]),
-        lambda d: d["tasks"][0].update(args=["b"]),
-        lambda d: d["tasks"][0].update(env=[{"name": "A", "value": "2"}]),
-        lambda d: d["tasks"][0].update(
-            mounts=[{"name": "d", "mountPath": "/d", "source": {"emptyDir": {}}}]
+        pytest.param(lambda d: d["models"][0].update(name="m2"), id="model name"),
+        pytest.param(
+            lambda d: d["models"][0].update(url="https://b.example/v1/chat/completions"),
+            id="model url",
         ),
-        lambda d: d["tasks"][0].update(resources={"requests": {"cpu": "1"}}),
-        lambda d: d.update(parameters={"MAX_CONCURRENCY": "8"}),
-        lambda d: d["models"][0].update(parameters={"TEMPERATURE": "0"}),
-        lambda d: d.update(output={"mountPath": "/out"}),
-        lambda d: d["models"][0].update(tls={"caConfigMap": {"name": "ca", "key": "ca.crt"}}),
-        lambda d: d["tasks"][0].update(results={"format": "lm-eval"}),
-    ],
-    ids=[
-        "model name",
-        "model url",
-        "auth header key",
-        "auth secret reference",
-        "auth removed",
-        "image",
-        "version",
-        "command",
-        "args",
-        "env",
-        "mounts",
-        "resources",
-        "spec parameters",
-        "model parameters",
-        "output",
-        "tls",
-        "results format",
+        pytest.param(
+            lambda d: d["models"][0]["auth"].update(headerKey="X-Api-Key"), id="auth header key"
+        ),
+        pytest.param(
+            lambda d: d["models"][0]["auth"]["secretRef"].update(name="other"),
+            id="auth secret reference",
+        ),
+        pytest.param(lambda d: d["models"][0].update(auth=None), id="auth removed"),
+        pytest.param(lambda d: d["tasks"][0].update(image="evals/y"), id="image"),
+        pytest.param(lambda d: d["tasks"][0].update(version="v2"), id="version"),
+        pytest.param(lambda d: d["tasks"][0].update(command=["bash"]), id="command"),
+        pytest.param(lambda d: d["tasks"][0].update(args=["b"]), id="args"),
+        pytest.param(lambda d: d["tasks"][0].update(env=[{"name": "A", "value": "2"}]), id="env"),
+        pytest.param(
+            lambda d: d["tasks"][0].update(
+                mounts=[{"name": "d", "mountPath": "/d", "source": {"emptyDir": {}}}]
+            ),
+            id="mounts",
+        ),
+        pytest.param(
+            lambda d: d["tasks"][0].update(resources={"requests": {"cpu": "1"}}), id="resources"
+        ),
+        pytest.param(lambda d: d.update(parameters={"MAX_CONCURRENCY": "8"}), id="spec parameters"),
+        pytest.param(
+            lambda d: d["models"][0].update(parameters={"TEMPERATURE": "0"}), id="model parameters"
+        ),
+        pytest.param(lambda d: d.update(output={"mountPath": "/out"}), id="output"),
+        pytest.param(
+            lambda d: d["models"][0].update(tls={"caConfigMap": {"name": "ca", "key": "ca.crt"}}),
+            id="tls",
+        ),
+        pytest.param(
+            lambda d: d["tasks"][0].update(results={"format": "lm-eval"}), id="results format"
+        ),
     ],
 )
 def test_fingerprint_changes_with_what_determines_the_result(mutate):
@@ -84,26 +85,22 @@ def test_fingerprint_changes_with_what_determines_the_result(mutate):
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda d: d["tasks"][0].update(weight=5),
-        lambda d: d["tasks"][0].update(primaryMetric="f1"),
-        lambda d: d["tasks"][0].update(metricWeights={"f1": 1, "acc": 2}),
-        lambda d: d["tasks"][0].update(timeoutSeconds=60),
-        lambda d: d["tasks"][0].update(retries=3),
-        lambda d: d.update(parallelism=1, suspend=True),
-        lambda d: d.update(template={"labels": {"a": "b"}}),
-        lambda d: d["tasks"].append({"name": "t2", "image": "evals/z"}),
-        lambda d: d.update(parameters={"MAX_CONCURRENCY": "24"}),
-    ],
-    ids=[
-        "weight",
-        "primary metric",
-        "metric weights",
-        "timeout",
-        "retries",
-        "parallelism and suspend",
-        "pod template",
-        "another task added",
-        "a parameter set to its default",
+        pytest.param(lambda d: d["tasks"][0].update(weight=5), id="weight"),
+        pytest.param(lambda d: d["tasks"][0].update(primaryMetric="f1"), id="primary metric"),
+        pytest.param(
+            lambda d: d["tasks"][0].update(metricWeights={"f1": 1, "acc": 2}), id="metric weights"
+        ),
+        pytest.param(lambda d: d["tasks"][0].update(timeoutSeconds=60), id="timeout"),
+        pytest.param(lambda d: d["tasks"][0].update(retries=3), id="retries"),
+        pytest.param(lambda d: d.update(parallelism=1, suspend=True), id="parallelism and suspend"),
+        pytest.param(lambda d: d.update(template={"labels": {"a": "b"}}), id="pod template"),
+        pytest.param(
+            lambda d: d["tasks"].append({"name": "t2", "image": "evals/z"}), id="another task added"
+        ),
+        pytest.param(
+            lambda d: d.update(parameters={"MAX_CONCURRENCY": "24"}),
+            id="a parameter set to its default",
+        ),
     ],
 )
 def test_fingerprint_ignores_what_does_not(mutate):
@@ -127,16 +124,10 @@ DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 @pytest.mark.parametrize(
     ("evaltask", "model", "task"),
     [
-        ("bfcl", "deepseek-v3-2", "simple-python"),
-        ("e" * 253, "m" * 63, "t" * 63),
-        ("a" * 60, "b", "c"),
-        ("x-" * 30, "y", "z"),
-    ],
-    ids=[
-        "short names stay readable",
-        "the longest names",
-        "a long evaltask name",
-        "a truncation that would end in a dash",
+        pytest.param("bfcl", "deepseek-v3-2", "simple-python", id="short names stay readable"),
+        pytest.param("e" * 253, "m" * 63, "t" * 63, id="the longest names"),
+        pytest.param("a" * 60, "b", "c", id="a long evaltask name"),
+        pytest.param("x-" * 30, "y", "z", id="a truncation that would end in a dash"),
     ],
 )
 def test_job_names_fit_in_63_characters(evaltask, model, task):

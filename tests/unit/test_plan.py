@@ -99,9 +99,21 @@ def _mix(*pairs):
 
 
 CASES = [
-    (S, ([], []), [("m1", "t1"), ("m2", "t1")], 0),
-    (S, started(S, "m1", "t1", state="running"), [("m2", "t1")], 0),
-    (
+    pytest.param(
+        S,
+        ([], []),
+        [("m1", "t1"), ("m2", "t1")],
+        0,
+        id="a fresh task starts the first task of every model",
+    ),
+    pytest.param(
+        S,
+        started(S, "m1", "t1", state="running"),
+        [("m2", "t1")],
+        0,
+        id="a busy chain waits while an idle one starts",
+    ),
+    pytest.param(
         S,
         _mix(
             ([evalrun(S, "m1", "t1", "Failed")], [job(S, "m1", "t1", "done")]),
@@ -109,49 +121,60 @@ CASES = [
         ),
         [("m1", "t2")],
         0,
+        id="a finished run lets its chain move to the next task",
     ),
-    (
+    pytest.param(
         S,
         ([evalrun(S, m, t, "Succeeded") for m in ("m1", "m2") for t in ("t1", "t2")], []),
         [],
         0,
+        id="nothing is created when every run is recorded",
     ),
-    (make_spec(parallelism=1), ([], []), [("m1", "t1")], 0),
-    (make_spec(parallelism=1), ([evalrun(S, "m1", "t1", "Failed")], []), [("m1", "t2")], 0),
-    (
+    pytest.param(
+        make_spec(parallelism=1), ([], []), [("m1", "t1")], 0, id="parallelism 1 starts one chain"
+    ),
+    pytest.param(
+        make_spec(parallelism=1),
+        ([evalrun(S, "m1", "t1", "Failed")], []),
+        [("m1", "t2")],
+        0,
+        id="parallelism 1 moves on within the same chain",
+    ),
+    pytest.param(
         S3.model_copy(update={"parallelism": 2}),
         started(S3, "m1", "t1", state="running"),
         [("m2", "t1")],
         0,
+        id="parallelism 2 fills the second slot only",
     ),
-    (S, ([], [job(S, "m1", "t1", "running", fp="0000000000000000")]), [], 1),
-    (
+    pytest.param(
+        S,
+        ([], [job(S, "m1", "t1", "running", fp="0000000000000000")]),
+        [],
+        1,
+        id="a stale Job is deleted and nothing is created in the same pass",
+    ),
+    pytest.param(
         S,
         ([evalrun(S, "m1", "t1", "Running")], [job(S, "m1", "t1", terminating=True)]),
         [("m2", "t1")],
         0,
+        id="a terminating Job keeps its own chain busy",
     ),
-    (make_spec(suspend=True), ([], []), [], 0),
-    (S, ([], [job(S, "m1", "t1", "done")]), [], 1),
+    pytest.param(make_spec(suspend=True), ([], []), [], 0, id="a suspended task starts nothing"),
+    pytest.param(
+        S,
+        ([], [job(S, "m1", "t1", "done")]),
+        [],
+        1,
+        id="a Job without its EvalRun is deleted before anything starts",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("s", "observed", "creates", "deletes"),
     CASES,
-    ids=[
-        "a fresh task starts the first task of every model",
-        "a busy chain waits while an idle one starts",
-        "a finished run lets its chain move to the next task",
-        "nothing is created when every run is recorded",
-        "parallelism 1 starts one chain",
-        "parallelism 1 moves on within the same chain",
-        "parallelism 2 fills the second slot only",
-        "a stale Job is deleted and nothing is created in the same pass",
-        "a terminating Job keeps its own chain busy",
-        "a suspended task starts nothing",
-        "a Job without its EvalRun is deleted before anything starts",
-    ],
 )
 def test_plan(s, observed, creates, deletes):
     runs, jobs = observed

@@ -9,7 +9,12 @@ from tests.unit.test_plan import S, observe
 
 
 @pytest.mark.parametrize(
-    "mode", ["failed", "all", "maybe"], ids=["rerun=failed", "rerun=all", "an unknown value"]
+    "mode",
+    [
+        pytest.param("failed", id="rerun=failed"),
+        pytest.param("all", id="rerun=all"),
+        pytest.param("maybe", id="an unknown value"),
+    ],
 )
 def test_nothing_is_created_while_a_rerun_request_is_on_the_evaltask(mode):
     """A pass that sees the request again after its deletions (its removal failed) finds

@@ -18,34 +18,25 @@ MAX = 1.7976931348623157e308
 @pytest.mark.parametrize(
     ("pairs", "expected"),
     [
-        ([(0.5, 1.0), (1.0, 3.0)], 0.875),
-        ([(BIG, 2.0), (BIG, 1.0)], BIG),
-        ([(BIG, 2.0)], BIG),
-        ([(MAX, 1.0), (MAX, 1.0), (MAX, 1.0)], MAX),
-        ([(-BIG, 2.0), (-BIG, 5.0)], -BIG),
-        ([(1.0, 1e308), (3.0, 1e308)], 2.0),
-        ([(1.0, 1e-300), (3.0, 3e-300)], 2.5),
-        ([(0.5, 0.0)], None),
-        ([], None),
-        ([(math.inf, 1.0)], None),
-        ([(math.nan, 1.0)], None),
-        ([(1.0, math.inf)], None),
-        ([(0.5, 1.0), (0.9, 0.0)], 0.5),
-    ],
-    ids=[
-        "weights are relative",
-        "huge values under weights above one stay finite",
-        "one huge heavy value is itself",
-        "the largest float three times is itself, not inf",
-        "huge negative values stay finite",
-        "huge weights stay finite",
-        "tiny weights do not vanish",
-        "no positive weight is no mean",
-        "nothing is no mean",
-        "an infinite value is no mean",
-        "nan is no mean",
-        "an infinite weight is no mean",
-        "a zero weight does not count",
+        pytest.param([(0.5, 1.0), (1.0, 3.0)], 0.875, id="weights are relative"),
+        pytest.param(
+            [(BIG, 2.0), (BIG, 1.0)], BIG, id="huge values under weights above one stay finite"
+        ),
+        pytest.param([(BIG, 2.0)], BIG, id="one huge heavy value is itself"),
+        pytest.param(
+            [(MAX, 1.0), (MAX, 1.0), (MAX, 1.0)],
+            MAX,
+            id="the largest float three times is itself, not inf",
+        ),
+        pytest.param([(-BIG, 2.0), (-BIG, 5.0)], -BIG, id="huge negative values stay finite"),
+        pytest.param([(1.0, 1e308), (3.0, 1e308)], 2.0, id="huge weights stay finite"),
+        pytest.param([(1.0, 1e-300), (3.0, 3e-300)], 2.5, id="tiny weights do not vanish"),
+        pytest.param([(0.5, 0.0)], None, id="no positive weight is no mean"),
+        pytest.param([], None, id="nothing is no mean"),
+        pytest.param([(math.inf, 1.0)], None, id="an infinite value is no mean"),
+        pytest.param([(math.nan, 1.0)], None, id="nan is no mean"),
+        pytest.param([(1.0, math.inf)], None, id="an infinite weight is no mean"),
+        pytest.param([(0.5, 1.0), (0.9, 0.0)], 0.5, id="a zero weight does not count"),
     ],
 )
 def test_weighted_mean(pairs, expected):
@@ -69,16 +60,20 @@ def task(**extra):
 @pytest.mark.parametrize(
     ("extra", "metrics", "expected"),
     [
-        ({"metricWeights": {"a": 2, "b": 1}}, (("a", BIG), ("b", BIG)), BIG),
-        ({"metricWeights": {"a": 0.7, "b": 0.3}}, (("a", 1.0), ("b", 0.0)), 0.7),
-        ({}, (("a", BIG),), BIG),
-        ({}, (("a", math.inf),), None),
-    ],
-    ids=[
-        "metric weights over huge metrics give a finite score",
-        "metric weights give their weighted mean",
-        "a huge primary metric is its score",
-        "an infinite primary metric is no score",
+        pytest.param(
+            {"metricWeights": {"a": 2, "b": 1}},
+            (("a", BIG), ("b", BIG)),
+            BIG,
+            id="metric weights over huge metrics give a finite score",
+        ),
+        pytest.param(
+            {"metricWeights": {"a": 0.7, "b": 0.3}},
+            (("a", 1.0), ("b", 0.0)),
+            0.7,
+            id="metric weights give their weighted mean",
+        ),
+        pytest.param({}, (("a", BIG),), BIG, id="a huge primary metric is its score"),
+        pytest.param({}, (("a", math.inf),), None, id="an infinite primary metric is no score"),
     ],
 )
 def test_score(extra, metrics, expected):

@@ -44,22 +44,29 @@ def entries(views):
 @pytest.mark.parametrize(
     ("states", "suspend", "phase"),
     [
-        (["Pending"] * 2, False, "Pending"),
-        (["Running", "Pending"], False, "Running"),
-        (["Succeeded", "Pending"], False, "Running"),
-        (["Succeeded", "Reused"], False, "Succeeded"),
-        (["Succeeded", "Failed"], False, "Failed"),
-        (["Succeeded", "Pending"], True, "Suspended"),
-        (["Succeeded", "Succeeded"], True, "Succeeded"),
-    ],
-    ids=[
-        "nothing started is Pending",
-        "a running run is Running",
-        "some done, some waiting is Running",
-        "all succeeded or reused is Succeeded",
-        "finished with a failure is Failed",
-        "suspended while runs remain is Suspended",
-        "suspending a finished task changes nothing",
+        pytest.param(["Pending"] * 2, False, "Pending", id="nothing started is Pending"),
+        pytest.param(["Running", "Pending"], False, "Running", id="a running run is Running"),
+        pytest.param(
+            ["Succeeded", "Pending"], False, "Running", id="some done, some waiting is Running"
+        ),
+        pytest.param(
+            ["Succeeded", "Reused"], False, "Succeeded", id="all succeeded or reused is Succeeded"
+        ),
+        pytest.param(
+            ["Succeeded", "Failed"], False, "Failed", id="finished with a failure is Failed"
+        ),
+        pytest.param(
+            ["Succeeded", "Pending"],
+            True,
+            "Suspended",
+            id="suspended while runs remain is Suspended",
+        ),
+        pytest.param(
+            ["Succeeded", "Succeeded"],
+            True,
+            "Succeeded",
+            id="suspending a finished task changes nothing",
+        ),
     ],
 )
 def test_phase(states, suspend, phase):
