@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from eval_operator import constants
+from eval_operator.statustypes import RunState
 from eval_runner import results
 
 LOG_TAIL_LINES: Final = 10
@@ -53,7 +54,7 @@ _MISSING_KEY: Final = re.compile(r"couldn't find key \S+ in (Secret|ConfigMap) \
 
 @dataclass(frozen=True)
 class JobOutcome:
-    state: str  # a statustypes.RunState
+    state: RunState
     attempts: int = 0
     start_time: str | None = None
     completion_time: str | None = None
@@ -245,7 +246,7 @@ def describe(
         succeeded = [p for p in mine if p.get("status", {}).get("phase") == "Succeeded"]
         if not succeeded:
             return JobOutcome(
-                "Failed",
+                RunState.FAILED,
                 attempts,
                 start,
                 done,
@@ -258,10 +259,10 @@ def describe(
             metrics = results.decode(collector.get("message") or "")
         except results.MetricsError as e:
             return JobOutcome(
-                "Failed", attempts, start, done, message=f"collector: {e}", started=True
+                RunState.FAILED, attempts, start, done, message=f"collector: {e}", started=True
             )
         return JobOutcome(
-            "Succeeded", attempts, start, done, metrics=tuple(metrics.items()), started=True
+            RunState.SUCCEEDED, attempts, start, done, metrics=tuple(metrics.items()), started=True
         )
 
     if "Failed" in conditions:
@@ -282,7 +283,7 @@ def describe(
             message = detail or failed.get("message") or reason or "the Job failed"
         if attempts > 1:
             message = f"failed after {attempts} attempts: {message}"
-        return JobOutcome("Failed", attempts, start, done, message=message, started=started)
+        return JobOutcome(RunState.FAILED, attempts, start, done, message=message, started=started)
 
     if job.get("spec", {}).get("suspend"):
         annotations = job["metadata"].get("annotations") or {}
@@ -293,12 +294,12 @@ def describe(
             else "waiting for admission: the Job is suspended by another controller (e.g. a Kueue "
             "queue); it starts when admitted"
         )
-        return JobOutcome("Pending", attempts, start, message=message, started=started)
+        return JobOutcome(RunState.PENDING, attempts, start, message=message, started=started)
 
     live = [p for p in mine if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
     current = live[-1] if live else None
     if current is not None and task_running(current):
-        return JobOutcome("Running", attempts, start, started=True)
+        return JobOutcome(RunState.RUNNING, attempts, start, started=True)
 
     if current is None:
         waited = _since(job["metadata"].get("creationTimestamp"), now)
@@ -309,7 +310,7 @@ def describe(
         message = f"{evicted}; a new pod replaces it" if evicted else ""
         # No pod yet: look again soon, to say why if none comes.
         return JobOutcome(
-            "Pending", attempts, start, message=message, started=started, recheck_after=5.0
+            RunState.PENDING, attempts, start, message=message, started=started, recheck_after=5.0
         )
 
     probing = _state(current, constants.PROBE_CONTAINER, "running")
@@ -325,7 +326,7 @@ def describe(
                 "?",
             )
             return JobOutcome(
-                "Pending",
+                RunState.PENDING,
                 attempts,
                 start,
                 message=f"waiting for the model service to answer: the probe has waited "
@@ -335,13 +336,17 @@ def describe(
                 recheck_after=30.0,
             )
         return JobOutcome(
-            "Pending", attempts, start, started=True, recheck_after=PROBE_GRACE_SECONDS - waited
+            RunState.PENDING,
+            attempts,
+            start,
+            started=True,
+            recheck_after=PROBE_GRACE_SECONDS - waited,
         )
 
     reason, message = _waiting(current)
     if _permanent(reason, message):
         return JobOutcome(
-            "Failed",
+            RunState.FAILED,
             attempts,
             start,
             message=f"{message} (waiting does not fix this)",
@@ -351,7 +356,7 @@ def describe(
     if reason in START_FAILURES:
         waited = _since(current["metadata"].get("creationTimestamp"), now)
         return _maybe_start_failure(attempts, start, message, waited, start_timeout, started)
-    return JobOutcome("Pending", attempts, start, message=message, started=started)
+    return JobOutcome(RunState.PENDING, attempts, start, message=message, started=started)
 
 
 def _permanent(reason: str, message: str) -> bool:
@@ -371,7 +376,7 @@ def _maybe_start_failure(
 ) -> JobOutcome:
     if waited >= start_timeout:
         return JobOutcome(
-            "Failed",
+            RunState.FAILED,
             attempts,
             start,
             message=f"{message} (could not start within the start timeout of {start_timeout:g}s)",
@@ -379,7 +384,7 @@ def _maybe_start_failure(
             start_failed=True,
         )
     return JobOutcome(
-        "Pending",
+        RunState.PENDING,
         attempts,
         start,
         message=message,

@@ -29,10 +29,12 @@ from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from eval_operator.statustypes import RunState
+
 RESULT_OK: Final = "ok"
 RESULT_INVALID: Final = "invalid"
 RESULT_ERROR: Final = "error"
-STATES: Final = ("Pending", "Running", "Succeeded", "Failed", "Reused")
+STATES: Final = tuple(RunState)
 MAX_METRICS_PER_RUN: Final = 20
 SERIES_PER_EVALTASK: Final = 1 + len(STATES)  # progress ratio, runs by state
 MAX_SERIES_PER_RUN: Final = 1 + MAX_METRICS_PER_RUN  # score and metrics, or progress
@@ -113,7 +115,7 @@ def record_status(
     scores: set[tuple[str, ...]] = set()
     running: set[tuple[str, ...]] = set()
     for model, task, record in results:
-        done = record.progress if record.state == "Running" else None
+        done = record.progress if record.state == RunState.RUNNING else None
         if done and int(done.get("total") or 0) > 0:
             run = (namespace, evaltask, str(model), str(task))
             running.add(run)

@@ -40,6 +40,7 @@ from eval_operator import (
     taskconfigs,
 )
 from eval_operator import status as status_mod
+from eval_operator.statustypes import RunState
 
 MAX_JOB_CREATES_PER_PASS: Final = 20
 MAX_RUN_CREATES_PER_PASS: Final = 100
@@ -347,7 +348,7 @@ def plan(
 def _reruns(rerun: str | None, record: Record) -> bool:
     if rerun == constants.RERUN_ALL:
         return True
-    return rerun == constants.RERUN_FAILED and record.state == "Failed"
+    return rerun == constants.RERUN_FAILED and record.state == RunState.FAILED
 
 
 def _expires(
@@ -396,7 +397,7 @@ def _follow(
 
     old = records.from_status(evalrun.get("status"))
     if old.final:
-        rescored = old.with_score(run.task) if old.state != "Failed" else old
+        rescored = old.with_score(run.task) if old.state != RunState.FAILED else old
         if rescored != old:
             result.record[run.name] = rescored  # primaryMetric changed: nothing reruns
         return RunView(run, rescored, exists=True)
@@ -405,7 +406,7 @@ def _follow(
     if job is not None and (records.owner_uid(job, constants.RUN_KIND) != uid):
         if not _terminating(job):
             result.delete_jobs.append(run.name)
-        new = replace(old, state="Pending", message=waiting_for_old_job.message)
+        new = replace(old, state=RunState.PENDING, message=waiting_for_old_job.message)
         return _recorded(run, old, new, result)
     if job is not None and _terminating(job):
         return _recorded(run, old, replace(old, message=waiting_for_old_job.message), result)
@@ -413,7 +414,7 @@ def _follow(
         if old.job:
             new = replace(
                 old,
-                state="Failed",
+                state=RunState.FAILED,
                 completion_time=status_mod.timestamp(observed.now),
                 message=f"its Job {old.job} was deleted before the run finished; rerun it "
                 f"with the annotation {constants.ANNOTATION_RERUN}=failed",
@@ -438,7 +439,7 @@ def _follow(
         metrics=outcome.metrics,
         message=outcome.message,
         progress=_progress(old, observed.progress.get(run.name))
-        if outcome.state == "Running"
+        if outcome.state == RunState.RUNNING
         else None,
     )
     if new.final:
@@ -472,7 +473,7 @@ def _reused(run: DesiredRun, source: Mapping[str, Any]) -> Record:
     found = records.from_status(source.get("status"))
     meta = source["metadata"]
     return Record(
-        state="Reused",
+        state=RunState.REUSED,
         start_time=found.start_time,
         completion_time=found.completion_time,
         metrics=found.metrics,

@@ -47,6 +47,7 @@ from eval_operator import (
     taskconfigs,
 )
 from eval_operator import status as status_mod
+from eval_operator.statustypes import Phase, RunState
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +465,7 @@ def _report_invalid(
         _event(api, observed.evaltask, "Warning", reason, message)
     for type_, why, said in announce.events:
         _event(api, observed.evaltask, type_, why, said)
-    return Outcome(phase="Failed", status_written=written, invalid=True, status=new_status)
+    return Outcome(phase=Phase.FAILED, status_written=written, invalid=True, status=new_status)
 
 
 def _ensure_auth_secret(
@@ -535,7 +536,7 @@ def _reusable(
                 str(run_spec.get("fingerprint")),
             )
             state = (other.get("status") or {}).get("state")
-            if key in needed and state == "Succeeded" and key not in found:
+            if key in needed and state == RunState.SUCCEEDED and key not in found:
                 found[key] = other
     return found
 
@@ -794,7 +795,7 @@ def _act(
                     run.name,
                     replace(
                         views[run.name].record,
-                        state="Failed",
+                        state=RunState.FAILED,
                         completion_time=stamp,
                         message=f"the API server refused the Job{why}: {e.message}",
                     ),
@@ -929,12 +930,16 @@ def _note_transition(
     if not new.final or (old is not None and old.state == new.state):
         return
     where = f"{view.run.model.name}/{view.run.task.name}"
-    if new.state == "Failed":
+    if new.state == RunState.FAILED:
         announce.add("Warning", conditions.RUN_FAILED, f"{where} failed: {new.message}")
-    elif new.state == "Succeeded":
+    elif new.state == RunState.SUCCEEDED:
         shown = ", ".join(f"{k}={v:g}" for k, v in new.metrics[:20])
         announce.add("Normal", conditions.RUN_SUCCEEDED, f"{where} succeeded: {shown}")
-    if new.state in ("Succeeded", "Failed") and new.start_time and new.completion_time:
+    if (
+        new.state in (RunState.SUCCEEDED, RunState.FAILED)
+        and new.start_time
+        and new.completion_time
+    ):
         seconds = (_parse_time(new.completion_time) - _parse_time(new.start_time)).total_seconds()
         outcome.finished.append((view.run.task.name, seconds))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from eval_operator import constants, naming, spec, statustypes
+from eval_operator.statustypes import RunState
 
 Metrics = tuple[tuple[str, float], ...]
 FINAL_STATES: Final = statustypes.TERMINAL_STATES
@@ -26,7 +27,7 @@ JOB_REFUSED: Final = "the API server refuses its Job"
 
 @dataclass(frozen=True)
 class Record:
-    state: str = "Pending"  # a statustypes.RunState
+    state: RunState = RunState.PENDING
     job: str = ""
     attempts: int = 0
     start_time: str | None = None
@@ -92,7 +93,7 @@ def refused_record(new: Record, words: str, now: str) -> Record:
     score, progress, the message). A run whose record cannot be written can never show
     its result; failing it ends its chain's wait instead of wedging it."""
     return Record(
-        state="Failed",
+        state=RunState.FAILED,
         job=new.job,
         attempts=new.attempts,
         start_time=new.start_time,
@@ -110,7 +111,7 @@ def from_status(status: Mapping[str, Any] | None) -> Record:
         (str(m.get("name", "")), float(m.get("value", 0.0))) for m in status.get("metrics") or []
     )
     return Record(
-        state=str(status.get("state") or "Pending"),
+        state=RunState(status.get("state") or RunState.PENDING),
         job=str(status.get("job") or ""),
         attempts=int(status.get("attempts") or 0),
         start_time=status.get("startTime"),

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eval_operator.statustypes import SCORED_STATES, RunState
+
 
 @dataclass(frozen=True)
 class Run:
@@ -41,7 +43,7 @@ def runs_of(evaltask: Mapping[str, Any], evalruns: Sequence[Mapping[str, Any]]) 
             Run(
                 model=key[0],
                 task=key[1],
-                state=str(status.get("state") or entry.get("state") or "Pending"),
+                state=str(status.get("state") or entry.get("state") or RunState.PENDING),
                 score=status.get("score", entry.get("score")),
                 metrics=tuple(
                     (str(m["name"]), float(m["value"])) for m in status.get("metrics") or []
@@ -61,7 +63,7 @@ def _cell(run: Run | None) -> str:
     """A run in a models x tasks table: its score once it has one, else its state."""
     if run is None:
         return ""
-    return _score(run.score) if run.state in ("Succeeded", "Reused") else run.state
+    return _score(run.score) if run.state in SCORED_STATES else run.state
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

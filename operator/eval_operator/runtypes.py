@@ -83,7 +83,7 @@ class EvalRunStatus(_Model):
     """The run's state and result."""
 
     state: RunState = Field(
-        default="Pending", description="Pending, Running, Succeeded, Failed or Reused."
+        default=RunState.PENDING, description="Pending, Running, Succeeded, Failed or Reused."
     )
     job: str = Field(default="", max_length=63, description="The run's Job.")
     attempts: int = Field(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from eval_operator import conditions, records, spec, statustypes
+from eval_operator.statustypes import Phase, RunState
 
 
 def timestamp(now: datetime) -> str:
@@ -95,7 +96,7 @@ def leaderboard(
     for model in evalspec.models:
         pairs: list[tuple[float, float]] = []
         for run in entries:
-            if run["model"] != model.name or run["state"] not in ("Succeeded", "Reused"):
+            if run["model"] != model.name or run["state"] not in statustypes.SCORED_STATES:
                 continue
             task = tasks.get(run["task"])
             if task is None or run.get("score") is None:
@@ -142,20 +143,20 @@ def summarize(
     entries = [records.entry(v.run.model.name, v.run.task.name, v.record) for v in views]
     states = [e["state"] for e in entries]
     total = len(entries)
-    failed = states.count("Failed")
-    succeeded = states.count("Succeeded") + states.count("Reused")
+    failed = states.count(RunState.FAILED)
+    succeeded = states.count(RunState.SUCCEEDED) + states.count(RunState.REUSED)
     completed = failed + succeeded
     started = [v.record.start_time for v in views if v.record.start_time]
     done = completed == total
 
     if done:
-        phase = "Failed" if failed else "Succeeded"
+        phase = Phase.FAILED if failed else Phase.SUCCEEDED
     elif evalspec.suspend:
-        phase = "Suspended"
+        phase = Phase.SUSPENDED
     elif started or completed:
-        phase = "Running"
+        phase = Phase.RUNNING
     else:
-        phase = "Pending"
+        phase = Phase.PENDING
 
     blocker = wait or _job_refusals(views)
     conds = previous.get("conditions") or []
@@ -183,7 +184,7 @@ def summarize(
         progressing = (False, conditions.ALL_RUNS_FINISHED, f"all {total} runs finished")
     elif evalspec.suspend:
         progressing = (False, conditions.SUSPENDED, "spec.suspend is true: no new Jobs start")
-    elif "Running" in states:
+    elif RunState.RUNNING in states:
         progressing = (
             True,
             conditions.RUNS_IN_PROGRESS,
@@ -206,7 +207,7 @@ def summarize(
             + (f" ({records.bounded(waiting, 512)})" if waiting else ""),
         )
     conds = conditions.set_condition(conds, conditions.PROGRESSING, *progressing, generation, stamp)
-    failed_runs = [f"{e['model']}/{e['task']}" for e in entries if e["state"] == "Failed"]
+    failed_runs = [f"{e['model']}/{e['task']}" for e in entries if e["state"] == RunState.FAILED]
     if done and failed_runs:
         complete = (
             True,
@@ -379,7 +380,7 @@ def invalid(
     return {
         **{k: v for k, v in previous.items() if k not in ("conditions", "completionTime")},
         "observedGeneration": generation,
-        "phase": "Failed",
+        "phase": Phase.FAILED,
         "conditions": conds,
     }
 

@@ -9,14 +9,36 @@ models, so the schema and the code cannot drift apart.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
-RunState = Literal["Pending", "Running", "Succeeded", "Failed", "Reused"]
-TERMINAL_STATES: Final = frozenset({"Succeeded", "Failed", "Reused"})
+
+class RunState(StrEnum):
+    """A run's state: its EvalRun's status.state and its entry in the EvalTask's status."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REUSED = "Reused"  # another EvalTask's Succeeded result of the same run (spec.reuse)
+
+
+class Phase(StrEnum):
+    """An EvalTask's status.phase."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+TERMINAL_STATES: Final = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.REUSED})
+# Runs that have a result to score: Succeeded here or, reused, in another EvalTask.
+SCORED_STATES: Final = frozenset({RunState.SUCCEEDED, RunState.REUSED})
 # Messages the operator writes are cut to this many characters (objects stay bounded).
 MAX_MESSAGE: Final = 2048
 
@@ -59,7 +81,7 @@ class EvalTaskStatus(_StatusModel):
 
     observed_generation: int = Field(default=0, description="The generation last reconciled.")
     phase: Phase = Field(
-        default="Pending", description="Pending, Running, Succeeded, Failed or Suspended."
+        default=Phase.PENDING, description="Pending, Running, Succeeded, Failed or Suspended."
     )
     progress: str = Field(default="0/0", description="completed/total.")
     total: int = Field(default=0, description="Runs: models x tasks.")
