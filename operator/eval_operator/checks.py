@@ -20,13 +20,15 @@ from eval_operator import conditions, constants, kube, manifests, parallel, reco
 
 
 def check_references(
-    api: kube.Api, namespace: str, evalspec: spec.EvalTaskSpec, secret_values: list[str]
-) -> list[spec.SpecProblem]:
+    api: kube.Api, namespace: str, evalspec: spec.EvalTaskSpec
+) -> tuple[list[spec.SpecProblem], list[str]]:
     """Referenced Secrets and ConfigMaps (and their keys) must exist; optional ones may not.
 
-    Values of auth Secrets are appended to `secret_values`, so messages can be redacted.
+    Returns the problems, and the values of the Secrets the runs read (auth, env, mounts),
+    so that what the operator writes can be redacted of them.
     """
     problems: list[spec.SpecProblem] = []
+    secret_values: list[str] = []
     cache: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     def read(kind: str, name: str) -> dict[str, Any] | None:
@@ -104,7 +106,7 @@ def check_references(
                     str(src.config_map.get("name", "")),
                     None,
                 )
-    return problems
+    return problems, secret_values
 
 
 def _decode(data: str) -> str:

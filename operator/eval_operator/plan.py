@@ -312,7 +312,14 @@ def plan(
     for run in desired:
         evalrun: Mapping[str, Any] | None = runs.get(run.name)
         job: Mapping[str, Any] | None = jobs.get(run.name)
-        view = _follow(run, evalrun, job, pods, observed, start_timeout, template, result)
+        followed = _follow(run, evalrun, job, pods, observed, start_timeout, template)
+        view = followed.view
+        if followed.write is not None:
+            result.record[run.name] = followed.write
+        if followed.delete_job:
+            result.delete_jobs.append(run.name)
+        if followed.suspend is not None:
+            (result.suspend if followed.suspend else result.unsuspend).append(run.name)
         if view.exists and _reruns(rerun, view.record):
             result.delete_runs.append(run.name)
             if job is not None and not _terminating(job):
@@ -374,6 +381,16 @@ def _busy(view: RunView, job: Mapping[str, Any] | None) -> bool:
     return False
 
 
+@dataclass
+class Followed:
+    """What following one run found: its view, and what it asks of the pass."""
+
+    view: RunView
+    write: Record | None = None  # its record, where it changed
+    delete_job: bool = False
+    suspend: bool | None = None  # its Job to be suspended (True) or resumed (False)
+
+
 def _follow(
     run: DesiredRun,
     evalrun: Mapping[str, Any] | None,
@@ -382,34 +399,29 @@ def _follow(
     observed: Observed,
     start_timeout: float,
     template: str,
-    result: Plan,
-) -> RunView:
+) -> Followed:
     """One run's record, from its EvalRun and (while unfinished) its Job."""
     waiting_for_old_job = Record(message="waiting for its previous Job to be deleted")
     if evalrun is None or _terminating(evalrun):
         if job is not None:
             # A Job without a live EvalRun is left from a deleted one: it goes first.
-            if not _terminating(job):
-                result.delete_jobs.append(run.name)
-            return RunView(run, waiting_for_old_job, exists=False)
+            view = RunView(run, waiting_for_old_job, exists=False)
+            return Followed(view, delete_job=not _terminating(job))
         message = "waiting for its previous record to be deleted" if evalrun is not None else ""
-        return RunView(run, Record(message=message), exists=False)
+        return Followed(RunView(run, Record(message=message), exists=False))
 
     old = records.from_status(evalrun.get("status"))
     if old.final:
         rescored = old.with_score(run.task) if old.state != RunState.FAILED else old
-        if rescored != old:
-            result.record[run.name] = rescored  # primaryMetric changed: nothing reruns
-        return RunView(run, rescored, exists=True)
+        # A changed primaryMetric rescores the record: nothing reruns.
+        return Followed(RunView(run, rescored, exists=True), _changed(old, rescored))
 
     uid = str(evalrun["metadata"].get("uid", ""))
     if job is not None and (records.owner_uid(job, constants.RUN_KIND) != uid):
-        if not _terminating(job):
-            result.delete_jobs.append(run.name)
         new = replace(old, state=RunState.PENDING, message=waiting_for_old_job.message)
-        return _recorded(run, old, new, result)
+        return _recorded(run, old, new, delete_job=not _terminating(job))
     if job is not None and _terminating(job):
-        return _recorded(run, old, replace(old, message=waiting_for_old_job.message), result)
+        return _recorded(run, old, replace(old, message=waiting_for_old_job.message))
     if job is None:
         if old.job:
             new = replace(
@@ -419,8 +431,8 @@ def _follow(
                 message=f"its Job {old.job} was deleted before the run finished; rerun it "
                 f"with the annotation {constants.ANNOTATION_RERUN}=failed",
             )
-            return _recorded(run, old, new, result)
-        return RunView(run, old, exists=True)
+            return _recorded(run, old, new)
+        return Followed(RunView(run, old, exists=True))
 
     outcome = jobstate.describe(
         job,
@@ -442,31 +454,39 @@ def _follow(
         if outcome.state == RunState.RUNNING
         else None,
     )
+    delete_job, suspend = False, None
     if new.final:
         new = replace(
             new, completion_time=new.completion_time or status_mod.timestamp(observed.now)
         )
         new = new.with_score(run.task)
-        if outcome.start_failed:
-            result.delete_jobs.append(run.name)  # stop its retries: the record is final
+        delete_job = outcome.start_failed  # stop its retries: the record is final
     elif not jobstate.is_finished(job):
-        _plan_suspension(observed, job, result)
+        suspend = _suspension(observed, job)
         annotations = job["metadata"].get("annotations") or {}
         made_with = annotations.get(constants.ANNOTATION_TEMPLATE_HASH)
         stale = made_with is not None and made_with != template
         if stale and not outcome.started:
-            result.delete_jobs.append(run.name)
+            delete_job = True
             new = replace(new, job="", message="replacing its Job: spec.template changed")
-    view = _recorded(run, old, new, result)
-    view.waiting_for_model = outcome.probing_for
-    view.recheck_after = outcome.recheck_after
-    return view
+    followed = _recorded(run, old, new, delete_job=delete_job, suspend=suspend)
+    followed.view.waiting_for_model = outcome.probing_for
+    followed.view.recheck_after = outcome.recheck_after
+    return followed
 
 
-def _recorded(run: DesiredRun, old: Record, new: Record, result: Plan) -> RunView:
-    if new != old:
-        result.record[run.name] = new
-    return RunView(run, new, exists=True)
+def _changed(old: Record, new: Record) -> Record | None:
+    return new if new != old else None
+
+
+def _recorded(
+    run: DesiredRun,
+    old: Record,
+    new: Record,
+    delete_job: bool = False,
+    suspend: bool | None = None,
+) -> Followed:
+    return Followed(RunView(run, new, exists=True), _changed(old, new), delete_job, suspend)
 
 
 def _reused(run: DesiredRun, source: Mapping[str, Any]) -> Record:
@@ -494,17 +514,19 @@ def _progress(old: Record, read: Mapping[str, Any] | None) -> Mapping[str, Any] 
     return read
 
 
-def _plan_suspension(observed: Observed, job: Mapping[str, Any], result: Plan) -> None:
-    """Suspend our running Jobs for spec.suspend; resume only the ones we suspended."""
+def _suspension(observed: Observed, job: Mapping[str, Any]) -> bool | None:
+    """Suspend our running Jobs for spec.suspend (True); resume only the ones we suspended
+    (False); None: leave the Job as it is."""
     wants = bool((observed.evaltask.get("spec") or {}).get("suspend"))
     suspended = bool(job.get("spec", {}).get("suspend"))
     ours = (job["metadata"].get("annotations") or {}).get(
         constants.ANNOTATION_SUSPENDED_BY_OPERATOR
     ) == "true"
     if wants and not suspended:
-        result.suspend.append(job["metadata"]["name"])
-    elif not wants and suspended and ours:
-        result.unsuspend.append(job["metadata"]["name"])
+        return True
+    if not wants and suspended and ours:
+        return False
+    return None
 
 
 def _plan_job_creates(

@@ -186,7 +186,7 @@ def reconcile(
     running = _running_tasks(observed) if config.progress is not None else []
     observed = replace(observed, progress=_read_progress(api, observed, config.progress, running))
     owner = records.Owner(constants.KIND, name, namespace, uid)
-    secrets: list[str] = []
+    secrets: list[str] = []  # values read from the Secrets the runs use: redacted
     wait: status_mod.Wait | None = None
     try:
         written = spec.parse_spec(body.get("spec"))
@@ -203,8 +203,8 @@ def reconcile(
                 for r in desired
                 if r.source is not None
             }
-            wait = _check_cluster(
-                api, owner, evalspec, config, observed, secrets, writers, versions
+            wait, secrets = _check_cluster(
+                api, owner, evalspec, config, observed, writers, versions
             )
     except spec.SpecInvalid as e:
         return _report_invalid(api, observed, e.problems)
@@ -336,38 +336,40 @@ def _check_cluster(
     evalspec: spec.EvalTaskSpec,
     config: Config,
     observed: plan.Observed,
-    secrets: list[str],
     pool: Executor | None,
     versions: set[checks.ConfigVersion],
-) -> status_mod.Wait | None:
+) -> tuple[status_mod.Wait | None, list[str]]:
     """What the cluster must change before the runs still to start can: a referenced
-    Secret or ConfigMap to be created, admission to accept their Jobs. None: nothing.
+    Secret or ConfigMap to be created, admission to accept their Jobs (None: nothing);
+    and the values of the Secrets the runs read.
 
     Raises SpecInvalid for what only an edit fixes: the API server finds the Jobs invalid
     or too large (or, of a task with a configRef, a fix of its config). The dry-run is made
     whether or not the references exist (it never reads them), so the spec's verdict does
     not wait for a Secret. `versions`: the configs the spec's tasks were resolved from.
     """
-    missing = checks.check_references(api, owner.namespace, evalspec, secrets)
+    missing, secrets = checks.check_references(api, owner.namespace, evalspec)
     problems = _dry_run_once(api, owner, evalspec, config, observed, pool, versions)
     invalid = [p for p in problems if p.reason != conditions.JOB_REFUSED]
     if invalid:
         raise spec.SpecInvalid(invalid)
     if missing:
         # No bound: API.md has such runs wait until the object exists (again).
-        return status_mod.Wait(
+        wait = status_mod.Wait(
             missing[0].reason,
             "; ".join(str(p) for p in missing) + "; the runs still to start wait until it exists",
             checked=not problems,
         )
+        return wait, secrets
     if problems:
-        return status_mod.Wait(
+        wait = status_mod.Wait(
             conditions.JOB_REFUSED,
             "; ".join(str(p) for p in problems) + "; the runs still to start wait, tried "
             f"again with backoff, for at most the start timeout of {config.start_timeout:g}s",
             checked=False,
         )
-    return None
+        return wait, secrets
+    return None, secrets
 
 
 def _waited(observed: plan.Observed, reason: str) -> float:

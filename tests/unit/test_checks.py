@@ -54,3 +54,78 @@ from eval_operator import checks
 )
 def test_spec_field_for(job_field, spec_field):
     assert checks.spec_field_for(job_field, 1, 3) == spec_field
+
+
+def references_spec(**task):
+    """One model authenticated by Secret `key`, one task with `task`'s fields."""
+    from eval_operator import spec
+
+    return spec.parse_spec(
+        {
+            "models": [
+                {
+                    "name": "m1",
+                    "url": "http://m1/v1/chat/completions",
+                    "auth": {"secretRef": {"name": "key", "key": "token"}},
+                }
+            ],
+            "tasks": [{"name": "t1", "image": "evals/t1", **task}],
+        }
+    )
+
+
+ENV_SECRET = {"name": "API", "valueFrom": {"secretKeyRef": {"name": "env", "key": "api"}}}
+ENV_OPTIONAL = {
+    "name": "OPT",
+    "valueFrom": {"secretKeyRef": {"name": "absent", "key": "x", "optional": True}},
+}
+MOUNT = {"name": "creds", "mountPath": "/creds", "source": {"secret": {"secretName": "files"}}}
+
+
+@pytest.mark.parametrize(
+    ("task", "secrets", "problems", "values"),
+    [
+        pytest.param(
+            {}, {"key": {"token": "Bearer a"}}, [], ["Bearer a"], id="the auth secret's value"
+        ),
+        pytest.param(
+            {},
+            {},
+            [("spec.models[0].auth.secretRef", "SecretNotFound")],
+            [],
+            id="a missing auth secret",
+        ),
+        pytest.param(
+            {},
+            {"key": {"other": "x"}},
+            [("spec.models[0].auth.secretRef", "SecretKeyNotFound")],
+            [],
+            id="a missing key",
+        ),
+        pytest.param(
+            {"env": [ENV_SECRET, ENV_OPTIONAL]},
+            {"key": {"token": "Bearer a"}, "env": {"api": "sk-env"}},
+            [],
+            ["Bearer a", "sk-env"],
+            id="an env secret is read too, an optional missing one is no problem",
+        ),
+        pytest.param(
+            {"mounts": [MOUNT]},
+            {"key": {"token": "Bearer a"}, "files": {"a": "one", "b": "two"}},
+            [],
+            ["Bearer a", "one", "two"],
+            id="every value of a mounted secret",
+        ),
+    ],
+)
+def test_check_references_returns_the_problems_and_the_values_to_redact(
+    task, secrets, problems, values
+):
+    from tests.handler.fake_api import FakeApi
+
+    api = FakeApi()
+    for name, data in secrets.items():
+        api.add_secret(name, data)
+    found, read = checks.check_references(api, "ns", references_spec(**task))
+    assert [(p.field, p.reason) for p in found] == problems
+    assert sorted(read) == sorted(values)
