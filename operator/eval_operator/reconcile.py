@@ -1,9 +1,15 @@
-"""One reconcile pass for one EvalTask: observe, validate, plan, act, write status.
+"""One reconcile pass for one EvalTask: observe, decide, act, then write its status.
 
 Every kopf event calls this same function; it never depends on which event fired. It
 reads the EvalTask, its EvalRuns, Jobs and pods from the API server, or is given them as
 the watches show them (cache.py), so a restarted operator picks up exactly where the API
 says things are. All I/O goes through `kube.Api`.
+
+- observe (`look`): every read the pass decides on; a spec only an edit can fix ends the
+  pass here, said on the EvalTask.
+- decide (`decide`, pure): the plan (plan.py) and its writes as typed steps (steps.py).
+- act (executor.py): the steps, stage by stage; what the API server answers lands in the
+  runs' records, from which the status is summarized (status.py) and written.
 
 Order within a pass: records first (an EvalRun's status is the result's only copy once
 its pod may go), then deletions, then creations, then the EvalTask's status, and only
@@ -18,9 +24,8 @@ Anything else that stops a pass is the caller's to retry (handlers.py), and
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,6 +37,7 @@ from eval_operator import (
     checks,
     conditions,
     constants,
+    executor,
     jobstate,
     kube,
     manifests,
@@ -44,6 +50,7 @@ from eval_operator import (
     redaction,
     spec,
     statustypes,
+    steps,
     taskconfigs,
 )
 from eval_operator import status as status_mod
@@ -148,6 +155,33 @@ def behind(snapshot: cache.Snapshot) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Looked:
+    """What a pass reads before it decides: the EvalTask and all of its, as observed, and
+    what the cluster says of its spec."""
+
+    observed: plan.Observed
+    owner: records.Owner
+    evalspec: spec.EvalTaskSpec  # the configRef entries as resolved
+    desired: list[plan.DesiredRun]
+    # What the cluster must change before the runs still to start can (None: nothing).
+    wait: status_mod.Wait | None
+    secrets: list[str]  # every secret value known to this EvalTask: redacted from writes
+    literal: dict[str, str]  # the models' literal auth values, by model name
+    reusable: dict[plan.RunKey, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a pass does: the plan, and its writes as stages (steps.py)."""
+
+    the_plan: plan.Plan
+    stages: list[steps.Stage]
+    # Seconds the cluster has refused this EvalTask's Jobs (their dry-run or a create).
+    refused_for: float
+    events: list[executor.Event]  # said whatever the writes do
+
+
 def reconcile(
     api: kube.Api,
     namespace: str,
@@ -170,12 +204,10 @@ def reconcile(
     seen = snapshot or observe(api, namespace, name)
     if seen is None:
         return None
-    body = seen.evaltask
-    if body["metadata"].get("deletionTimestamp"):
+    if seen.evaltask["metadata"].get("deletionTimestamp"):
         return None  # owner references delete the EvalRuns, Jobs and pods
-    uid = body["metadata"]["uid"]
     observed = plan.Observed(
-        evaltask=body,
+        evaltask=seen.evaltask,
         runs=seen.runs,
         jobs=seen.jobs,
         pods=seen.pods,
@@ -185,34 +217,67 @@ def reconcile(
     # The pods whose task runs: their logs are read now or at the pass the requeue asks for.
     running = _running_tasks(observed) if config.progress is not None else []
     observed = replace(observed, progress=_read_progress(api, observed, config.progress, running))
+    try:
+        looked = look(api, observed, config, writers)
+    except spec.SpecInvalid as e:
+        return _report_invalid(api, observed, e.problems)
+    decision = decide(looked, config)
+    acted = executor.StepExecutor(
+        api,
+        looked.owner,
+        looked.evalspec,
+        decision.the_plan,
+        looked.observed,
+        looked.secrets,
+        config,
+        decision.refused_for,
+    ).run(decision.stages, writers)
+    return _report(api, looked, decision, acted, config, running, writers)
+
+
+def look(
+    api: kube.Api, observed: plan.Observed, config: Config, pool: Executor | None = None
+) -> Looked:
+    """The reads a pass decides on: the spec with its configs, its references and the
+    dry-run (while runs are still to start), the failed tasks' logs, reusable results.
+
+    Raises SpecInvalid for what only an edit fixes.
+    """
+    namespace, name, uid = observed.namespace, observed.name, observed.uid
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []  # values read from the Secrets the runs use: redacted
     wait: status_mod.Wait | None = None
-    try:
-        written = spec.parse_spec(body.get("spec"))
-        # Fingerprints hash the whole spec per run: computed once per pass.
-        desired = plan.desired_runs(written, name, _config_lookup(api, namespace), seen.runs)
-        # The configRef entries as resolved: what the checks and the leaderboard read.
-        evalspec = plan.resolved_spec(written, desired)
-        wait = _config_wait(written, desired)
-        if wait is None and plan.unfinished(desired, observed):
-            # References and the dry-run guard only runs still to start: a finished
-            # EvalTask stays finished when a Secret it used is deleted later.
-            versions = {
-                (r.source.kind, r.source.name, r.source.resource_version)
-                for r in desired
-                if r.source is not None
-            }
-            wait, secrets = _check_cluster(
-                api, owner, evalspec, config, observed, writers, versions
-            )
-    except spec.SpecInvalid as e:
-        return _report_invalid(api, observed, e.problems)
-    # Seconds the cluster has refused this EvalTask's Jobs (their dry-run or a create).
+    written = spec.parse_spec(observed.evaltask.get("spec"))
+    # Fingerprints hash the whole spec per run: computed once per pass.
+    desired = plan.desired_runs(written, name, _config_lookup(api, namespace), observed.runs)
+    # The configRef entries as resolved: what the checks and the leaderboard read.
+    evalspec = plan.resolved_spec(written, desired)
+    wait = _config_wait(written, desired)
+    if wait is None and plan.unfinished(desired, observed):
+        # References and the dry-run guard only runs still to start: a finished
+        # EvalTask stays finished when a Secret it used is deleted later.
+        versions = {
+            (r.source.kind, r.source.name, r.source.resource_version)
+            for r in desired
+            if r.source is not None
+        }
+        wait, secrets = _check_cluster(api, owner, evalspec, config, observed, pool, versions)
+    literal = manifests.literal_auth_values(evalspec)
+    # And the values its Secrets had before: a run recorded after a rotation may have
+    # printed the old one.
+    secrets = redaction.MEMORY.remember(uid, [*secrets, *literal.values()])
+    observed = replace(observed, task_logs=_failed_task_logs(api, observed, secrets))
+    reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
+    return Looked(observed, owner, evalspec, desired, wait, secrets, literal, reusable)
+
+
+def decide(looked: Looked, config: Config) -> Decision:
+    """What the pass is to do, from what it read (pure)."""
+    observed, wait = looked.observed, looked.wait
+    refused_for = _waited(observed, conditions.JOB_REFUSED)
     # Past the start timeout a refused dry-run blocks nothing: the creates are made, and
     # the runs whose Job is refused fail with the server's words (one refused as a
     # dry-run only, by a webhook without dry-run support, say, starts).
-    refused_for = _waited(observed, conditions.JOB_REFUSED)
     blocked = ""
     if wait is not None and not (
         wait.reason == conditions.JOB_REFUSED and refused_for >= config.start_timeout
@@ -220,58 +285,70 @@ def reconcile(
         blocked = "waiting: " + wait.message
     if wait is not None and wait.reason == conditions.CONFIG_NOT_FOUND:
         blocked = ""  # only the runs of the missing config wait (plan.DesiredRun.waiting)
-
-    outcome = Outcome()
-    announce = _Announce()
+    events: list[executor.Event] = []
     rerun = observed.annotations.get(constants.ANNOTATION_RERUN)
     if rerun is not None and rerun not in (constants.RERUN_FAILED, constants.RERUN_ALL):
-        announce.add(
-            "Warning",
-            conditions.UNKNOWN_RERUN,
-            f"{constants.ANNOTATION_RERUN}={rerun[:100]!r} is not "
-            f"{constants.RERUN_FAILED!r} or {constants.RERUN_ALL!r}; nothing was rerun",
+        events.append(
+            (
+                "Warning",
+                conditions.UNKNOWN_RERUN,
+                f"{constants.ANNOTATION_RERUN}={rerun[:100]!r} is not "
+                f"{constants.RERUN_FAILED!r} or {constants.RERUN_ALL!r}; nothing was rerun",
+            )
         )
-    literal = manifests.literal_auth_values(evalspec)
-    secrets += literal.values()
-    # And the values its Secrets had before: a run recorded after a rotation may have
-    # printed the old one.
-    secrets = redaction.MEMORY.remember(uid, secrets)
-    observed = replace(observed, task_logs=_failed_task_logs(api, observed, secrets))
-    _ensure_auth_secret(api, owner, literal, announce)
-    reusable = _reusable(api, namespace, uid, desired, observed) if evalspec.reuse else {}
     the_plan = plan.plan(
-        evalspec, observed, reusable, blocked, config.start_timeout, desired, config.job_ttl
-    )
-    refused = _act(
-        api,
-        owner,
-        evalspec,
-        the_plan,
-        config,
+        looked.evalspec,
         observed,
-        secrets,
-        outcome,
-        announce,
-        writers,
-        refused_for,
+        looked.reusable,
+        blocked,
+        config.start_timeout,
+        looked.desired,
+        config.job_ttl,
     )
-    # Only now: the request's deletions are made (removed before them, a crash or an API
-    # error in between lost it). Until it is gone nothing is created (plan.py), so a pass
-    # that sees it again finds no run that reran for it.
-    if rerun is not None:
-        api.patch_evaltask_annotations(namespace, name, {constants.ANNOTATION_RERUN: None})
+    # The rerun request goes only after its deletions (removed before them, a crash or an
+    # API error in between lost it). Until it is gone nothing is created (plan.py), so a
+    # pass that sees it again finds no run that reran for it.
+    stages = steps.steps_of(the_plan, looked.literal, rerun is not None)
+    return Decision(the_plan, stages, refused_for, events)
 
+
+def _report(
+    api: kube.Api,
+    looked: Looked,
+    decision: Decision,
+    acted: executor.Acted,
+    config: Config,
+    running: list[tuple[str, tuple[str, str]]],
+    writers: Executor | None,
+) -> Outcome:
+    """The EvalTask's status from the runs' records as the writes left them, then the
+    events that announce what was recorded (persist, then announce)."""
+    observed, secrets, the_plan = looked.observed, looked.secrets, decision.the_plan
+    announce = _Announce([*decision.events, *acted.events])
     new_status = status_mod.summarize(
-        evalspec, the_plan.views, observed.previous_status, observed.generation, now, refused, wait
+        looked.evalspec,
+        the_plan.views,
+        observed.previous_status,
+        observed.generation,
+        observed.now,
+        acted.refused,
+        looked.wait,
     )
     new_status = redact(new_status, secrets)
     _announce_refusal(observed.previous_status, new_status, announce)
     _announce_wait(observed, new_status, announce)
-    _announce_spec(observed, literal, announce)
-    outcome.phase = new_status["phase"]
-    outcome.status = new_status
-    outcome.runs = [(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views]
-    outcome.requeue_after = _requeue_after(the_plan, _recheck_after(new_status, now, config))
+    _announce_spec(observed, looked.literal, announce)
+    outcome = Outcome(
+        phase=new_status["phase"],
+        created=acted.created,
+        deleted=acted.deleted,
+        status=new_status,
+        runs=[(v.run.model.name, v.run.task.name, v.record) for v in the_plan.views],
+        finished=acted.finished,
+    )
+    outcome.requeue_after = _requeue_after(
+        the_plan, _recheck_after(new_status, observed.now, config)
+    )
     read = _next_progress_read(config.progress, running)
     if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
         # A pass only to read logs: what the watches show is enough for it.
@@ -470,47 +547,6 @@ def _report_invalid(
     return Outcome(phase=Phase.FAILED, status_written=written, invalid=True, status=new_status)
 
 
-def _ensure_auth_secret(
-    api: kube.Api, owner: records.Owner, values: dict[str, str], announce: _Announce
-) -> None:
-    """The Secret holding literal auth values: one key per such model, nothing else.
-
-    Only a Secret this EvalTask owns is ever changed: a same-named Secret of someone else
-    is left alone and said so, and the Jobs then fail to find their key.
-    """
-    if not values:
-        return
-    secret = manifests.build_auth_secret(owner, values)
-    name = secret["metadata"]["name"]
-    try:
-        current = api.read_secret(owner.namespace, name)
-    except kube.NotFound:
-        try:
-            api.create_secret(secret)
-        except kube.Refused as e:
-            # The runs of these models then wait for their key and fail at the start timeout.
-            log.warning("%s/%s: the auth Secret was refused: %s", owner.namespace, owner.name, e)
-            announce.add(
-                "Warning",
-                conditions.AUTH_SECRET_REFUSED,
-                records.bounded(f"the API server refused Secret {name!r}: {e.message}", 1000),
-            )
-        return
-    if records.owner_uid(current, constants.KIND) != owner.uid:
-        announce.add(
-            "Warning",
-            conditions.AUTH_SECRET_NOT_OWNED,
-            f"Secret {name!r} exists and is not owned by this EvalTask; literal auth values "
-            "were not written to it",
-        )
-        return
-    data = current.get("data") or {}
-    if data == secret["data"]:
-        return
-    patch = {**{k: None for k in data if k not in secret["data"]}, **secret["data"]}
-    api.patch_secret(owner.namespace, name, {"data": patch})
-
-
 def _reusable(
     api: kube.Api,
     namespace: str,
@@ -541,409 +577,6 @@ def _reusable(
             if key in needed and state == RunState.SUCCEEDED and key not in found:
                 found[key] = other
     return found
-
-
-def _act(
-    api: kube.Api,
-    owner: records.Owner,
-    evalspec: spec.EvalTaskSpec,
-    the_plan: plan.Plan,
-    config: Config,
-    observed: plan.Observed,
-    secrets: list[str],
-    outcome: Outcome,
-    announce: _Announce,
-    writers: Executor | None = None,
-    refused_for: float = 0.0,
-) -> dict[str, str]:
-    """Make the plan's writes; "model/task" -> why, for each run whose record the API
-    server refused so that nothing of it could be written (RecordsWritten says it).
-
-    `refused_for`: seconds the cluster has refused this EvalTask's Jobs already."""
-    existing = {str(r["metadata"]["name"]): r for r in observed.runs}
-    jobs = {str(j["metadata"]["name"]): j for j in observed.jobs}
-    views = {v.run.name: v for v in the_plan.views}
-    before = {n: records.from_status(r.get("status")) for n, r in existing.items()}
-    stamp = status_mod.timestamp(observed.now)
-    refused: dict[str, str] = {}
-    # Jobs of runs failed because their record was refused: nothing would record them.
-    stop: list[str] = []
-
-    def write_record(name: str, new: records.Record) -> tuple[str, records.Record] | None:
-        new = replace(new, message=redact(new.message, secrets))
-        try:
-            api.patch_evalrun_status(owner.namespace, name, records.status_patch(new))
-        except kube.Refused as e:
-            return record_refused(name, new, e)
-        views[name].record = new
-        return name, new
-
-    def record_refused(
-        name: str, new: records.Record, e: kube.Refused
-    ) -> tuple[str, records.Record] | None:
-        # Written again it is refused again: the run fails saying why, and the other runs'
-        # records and Jobs go on. Only a refusal of that too leaves it unrecorded (RBAC,
-        # say), to be tried again each pass until an admin fixes it.
-        view = views[name]
-        where = f"{view.run.model.name}/{view.run.task.name}"
-        words = records.bounded(redact(e.message, secrets), 500)
-        log.warning("%s: the record of EvalRun %s was refused: %s", owner.namespace, name, words)
-        fallback = records.refused_record(new, words, stamp)
-        try:
-            api.patch_evalrun_status(owner.namespace, name, records.status_patch(fallback))
-        except kube.Refused as again:
-            log.warning("%s: EvalRun %s stays unrecorded: %s", owner.namespace, name, again)
-            refused[where] = words
-            view.record = before.get(name, records.Record())  # what the API server holds
-            return None
-        # Not in `refused`: the record itself says it now, in this pass and the next ones.
-        job = jobs.get(name)
-        if not new.final and job is not None and not jobstate.is_finished(job):
-            stop.append(name)
-        view.record = fallback
-        return name, fallback
-
-    def wait(name: str, message: str) -> tuple[str, records.Record] | None:
-        """The run waits, saying why in its record (written only when that changes)."""
-        new = replace(views[name].record, message=message)
-        if new == before.get(name):
-            views[name].record = new
-            return None
-        return write_record(name, new)
-
-    def note(written: Iterable[tuple[str, records.Record] | None]) -> None:
-        # In the plan's order, whichever write finished first: events stay in order.
-        for item in written:
-            if item is not None:
-                _note_transition(views[item[0]], before.get(item[0]), item[1], outcome, announce)
-
-    # Records first: they are the only copy of a result once its pod may go.
-    created_now = {r.name for r in the_plan.create_runs}
-    note(
-        parallel.each(
-            writers,
-            [
-                partial(write_record, name, new)
-                for name, new in the_plan.record.items()
-                if name not in created_now
-            ],
-        )
-    )
-    # EvalRuns, then Jobs: a refused deletion of a record leaves its Job alone.
-    parallel.each(
-        writers,
-        [partial(_delete, api.delete_evalrun, owner.namespace, n) for n in the_plan.delete_runs],
-    )
-    # A stopped Job's chain was busy in this plan: no Job of it is created in this pass.
-    deletes = the_plan.delete_jobs + [n for n in stop if n not in the_plan.delete_jobs]
-    parallel.each(
-        writers,
-        [partial(_delete, api.delete_job, owner.namespace, n) for n in deletes],
-    )
-    outcome.deleted += deletes
-    parallel.each(
-        writers,
-        [partial(_set_suspended, api, owner.namespace, n, True) for n in the_plan.suspend]
-        + [partial(_set_suspended, api, owner.namespace, n, False) for n in the_plan.unsuspend],
-    )
-    # Only Jobs whose run's result is recorded now (its record written above): until then
-    # the pod holds the only copy of the result, and the TTL would delete it with the Job.
-    parallel.each(
-        writers,
-        [
-            partial(_expire, api, jobs[n], config.job_ttl)
-            for n in the_plan.expire_jobs
-            if views[n].record.final and n not in deletes
-        ],
-    )
-
-    uids = {n: str(r["metadata"].get("uid", "")) for n, r in existing.items()}
-
-    def create_run(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
-        body = records.build_evalrun(
-            owner, run.name, run.model.name, run.task.name, run.fingerprint, run.resolved()
-        )
-        try:
-            uids[run.name] = str(api.create_evalrun(body)["metadata"]["uid"])
-        except kube.Conflict:
-            run_name_taken(run)
-            return None
-        except kube.Refused as e:
-            log.warning("%s: EvalRun %s refused: %s", owner.namespace, run.name, e)
-            views[run.name].record = records.Record(
-                message=records.bounded(f"the API server refused its EvalRun: {e.message}")
-            )
-            return None
-        if run.name in the_plan.record:
-            return write_record(run.name, the_plan.record[run.name])
-        return None
-
-    def taken(what: str, whose: str, name: str, found: Mapping[str, Any]) -> str:
-        """Why a run cannot start: its name is held by someone else's object (said, and
-        logged, the same way for its EvalRun and its Job)."""
-        kind = what.split()[-1]
-        message = (
-            f"cannot create its {kind}: the name {name!r} is taken by {what} that is not "
-            f"{whose} ({records.holder(found)})"
-        )
-        log.warning("%s: %s", owner.namespace, message)
-        return message
-
-    def run_name_taken(run: plan.DesiredRun) -> None:
-        """A 409: the EvalRun's name is held. Ours (an earlier pass made it, the watch has
-        not shown it yet): taken as it is. Left by a former EvalTask of this name (after
-        `kubectl delete --cascade=orphan` and a new apply): adopted when its record is
-        final, else replaced. Someone else's: the run waits, saying whose it is."""
-        view = views[run.name]
-        try:
-            found = api.get_evalrun(owner.namespace, run.name)
-        except kube.NotFound:
-            return None  # deleted since: the next pass creates it
-        except kube.Refused as e:
-            view.record = records.Record(
-                message=records.bounded(
-                    f"cannot create its EvalRun: the name {run.name!r} is taken, and the "
-                    f"operator may not read it: {e.message}"
-                )
-            )
-            return None
-        held = records.claim(found, owner, owner.name)
-        record = records.from_status(found.get("status"))
-        if held == "ours":
-            uids[run.name] = str(found["metadata"]["uid"])
-            view.record = record
-            return None
-        if held == "foreign":
-            message = taken("an EvalRun", "this EvalTask's", run.name, found)
-            view.record = records.Record(message=message)
-            return None
-        # Adopted only when nothing of it is live: a final record is the whole result
-        # (its Job and pods are evidence only, runtypes.py), made by this operator for
-        # the same run (fingerprint), controlled by no one, so that no garbage collector
-        # is about to delete it; as a Job controller adopts orphaned pods. Anything else
-        # is replaced: an unfinished record's Job and pods carry the former EvalTask's
-        # uid, which the operator would have to take over too, and an object controlled
-        # by the former EvalTask is the garbage collector's to delete anyway.
-        same_run = (found.get("spec") or {}).get("fingerprint") == run.fingerprint
-        if record.final and same_run and records.controller(found) is None:
-            return adopt(run, found, record)
-        try:
-            _delete(api.delete_evalrun, owner.namespace, run.name)
-        except kube.Refused as e:
-            message = f"cannot replace the EvalRun of an earlier EvalTask of this name: {e.message}"
-        else:
-            message = "replacing the EvalRun left by an earlier EvalTask of this name"
-        log.info("%s: EvalRun %s: %s", owner.namespace, run.name, message)
-        view.record = records.Record(message=records.bounded(message))
-        return None
-
-    def adopt(run: plan.DesiredRun, found: Mapping[str, Any], record: records.Record) -> None:
-        meta = found["metadata"]
-        others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
-        patch = {
-            "metadata": {
-                # The optimistic lock: changed since it was read, it is looked at again.
-                "resourceVersion": meta.get("resourceVersion"),
-                "labels": {constants.LABEL_EVALTASK_UID: owner.uid},
-                "ownerReferences": [*others, owner.reference()],
-            }
-        }
-        try:
-            api.patch_evalrun(owner.namespace, run.name, patch)
-        except (kube.Conflict, kube.NotFound):
-            return None  # changed or gone since it was read: the next pass looks again
-        except kube.Refused as e:
-            log.warning("%s: cannot adopt EvalRun %s: %s", owner.namespace, run.name, e)
-            views[run.name].record = records.Record(
-                message=records.bounded(
-                    f"cannot adopt the EvalRun of an earlier EvalTask of this name: {e.message}"
-                )
-            )
-            return None
-        log.info("%s: adopted EvalRun %s (%s)", owner.namespace, run.name, record.state)
-        uids[run.name] = str(meta["uid"])
-        views[run.name].record = record
-        return None
-
-    def create_job(run: plan.DesiredRun) -> tuple[str, records.Record] | None:
-        run_owner = records.Owner(constants.RUN_KIND, run.name, owner.namespace, uids[run.name])
-        job = manifests.build_job(
-            owner,
-            run_owner,
-            evalspec,
-            run.model,
-            run.task,
-            config.runner_image,
-            config.default_timeout,
-        )
-        try:
-            api.create_job(job)
-        except kube.Conflict:
-            return job_name_taken(run, run_owner)
-        except kube.Refused as e:
-            # The dry-run accepted it, so the cluster changed under us. A quota that
-            # frees up, a webhook or RBAC fixed: the run waits (its record says why, the
-            # EvalTask's JobRefused wait counts from the first refusal), up to the start
-            # timeout. An invalid Job (422) or one too large waits in vain: it fails now.
-            log.warning("%s: Job %s refused: %s", owner.namespace, run.name, e)
-            timeout = config.start_timeout
-            if checks.permanent(e) or refused_for >= timeout:
-                why = (
-                    ""
-                    if checks.permanent(e)
-                    else f" for longer than the start timeout of {timeout:g}s"
-                )
-                return write_record(
-                    run.name,
-                    replace(
-                        views[run.name].record,
-                        state=RunState.FAILED,
-                        completion_time=stamp,
-                        message=f"the API server refused the Job{why}: {e.message}",
-                    ),
-                )
-            return wait(
-                run.name,
-                records.bounded(
-                    f"{records.JOB_REFUSED}: {e.status} {e.reason}: {e.message}; tried again "
-                    f"with backoff, for at most the start timeout of {timeout:g}s"
-                ),
-            )
-        made.add(run.name)
-        # Its wait is over: the status says so now, and the next pass records the Job.
-        views[run.name].record = replace(views[run.name].record, message="")
-        return None
-
-    def job_name_taken(
-        run: plan.DesiredRun, run_owner: records.Owner
-    ) -> tuple[str, records.Record] | None:
-        """A 409: the Job's name is held. Ours: made by an earlier pass. Left by a former
-        EvalRun of this name (its owner is gone, or it has none): deleted, and ours made
-        in a later pass; taking it over would record a result into a record that did not
-        start it, and a Job whose owner is gone is the garbage collector's to delete
-        anyway. Someone else's: the run waits, saying whose it is."""
-        try:
-            found = api.get_job(owner.namespace, run.name)
-        except kube.NotFound:
-            return None  # deleted since: the next pass creates it
-        except kube.Refused as e:
-            return wait(
-                run.name,
-                records.bounded(
-                    f"cannot create its Job: the name {run.name!r} is taken, and the operator "
-                    f"may not read it: {e.message}"
-                ),
-            )
-        held = records.claim(found, run_owner, owner.name)
-        if held == "ours":
-            return None
-        if held == "foreign":
-            return wait(run.name, taken("a Job", "this run's", run.name, found))
-        try:
-            _delete(api.delete_job, owner.namespace, run.name)
-        except kube.Refused as e:
-            return wait(
-                run.name,
-                records.bounded(
-                    f"cannot replace the Job left by an earlier EvalRun of this name: {e.message}"
-                ),
-            )
-        outcome.deleted.append(run.name)
-        return wait(run.name, "replacing the Job left by an earlier EvalRun of this name")
-
-    # The EvalRuns whose Jobs start now, those Jobs, then the other EvalRuns: a chain's
-    # first Job does not wait for the records of the runs that follow it.
-    starting = {r.name for r in the_plan.create_jobs}
-    note(
-        parallel.each(
-            writers,
-            [partial(create_run, r) for r in the_plan.create_runs if r.name in starting],
-        )
-    )
-    # A Job whose EvalRun could not be made in this pass waits for a later one; so does
-    # one whose EvalRun, adopted, has its result already.
-    made: set[str] = set()
-    note(
-        parallel.each(
-            writers,
-            [
-                partial(create_job, r)
-                for r in the_plan.create_jobs
-                if r.name in uids and not views[r.name].record.final
-            ],
-        )
-    )
-    # Neither an event nor a record per Job created: the pass that sees the Job records
-    # it (its EvalRun then names it); at 1,024 runs the events were a sixth of the
-    # operator's requests, the records another fifth.
-    outcome.created += [r.name for r in the_plan.create_jobs if r.name in made]
-    note(
-        parallel.each(
-            writers,
-            [partial(create_run, r) for r in the_plan.create_runs if r.name not in starting],
-        )
-    )
-    return refused
-
-
-def _delete(delete: Callable[[str, str], str], namespace: str, name: str) -> None:
-    with contextlib.suppress(kube.NotFound):  # already gone is what we wanted
-        delete(namespace, name)
-
-
-def _expire(api: kube.Api, job: Mapping[str, Any], ttl: int) -> None:
-    """Set a finished run's Job's ttlSecondsAfterFinished: the TTL controller deletes it
-    and its pods then. Only that Job (its uid, a merge patch's precondition), not one made
-    since under its name."""
-    meta = job["metadata"]
-    patch = {"metadata": {"uid": meta.get("uid")}, "spec": {"ttlSecondsAfterFinished": ttl}}
-    try:
-        api.patch_job(str(meta["namespace"]), str(meta["name"]), patch)
-    except (kube.NotFound, kube.Conflict):
-        pass  # gone, or replaced: nothing of it to expire
-    except kube.Refused as e:
-        # Housekeeping only: the Job stays (until its EvalTask goes), and the next pass
-        # tries again.
-        log.warning("%s: cannot set the TTL of Job %s: %s", meta["namespace"], meta["name"], e)
-
-
-def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> None:
-    api.patch_job(
-        namespace,
-        name,
-        {
-            "metadata": {
-                "annotations": {
-                    constants.ANNOTATION_SUSPENDED_BY_OPERATOR: "true" if suspend else None
-                }
-            },
-            "spec": {"suspend": suspend},
-        },
-    )
-
-
-def _note_transition(
-    view: plan.RunView,
-    old: records.Record | None,
-    new: records.Record,
-    outcome: Outcome,
-    announce: _Announce,
-) -> None:
-    if not new.final or (old is not None and old.state == new.state):
-        return
-    where = f"{view.run.model.name}/{view.run.task.name}"
-    if new.state == RunState.FAILED:
-        announce.add("Warning", conditions.RUN_FAILED, f"{where} failed: {new.message}")
-    elif new.state == RunState.SUCCEEDED:
-        shown = ", ".join(f"{k}={v:g}" for k, v in new.metrics[:20])
-        announce.add("Normal", conditions.RUN_SUCCEEDED, f"{where} succeeded: {shown}")
-    if (
-        new.state in (RunState.SUCCEEDED, RunState.FAILED)
-        and new.start_time
-        and new.completion_time
-    ):
-        seconds = (_parse_time(new.completion_time) - _parse_time(new.start_time)).total_seconds()
-        outcome.finished.append((view.run.task.name, seconds))
 
 
 def _announce_spec(
