@@ -162,15 +162,9 @@ class KubeApi:
         # unit tests never load the kubernetes package through us.
         self._client = client
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        text = self._call_text(method, path, body, query, content_type)
+    def _call(self, method: str, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """_call_text's answer, parsed: the API server answers JSON ({} for nothing)."""
+        text = self._call_text(method, path, *args, **kwargs)
         result: dict[str, Any] = json.loads(text) if text else {}
         return result
 

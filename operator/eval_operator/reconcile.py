@@ -426,7 +426,11 @@ def _check_cluster(
     not wait for a Secret. `versions`: the configs the spec's tasks were resolved from.
     """
     missing, secrets = checks.check_references(api, owner.namespace, evalspec)
-    problems = _dry_run_once(api, owner, evalspec, config, observed, pool, versions)
+    problems = _kept_verdict(observed, versions)
+    if problems is None:  # once per generation and set of config versions
+        image, timeout = config.runner_image, config.default_timeout
+        problems = checks.dry_run(api, owner, evalspec, image, timeout, pool)
+        checks.DRY_RUNS.note(observed.uid, observed.generation, versions)
     invalid = [p for p in problems if p.reason != conditions.JOB_REFUSED]
     if invalid:
         raise spec.SpecInvalid(invalid)
@@ -504,29 +508,20 @@ def _create_failures(
     return found
 
 
-def _dry_run_once(
-    api: kube.Api,
-    owner: records.Owner,
-    evalspec: spec.EvalTaskSpec,
-    config: Config,
-    observed: plan.Observed,
-    pool: Executor | None,
-    versions: set[checks.ConfigVersion],
-) -> list[spec.SpecProblem]:
-    """The server-side dry-run runs once per generation and set of config versions;
-    SpecValid records its verdict."""
+def _kept_verdict(
+    observed: plan.Observed, versions: set[checks.ConfigVersion]
+) -> list[spec.SpecProblem] | None:
+    """The server-side dry-run's verdict on this generation and these config versions, as
+    SpecValid records it; None: there is none, the dry-run is to be made."""
     cond = conditions.get(observed.previous_status.get("conditions") or [], conditions.SPEC_VALID)
-    kept = checks.DRY_RUNS.current(observed.uid, observed.generation, versions)
-    if kept and cond and cond.get("observedGeneration") == observed.generation:
+    if not checks.DRY_RUNS.current(observed.uid, observed.generation, versions):
+        return None
+    if cond and cond.get("observedGeneration") == observed.generation:
         if cond.get("status") == "True":
             return []
         if cond.get("reason") == conditions.JOB_REJECTED:
             return [spec.SpecProblem("", conditions.JOB_REJECTED, str(cond.get("message")))]
-    problems = checks.dry_run(
-        api, owner, evalspec, config.runner_image, config.default_timeout, pool
-    )
-    checks.DRY_RUNS.note(observed.uid, observed.generation, versions)
-    return problems
+    return None
 
 
 def _report_invalid(

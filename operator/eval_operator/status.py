@@ -169,7 +169,7 @@ def summarize(
             "exist or is no valid task (ReadyToStart says which); judged once it does",
         )
     elif wait is not None and not wait.checked:
-        # The cached verdict of the dry-run (reconcile._dry_run_once) is True or False:
+        # The cached verdict of the dry-run (reconcile._kept_verdict) is True or False:
         # Unknown has it made again.
         spec_valid = (
             None,
