@@ -236,11 +236,11 @@ def demo(timeout: float) -> int:
         with LocalCluster(state) as cluster:
             # Listening on the node's address, which exists once the node runs.
             models += [
-                MockModel(
+                MockModel.answering(
                     name,
                     answers,
                     accuracy,
-                    header_value="Bearer demo-token",
+                    token="Bearer demo-token",
                     port=port,
                     backlog=64,
                     host=realnode.pod_address_of_host(),

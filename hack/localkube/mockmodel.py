@@ -1,147 +1,394 @@
-"""A small OpenAI-compatible model service on 127.0.0.1, for tests and the demo.
+"""The one OpenAI-compatible model service of the tests, the demo and the benchmarks.
 
-It answers /v1/chat/completions (and the legacy /v1/completions) from an answer key:
-each question is answered right with the model's `accuracy`, decided by a hash of
-(model, question) so results are repeatable. It checks the auth header, counts requests
-and records when each one arrived, so tests can assert what the evaluation did.
+It answers POST /v1/chat/completions (and the legacy /v1/completions) with asyncio on a
+thread of its own (`with MockModel(...) as model:`), or as a process of its own for the
+benchmarks (`python -m localkube.mockmodel --delay 0.05`, which prints its port). It
+speaks HTTP/1.1 with keep-alive, as model servers do; GET gets a 405, which is still an
+answer (the probe's). Each request is answered by `behave(key, attempt) -> Reply`, where
+`key` is the sample's query (the last message's content, or the prompt) and `attempt`
+counts that key's requests from 1: an answer, a status with headers, a raw body, a delay,
+or a dropped connection.
+
+- `answer_key(name, answers, accuracy)`: answers right with probability `accuracy`,
+  decided by a hash of (model, question), so that results are repeatable (the demo).
+- `answer_from(answers)`: every question right.
+- None: the same short completion to every request, without reading it (benchmarks).
+
+It checks the auth header, and records what it saw: the requests (`arrivals`), the most in
+flight at once, the GETs' headers. GET /stats and GET /reset give and clear the counts of
+a service in another process.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import json
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
-class _Server(ThreadingHTTPServer):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        backlog: int | None,
-    ) -> None:
-        if backlog is not None:
-            self.request_queue_size = backlog  # read by listen() in server_activate
-        super().__init__(address, handler)
+@dataclass(frozen=True)
+class Reply:
+    text: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # the body as is, instead of a completion
+    delay: float = 0.0
+    drop: bool = False  # close the connection without an answer
+    usage: bool = True
+    message: dict[str, Any] | None = None  # the choice's message as is (tool calls, say)
+
+
+class Headers(dict[str, str]):
+    """A request's headers; names are looked up in any case, as HTTP has them."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+@dataclass(frozen=True)
+class Arrival:
+    key: str
+    attempt: int
+    at: float  # time.monotonic()
+    body: dict[str, Any]
+    headers: Headers
+    client_port: int
+
+
+Behave = Callable[[str, int], Reply]
+
+
+def answer_from(answers: Mapping[str, str]) -> Behave:
+    """A well-behaved service that knows the answer to every question."""
+    return lambda key, attempt: Reply(answers.get(key, "I do not know"))
+
+
+def answer_key(name: str, answers: Mapping[str, str], accuracy: float = 1.0) -> Behave:
+    """Right with probability `accuracy`, the same for the same (model, question)."""
+
+    def behave(key: str, attempt: int) -> Reply:
+        right = answers.get(key.strip(), "")
+        digest = hashlib.sha256(f"{name}\x00{key.strip()}".encode()).digest()
+        return Reply(right if right and digest[0] / 255 < accuracy else "I am not sure.")
+
+    return behave
+
+
+def _response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+    head += "Content-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return head.encode() + b"\r\n" + body
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed"}
+# The completion a service without `behave` sends to everyone: complete, as some clients
+# (the OpenAI SDK's models) validate every field.
+_FIXED = _response(
+    200,
+    json.dumps(
+        {
+            "id": "mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "mock",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "42"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        }
+    ).encode(),
+)
 
 
 class MockModel:
     def __init__(
         self,
-        name: str,
-        answers: Mapping[str, str],
-        accuracy: float = 1.0,
+        behave: Behave | None = None,
+        *,
+        name: str = "mock",
+        token: str | None = None,
         header_key: str = "Authorization",
-        header_value: str | None = None,
-        port: int = 0,
-        backlog: int | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
+        backlog: int = 1024,
         tls: tuple[str, str] | None = None,
+        idle_timeout: float | None = None,
+        delay: float = 0.0,
     ) -> None:
-        """`backlog`: the listen queue; the standard library's 5 resets connections when
-        more clients than that connect at once (the runner opens MAX_CONCURRENCY).
-        `host`: where it listens; pods on the real node reach the host at its node address.
-        `tls`: (certificate chain file, key file): it serves https."""
-        self.host = host
-        self.name = name
-        self.answers = dict(answers)
-        self.accuracy = accuracy
-        self.header_key = header_key
-        self.header_value = header_value
-        self.requests = 0
+        """`token`: the value `header_key` must have (else a 401). `host`: where it
+        listens; pods on the real node reach this machine at its node address. `tls`:
+        (certificate chain file, key file): it serves https. `idle_timeout`: close a
+        kept-alive connection idle this long, as model servers do. `delay`: seconds
+        before every answer (a Reply's own delay comes on top)."""
+        self.behave, self.name, self.token, self.header_key = behave, name, token, header_key
+        self.host, self.delay, self.idle_timeout = host, delay, idle_timeout
+        self.arrivals: list[Arrival] = []
+        self.attempts: Counter[str] = Counter()
+        self.gets: list[Headers] = []
+        self.requests = 0  # POSTs answered or refused
         self.unauthorized = 0
-        self.lock = threading.Lock()
-        self._server = _Server((host, port), self._handler(), backlog)
-        self.scheme = "http"
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.first = self.last = 0.0  # time.monotonic() of the first request, last answer
+        self.lock = threading.Lock()  # for readers on other threads
+        self.scheme = "https" if tls else "http"
+        self._ssl: ssl.SSLContext | None = None
         if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-            self.scheme = "https"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._ssl.load_cert_chain(*tls)
+        self._port, self._backlog = port, backlog
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    @classmethod
+    def answering(
+        cls, name: str, answers: Mapping[str, str], accuracy: float = 1.0, **options: Any
+    ) -> MockModel:
+        """A model named `name` that knows `answers` with `accuracy` (answer_key)."""
+        return cls(answer_key(name, answers, accuracy), name=name, **options)
+
+    def answer(self, key: str) -> str:
+        """What it answers to `key` (a pure `behave` answers the same every time)."""
+        return self.behave(key, 1).text if self.behave is not None else "42"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self._server.server_port}/v1/chat/completions"
+        return f"{self.base}/v1/chat/completions"
+
+    def times(self, key: str) -> list[float]:
+        return [a.at for a in self.arrivals if a.key == key]
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "first": self.first,
+                "last": self.last,
+                "inflight": self.in_flight,
+                "peak": self.max_in_flight,
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.arrivals.clear()
+            self.attempts.clear()
+            self.requests = self.max_in_flight = 0
+            self.first = self.last = 0.0
 
     def __enter__(self) -> MockModel:
         self._thread.start()
+        self._ready.wait(10)
+        if self._server is None:
+            raise RuntimeError(f"the mock model could not listen on {self.host}:{self._port}")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
-    def answer(self, question: str) -> str:
-        right = self.answers.get(question.strip(), "")
-        digest = hashlib.sha256(f"{self.name}\x00{question.strip()}".encode()).digest()
-        if right and digest[0] / 255 < self.accuracy:
-            return right
-        return "I am not sure."
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        model = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                with model.lock:
-                    model.requests += 1
-                if model.header_value is not None and (
-                    self.headers.get(model.header_key) != model.header_value
-                ):
-                    with model.lock:
-                        model.unauthorized += 1
-                    self._reply(401, {"error": {"message": "invalid auth header"}})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                except json.JSONDecodeError:
-                    self._reply(400, {"error": {"message": "body is not JSON"}})
-                    return
-                if self.path.endswith("/chat/completions"):
-                    messages = body.get("messages") or [{}]
-                    text = model.answer(str(messages[-1].get("content", "")))
-                    choice: dict[str, Any] = {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                else:
-                    text = model.answer(str(body.get("prompt", "")))
-                    choice = {"index": 0, "finish_reason": "stop", "text": text}
-                self._reply(
-                    200,
-                    {
-                        "id": f"mock-{time.time_ns()}",
-                        "object": "chat.completion",
-                        "model": model.name,
-                        "choices": [choice],
-                        "usage": {
-                            "prompt_tokens": 10,
-                            "completion_tokens": len(text.split()),
-                            "total_tokens": 10 + len(text.split()),
-                        },
-                    },
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._server = self._loop.run_until_complete(
+                self._loop.create_server(
+                    lambda: _Connection(self),
+                    self.host,
+                    self._port,
+                    backlog=self._backlog,
+                    ssl=self._ssl,
+                    reuse_address=True,
                 )
+            )
+        except OSError:
+            self._ready.set()
+            raise
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._server.close()
+            self._loop.run_until_complete(self._server.wait_closed())
+            self._loop.close()
 
-            def do_GET(self) -> None:
-                self._reply(405, {"error": {"message": "use POST"}})
+    # --- answering -------------------------------------------------------------------
 
-            def _reply(self, code: int, doc: dict[str, Any]) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    async def respond(
+        self, method: str, path: str, headers: Headers, body: bytes, port: int
+    ) -> bytes | None:
+        """The response to one request; None: drop the connection."""
+        if method == "GET" and path.startswith("/stats"):
+            return _response(200, json.dumps(self.stats()).encode())
+        if method == "GET" and path.startswith("/reset"):
+            self.reset()
+            return _response(200, json.dumps(self.stats()).encode())
+        if method != "POST":
+            with self.lock:
+                self.gets.append(headers)
+            return _response(405, b'{"error": {"message": "use POST"}}')
+        with self.lock:
+            self.requests += 1
+            self.first = self.first or time.monotonic()
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._post(headers, body, port)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                self.last = time.monotonic()
 
-            def log_message(self, *args: object) -> None:
-                pass
+    async def _post(self, headers: Headers, body: bytes, port: int) -> bytes | None:
+        if self.behave is None and self.token is None:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return _FIXED
+        try:
+            doc = json.loads(body or b"{}")
+        except json.JSONDecodeError:
+            return _response(400, b'{"error": {"message": "body is not JSON"}}')
+        messages = doc.get("messages")
+        key = str(messages[-1].get("content", "")) if messages else str(doc.get("prompt", ""))
+        with self.lock:
+            self.attempts[key] += 1
+            attempt = self.attempts[key]
+            self.arrivals.append(Arrival(key, attempt, time.monotonic(), doc, headers, port))
+        if self.token is not None and headers.get(self.header_key) != self.token:
+            with self.lock:
+                self.unauthorized += 1
+            return _response(401, b'{"error": {"message": "invalid api key"}}')
+        reply = self.behave(key, attempt) if self.behave is not None else Reply("42")
+        if self.delay or reply.delay:
+            await asyncio.sleep(self.delay + reply.delay)
+        if reply.drop:
+            return None
+        if reply.raw is not None:
+            return _response(reply.status, reply.raw, reply.headers)
+        if reply.status != 200:
+            return _response(reply.status, b'{"error": {"message": "busy"}}', reply.headers)
+        if messages is not None:
+            message = reply.message or {"role": "assistant", "content": reply.text}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "message": message}
+        else:
+            choice = {"index": 0, "finish_reason": "stop", "text": reply.text}
+        completion: dict[str, Any] = {
+            "id": f"mock-{time.time_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [choice],
+        }
+        if reply.usage:
+            words = len(reply.text.split())
+            completion["usage"] = {
+                "prompt_tokens": 10,
+                "completion_tokens": words,
+                "total_tokens": 10 + words,
+            }
+        return _response(200, json.dumps(completion).encode(), reply.headers)
 
-        return Handler
+
+class _Connection(asyncio.Protocol):
+    """One client connection: its requests are answered in turn, as HTTP/1.1 has it."""
+
+    def __init__(self, model: MockModel) -> None:
+        self.model = model
+        self.buffer = b""
+        self.queue: asyncio.Queue[tuple[str, str, Headers, bytes]] = asyncio.Queue()
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.port = int(peer[1])
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.cancel()
+        if self.idle is not None:
+            self.idle.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            lines = self.buffer[:end].decode("latin-1").split("\r\n")
+            headers = Headers()
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length") or 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            method, _, rest = lines[0].partition(" ")
+            self.queue.put_nowait((method, rest.rsplit(" ", 1)[0], headers, body))
+
+    async def _work(self) -> None:
+        while True:
+            method, path, headers, body = await self.queue.get()
+            response = await self.model.respond(method, path, headers, body, self.port)
+            if self.transport.is_closing():
+                return
+            if response is None:
+                self.transport.close()
+                return
+            self.transport.write(response)
+            if self.queue.empty():
+                self._arm()
+
+    def _arm(self) -> None:
+        if self.model.idle_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self.idle = loop.call_later(self.model.idle_timeout, self.transport.close)
+
+
+def main() -> None:
+    """A service in a process of its own, for the benchmarks: it prints its port."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    with MockModel(delay=args.delay, host=args.host) as model:
+        print(model.port, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -65,7 +65,7 @@ def models(cluster: LocalCluster) -> Iterator[list[MockModel]]:
     """Three model services that answer every task name right and check the token."""
     answers = {t: "right" for t in TASKS}
     host = realnode.pod_address_of_host()
-    servers = [MockModel(f"m{i}", answers, header_value=TOKEN, host=host) for i in range(1, 4)]
+    servers = [MockModel.answering(f"m{i}", answers, token=TOKEN, host=host) for i in range(1, 4)]
     for server in servers:
         server.__enter__()
     yield servers

@@ -313,7 +313,7 @@ def chart(
     }
     all_namespaces = Release(cluster, "rbac")
     scoped = Release(cluster, "scoped", watch=["scoped-a"])
-    model = MockModel("m", {"alpha": "right"}, header_value=TOKEN, host=host(cluster))
+    model = MockModel.answering("m", {"alpha": "right"}, token=TOKEN, host=host(cluster))
     model.__enter__()
     try:
         # The slow proofs first, so their clocks start early.
@@ -946,7 +946,7 @@ def test_the_charts_operator_completes_a_multi_run_evaltask_with_only_the_charts
     api = chart.namespace()
     answers = {"alpha": "right", "beta": "right"}
     models = [
-        MockModel(f"m{i}", answers, header_value=TOKEN, host=host(chart.cluster)).__enter__()
+        MockModel.answering(f"m{i}", answers, token=TOKEN, host=host(chart.cluster)).__enter__()
         for i in (1, 2)
     ]
     try:

@@ -54,10 +54,10 @@ def test_a_private_ca_is_trusted_only_when_the_model_gives_it(api, tmp_path):
     api.configmap("model-ca", {"ca.crt": ca.read_text()})
     rows = samples.load("builtin:arithmetic", config.Fields())
     answers = {s.query: s.answers[0] for s in rows if s.query}
-    with MockModel(
+    with MockModel.answering(
         "m1",
         answers,
-        header_value=TOKEN,
+        token=TOKEN,
         backlog=64,
         host=realnode.NODE_IP,
         tls=(str(cert), str(key)),

@@ -60,10 +60,10 @@ def api(real_cluster: LocalCluster) -> Iterator[Api]:
 @pytest.fixture
 def mock() -> Iterator[MockModel]:
     """A model service on the host, where pods reach it (the node's address)."""
-    with MockModel(
+    with MockModel.answering(
         "m1",
         {t: "right" for t in ("alpha", "beta", "gamma")},
-        header_value=TOKEN,
+        token=TOKEN,
         host=realnode.SECOND.node_ip,
     ) as server:
         yield server

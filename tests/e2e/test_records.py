@@ -165,8 +165,8 @@ def test_the_probe_waits_in_the_pod_says_so_and_the_run_starts_once_the_model_an
     record = api.run("late-model", "m1", "alpha")
     assert record["state"] == "Pending"
     assert "waiting for the model service to answer" in record["message"]
-    with MockModel(
-        "m1", {"alpha": "right"}, header_value=TOKEN, port=port, host=realnode.NODE_IP
+    with MockModel.answering(
+        "m1", {"alpha": "right"}, token=TOKEN, port=port, host=realnode.NODE_IP
     ) as late:
         status = api.wait_phase("late-model", ("Succeeded", "Failed"), timeout=60)
         assert status["phase"] == "Succeeded"

@@ -46,8 +46,8 @@ def runner_task(name: str, dataset: str, scorers: str, primary: str | dict, **en
 def test_the_runner_image_scores_a_model_through_the_operator(api):
     rows = samples.load("builtin:arithmetic", config.Fields())
     answers = {s.query: s.answers[0] for s in rows if s.query}
-    with MockModel(
-        "m1", answers, accuracy=0.6, header_value=TOKEN, backlog=64, host=realnode.NODE_IP
+    with MockModel.answering(
+        "m1", answers, accuracy=0.6, token=TOKEN, backlog=64, host=realnode.NODE_IP
     ) as mock:
         right = sum(mock.answer(s.query or "") == s.answers[0] for s in rows)
         api.create_evaltask(
