@@ -11,13 +11,13 @@ import asyncio
 import logging
 import os
 import sys
+from functools import partial
 from typing import Any
 
 from eval_operator import constants
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ.get
     parser = argparse.ArgumentParser(prog="eval-operator", description=__doc__)
     parser.add_argument(
         "--namespace",
@@ -28,93 +28,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a namespace to watch (repeat for several; default: all namespaces; "
         "env EVAL_OPERATOR_NAMESPACES, comma-separated)",
     )
-    parser.add_argument(
-        "--runner-image",
-        default=env("EVAL_OPERATOR_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
-        help="image of the collector container (env EVAL_OPERATOR_RUNNER_IMAGE)",
-    )
-    parser.add_argument(
+    option = partial(_option, parser)
+    option("--runner-image", constants.DEFAULT_RUNNER_IMAGE, "image of the collector container")
+    option(
         "--default-timeout",
+        constants.DEFAULT_TIMEOUT_SECONDS,
+        "seconds a task may run when its timeoutSeconds is absent",
         type=int,
-        default=int(env("EVAL_OPERATOR_DEFAULT_TIMEOUT", str(constants.DEFAULT_TIMEOUT_SECONDS))),
-        help="seconds a task may run when its timeoutSeconds is absent (default 86400; "
-        "env EVAL_OPERATOR_DEFAULT_TIMEOUT)",
     )
-    parser.add_argument(
+    option(
         "--start-timeout",
+        constants.DEFAULT_START_TIMEOUT_SECONDS,
+        "seconds a run's pod may fail to be created or started (quota, missing service "
+        "account, image pull) before the run fails",
         type=float,
-        default=float(
-            env("EVAL_OPERATOR_START_TIMEOUT", str(constants.DEFAULT_START_TIMEOUT_SECONDS))
-        ),
-        help="seconds a run's pod may fail to be created or started (quota, missing service "
-        "account, image pull) before the run fails (default 600; env EVAL_OPERATOR_START_TIMEOUT)",
     )
-    parser.add_argument(
+    option(
         "--job-ttl",
-        type=_seconds,
-        default=_seconds(env("EVAL_OPERATOR_JOB_TTL", str(constants.DEFAULT_JOB_TTL_SECONDS))),
-        help="seconds a finished Job and its pods (and so `kubectl logs job/<name>`) stay once "
+        constants.DEFAULT_JOB_TTL_SECONDS,
+        "seconds a finished Job and its pods (and so `kubectl logs job/<name>`) stay once "
         "its run's result is recorded in its EvalRun, as the Job's ttlSecondsAfterFinished "
-        "(default 86400; 0 keeps them until their EvalTask is deleted; env "
-        "EVAL_OPERATOR_JOB_TTL)",
+        "(0 keeps them until their EvalTask is deleted)",
+        type=_seconds,
     )
-    parser.add_argument(
+    option(
         "--progress-interval",
+        constants.DEFAULT_PROGRESS_INTERVAL_SECONDS,
+        "seconds between two reads of a running run's log for its progress (at most one "
+        "read per run per interval; 0 disables)",
         type=float,
-        default=float(
-            env(
-                "EVAL_OPERATOR_PROGRESS_INTERVAL",
-                str(constants.DEFAULT_PROGRESS_INTERVAL_SECONDS),
-            )
-        ),
-        help="seconds between two reads of a running run's log for its progress (at most "
-        "one read per run per interval; default 30, 0 disables; env "
-        "EVAL_OPERATOR_PROGRESS_INTERVAL)",
     )
-    parser.add_argument(
+    option(
         "--log-level",
-        default=env("EVAL_OPERATOR_LOG_LEVEL", "INFO"),
+        "INFO",
+        "log level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="log level (env EVAL_OPERATOR_LOG_LEVEL)",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(env("EVAL_OPERATOR_METRICS_PORT", "8080")),
-        help="port of /metrics, /healthz and /readyz; 0 disables (env EVAL_OPERATOR_METRICS_PORT)",
-    )
-    parser.add_argument("--metrics-host", default=env("EVAL_OPERATOR_METRICS_HOST", "0.0.0.0"))
-    parser.add_argument(
+    option("--metrics-port", 8080, "port of /metrics, /healthz and /readyz; 0 disables", type=int)
+    option("--metrics-host", "0.0.0.0", "address of /metrics, /healthz and /readyz")
+    option(
         "--workers",
+        constants.DEFAULT_WORKERS,
+        "reconcile passes of different EvalTasks run at once",
         type=int,
-        default=int(env("EVAL_OPERATOR_WORKERS", str(constants.DEFAULT_WORKERS))),
-        help="reconcile passes of different EvalTasks run at once (default 16; "
-        "env EVAL_OPERATOR_WORKERS)",
     )
-    parser.add_argument(
+    option(
         "--leader-elect",
+        "true",
+        "reconcile only while holding a coordination.k8s.io Lease, so that of several "
+        "replicas one writes at a time",
         type=_flag,
-        default=_flag(env("EVAL_OPERATOR_LEADER_ELECT", "true")),
-        help="reconcile only while holding a coordination.k8s.io Lease, so that of several "
-        "replicas one writes at a time (default true; env EVAL_OPERATOR_LEADER_ELECT)",
     )
-    parser.add_argument(
-        "--leader-elect-namespace",
-        default=env("EVAL_OPERATOR_LEADER_ELECT_NAMESPACE", ""),
-        help="the Lease's namespace (default: the pod's own, else default)",
+    option(
+        "--leader-elect-namespace", "", "the Lease's namespace (empty: the pod's own, else default)"
     )
-    parser.add_argument(
-        "--leader-elect-name",
-        default=env("EVAL_OPERATOR_LEADER_ELECT_NAME", "eval-operator"),
-        help="the Lease's name (default eval-operator)",
-    )
+    option("--leader-elect-name", "eval-operator", "the Lease's name")
     args = parser.parse_args(argv)
-    if args.namespaces is None and env("EVAL_OPERATOR_NAMESPACES"):
-        args.namespaces = [
-            n.strip() for n in env("EVAL_OPERATOR_NAMESPACES", "").split(",") if n.strip()
-        ]
+    listed = os.environ.get("EVAL_OPERATOR_NAMESPACES", "")
+    if args.namespaces is None and listed:
+        args.namespaces = [n.strip() for n in listed.split(",") if n.strip()]
     return args
+
+
+def _option(
+    parser: argparse.ArgumentParser, flag: str, default: object, said: str, **kwargs: Any
+) -> None:
+    """`flag`, whose default EVAL_OPERATOR_<FLAG> overrides. A default given as a string
+    goes through `type` as a value on the command line would: a bad one is said the same
+    way, naming the flag."""
+    name = "EVAL_OPERATOR_" + flag.removeprefix("--").replace("-", "_").upper()
+    value = os.environ.get(name, str(default))
+    shown = f"{said} (default {default}; env {name})"
+    parser.add_argument(flag, default=value, help=shown.replace("%", "%%"), **kwargs)
 
 
 def _seconds(value: str) -> int:

@@ -37,3 +37,27 @@ def test_a_job_ttl_that_is_no_number_of_seconds_is_refused(monkeypatch, capsys, 
     with pytest.raises(SystemExit):
         cli.parse_args([f"--job-ttl={value}"])
     assert "--job-ttl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        pytest.param("EVAL_OPERATOR_WORKERS", "4", "workers", 4, id="workers"),
+        pytest.param("EVAL_OPERATOR_START_TIMEOUT", "1.5", "start_timeout", 1.5, id="a float"),
+        pytest.param("EVAL_OPERATOR_LEADER_ELECT", "off", "leader_elect", False, id="a flag"),
+        pytest.param("EVAL_OPERATOR_LOG_LEVEL", "debug", "log_level", "DEBUG", id="a choice"),
+        pytest.param("EVAL_OPERATOR_RUNNER_IMAGE", "r:1", "runner_image", "r:1", id="a string"),
+    ],
+)
+def test_every_flag_reads_its_environment_variable(
+    monkeypatch, variable, value, attribute, expected
+):
+    monkeypatch.setenv(variable, value)
+    assert getattr(cli.parse_args([]), attribute) == expected
+
+
+def test_a_bad_environment_value_is_refused_naming_its_flag(monkeypatch, capsys):
+    monkeypatch.setenv("EVAL_OPERATOR_WORKERS", "many")
+    with pytest.raises(SystemExit):
+        cli.parse_args([])
+    assert "--workers" in capsys.readouterr().err
