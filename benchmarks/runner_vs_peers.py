@@ -7,9 +7,9 @@ start-up does not count, and counts the requests (all N must come; peak = most i
 
     client=NAME concurrency=C ratio=R rps=X ideal=C/D ...     (D = 50 ms by default)
 
-The clients: `runner` (in-process), `httpx` (a bare loop of httpx.AsyncClient on the
-runner's transport: the runner's client layer alone), `transport` (httpx.Requests handed to
-the runner's transport directly, no AsyncClient), `lm-eval` (lm-evaluation-harness
+The clients: `runner` (in-process; at C >= 32 its second process sends the requests,
+EVAL_HTTP_PROCESS=auto), `sender` (a bare loop of the runner's HttpSender on its aiohttp
+session: the runner's client layer alone, in one process), `lm-eval` (lm-evaluation-harness
 0.4.13's local-chat-completions model, num_concurrent=C), `aiohttp` (a bare aiohttp loop:
 lm-eval's client library alone), `evalscope` (evalscope 1.14.1's openai_api evaluation of
 a local general_qa set, eval_batch_size=C) and `raw` (a bare asyncio socket loop: the
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -38,7 +39,9 @@ from pathlib import Path
 import httpx
 from runner_throughput import CONCURRENCIES, Service, run_raw, run_runner
 
-from eval_runner import http11, transport
+from eval_runner import transport
+from eval_runner.client import HttpSender, parse_reply
+from eval_runner.config import Endpoint
 
 Client = Callable[[str, int, int], None]  # (url, concurrency, samples)
 HERE = Path(__file__).resolve().parent
@@ -58,25 +61,25 @@ PEERS = {
     "aiohttp": Peer("lm-eval-0.4.13", "lm-eval[api]==0.4.13", "lm_eval", "aiohttp_driver.py"),
     "evalscope": Peer("evalscope-1.14.1", "evalscope==1.14.1", "evalscope", "evalscope_driver.py"),
 }
-CLIENTS = ("runner", "httpx", "transport", "lm-eval", "aiohttp", "evalscope", "raw")
+CLIENTS = ("runner", "sender", "lm-eval", "aiohttp", "evalscope", "raw")
 
 
-def run_httpx(url: str, concurrency: int, samples: int) -> None:
-    """httpx.AsyncClient on the runner's transport, and nothing else of the runner."""
-
-    target = httpx.URL(url)  # parsed once, as the runner does
+def run_sender(url: str, concurrency: int, samples: int) -> None:
+    """The runner's HttpSender on its session, and nothing else of the runner."""
 
     async def main() -> None:
-        async with transport.http_client(concurrency, 60, True, url) as client:
-            todo = iter(range(samples))
+        http = transport.http_client(concurrency, 60, True, url)
+        sender = HttpSender(Endpoint(url), http, 60)
+        todo = iter(range(samples))
 
-            async def worker() -> None:
-                for i in todo:
-                    body = {"model": "bench", "messages": [{"role": "user", "content": f"q{i}"}]}
-                    response = await client.post(target, json=body)
-                    assert response.json()["choices"][0]["message"]["content"] == "42"
+        async def worker() -> None:
+            for i in todo:
+                body = {"model": "bench", "messages": [{"role": "user", "content": f"q{i}"}]}
+                reply = await sender.send(json.dumps(body).encode())
+                assert parse_reply(reply.content, "chat")[0] == "42"
 
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await sender.aclose()
 
     asyncio.run(main())
 
@@ -96,30 +99,6 @@ def runner_from(source: Path) -> Client:
         )
 
     return run
-
-
-def run_transport(url: str, concurrency: int, samples: int) -> None:
-    """The runner's transport alone: httpx.Requests handed to it, no AsyncClient above."""
-
-    target = httpx.URL(url)
-
-    async def main() -> None:
-        pool = http11.PoolTransport(concurrency, transport.ssl_context(True))
-        timeout = dict.fromkeys(("connect", "read", "write", "pool"), 60.0)
-        todo = iter(range(samples))
-
-        async def worker() -> None:
-            for i in todo:
-                body = {"model": "bench", "messages": [{"role": "user", "content": f"q{i}"}]}
-                request = httpx.Request("POST", target, json=body, extensions={"timeout": timeout})
-                response = await pool.handle_async_request(request)
-                await response.aread()
-                assert response.json()["choices"][0]["message"]["content"] == "42"
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        await pool.aclose()
-
-    asyncio.run(main())
 
 
 def venv_python(peer: Peer) -> Path:
@@ -206,12 +185,7 @@ def main() -> None:
             repeat = args.evalscope_repeat if name == "evalscope" else args.repeat
             clients[name] = (peer_client(PEERS[name]), repeat)
         else:
-            local = {
-                "runner": run_runner,
-                "httpx": run_httpx,
-                "transport": run_transport,
-                "raw": run_raw,
-            }
+            local = {"runner": run_runner, "sender": run_sender, "raw": run_raw}
             clients[name] = (local[name], args.repeat)
 
     if args.before is not None:

@@ -2,19 +2,18 @@
 
 Two layers. A Sender makes one attempt and says what came back: a Reply (status, body),
 Transient (no answer: a timeout or a broken connection) or SampleError (a request that can
-never succeed). HttpSender does that over an httpx.AsyncClient in this process;
+never succeed). HttpSender does that over an aiohttp.ClientSession in this process;
 http_process.ProcessSender hands the same work to a second process. ModelClient holds the
 retry policy on top of either: timeouts, connection errors, 429 and 5xx are retried up to
 `retries` times with full-jitter backoff (or the server's Retry-After); any other answer
 is final. A request that still fails raises SampleError, whose message is what the user
 reads in reviews.jsonl and report.json, so it says what happened in plain words and never
-contains the auth header's value. Every httpx exception stops at HttpSender.
+contains the auth header's value. Every aiohttp exception stops at HttpSender.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -22,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-import httpx
+import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError
+from yarl import URL
 
 from eval_runner import backoff
 from eval_runner.config import Endpoint, Retry
@@ -30,8 +31,6 @@ from eval_runner.errors import SampleError
 
 _SNIPPET: Final = 200  # characters of a bad reply quoted in an error
 _BODY: Final = json.JSONEncoder(ensure_ascii=False)  # one encoder for every request
-# Reusable, and far cheaper per request than asyncio.timeout(None).
-_NO_DEADLINE: Final = contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,40 +66,37 @@ class Sender(Protocol):
 
 
 class HttpSender:
-    """One attempt over one pooled httpx.AsyncClient (its own: the service's headers go on
-    it): a Reply, Transient or SampleError, never an httpx exception."""
+    """One attempt over one pooled aiohttp.ClientSession (its own: the service's headers go
+    on it): a Reply, Transient or SampleError, never an aiohttp exception."""
 
-    def __init__(self, endpoint: Endpoint, http: httpx.AsyncClient, timeout: float) -> None:
+    def __init__(self, endpoint: Endpoint, http: aiohttp.ClientSession, timeout: float) -> None:
         self.http = http
-        self.timeout = timeout
-        self.url = httpx.URL(endpoint.url)
-        # EVAL_REQUEST_TIMEOUT bounds an attempt's whole reply: the runner's transport does
-        # that itself; httpx's own (behind a proxy) bounds each read, so a deadline is added.
-        self.own_deadline = not getattr(http, "bounds_whole_reply", False)
-        # Set once on the client, which serves this service alone: headers given with each
-        # request are merged into a new httpx.Headers every time (a tenth of its cost).
+        self.timeout = timeout  # the session's own: it bounds the whole exchange
+        self.url = URL(endpoint.url)  # parsed once, not per request
         http.headers["Content-Type"] = "application/json"
         if endpoint.header_value is not None:
             http.headers[endpoint.header_key] = endpoint.header_value
 
     async def send(self, content: bytes) -> Reply:
         try:
-            async with asyncio.timeout(self.timeout) if self.own_deadline else _NO_DEADLINE:
-                response = await self.http.post(self.url, content=content)
-        except (TimeoutError, httpx.TimeoutException):
+            async with self.http.post(self.url, data=content, allow_redirects=False) as response:
+                body = await response.read()
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             raise Transient(f"no answer within {self.timeout:g}s (EVAL_REQUEST_TIMEOUT)") from None
-        except httpx.TransportError as e:
+        except aiohttp.ClientPayloadError as e:
+            if isinstance(e.__cause__, ContentEncodingError):  # the same bytes every time
+                raise SampleError(f"the reply's body cannot be decoded: {e}") from None
+            raise Transient(f"the connection broke: {e}") from None
+        except aiohttp.ClientError as e:
             raise Transient(_transport_reason(e)) from None
-        except httpx.RequestError as e:  # a body that cannot be decoded, say: not transient
-            raise SampleError(f"{type(e).__name__}: {e}") from None
-        status = response.status_code
+        status = response.status
         retry_after = None
         if status == 429 or status >= 500:
             retry_after = response.headers.get("Retry-After")
-        return Reply(status, response.content, retry_after)
+        return Reply(status, body, retry_after)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
 
 class ModelClient:
@@ -188,11 +184,11 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _transport_reason(error: httpx.TransportError) -> str:
-    if isinstance(error, httpx.ConnectError):
-        return f"cannot connect: {error or type(error).__name__}"
-    if isinstance(error, httpx.RemoteProtocolError):
-        return f"the connection broke: {error or 'closed without a response'}"
+def _transport_reason(error: aiohttp.ClientError) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect: {error}"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the connection broke: closed without a response"
     return f"{type(error).__name__}: {error or 'no detail'}"
 
 

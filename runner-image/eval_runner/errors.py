@@ -8,7 +8,7 @@
     └── HttpProcessGone  the second process that sends the model's requests died
     SampleError          one sample failed after its retries: recorded, and the run goes on
 
-Everything raised by httpx is turned into one of these at the client's boundary, so the
+Everything raised by aiohttp is turned into one of these at the client's boundary, so the
 orchestration never needs to know the HTTP library's exception tree.
 """
 

@@ -1,12 +1,12 @@
 """The model's requests sent from a second process, so that HTTP has a core of its own.
 
-At a high request rate the runner is bound by one core: httpx's request handling takes
-more than half of a sample's CPU, and the runner's own work (parsing, journals, scoring,
+At a high request rate the runner is bound by one core: aiohttp's request handling takes
+about half of a sample's CPU, and the runner's own work (parsing, journals, scoring,
 progress) the rest. With two cores or more, a child process makes the attempts and this
 one does everything else:
 
     this process: pipeline, retries, parsing  --(request id, body)-->  child: HttpSender
-                                               <--(id, Reply | failure)--  (httpx + http11)
+                                               <--(id, Reply | failure)--  (aiohttp)
 
 Frames on the child's stdin and stdout: a 4-byte length, then a pickle (both ends are this
 package on the same interpreter). The first frame configures the child: the endpoint (with
@@ -35,7 +35,8 @@ from eval_runner.config import Endpoint
 from eval_runner.errors import HttpProcessGone, SampleError
 
 # Below this many requests in flight one core keeps up (benchmarks/runner_vs_peers.py:
-# 0.94 of the ideal rate at 8 and 24), and a second process would only cost its start-up.
+# 0.91 of the ideal rate and more at 8 and 24), and a second process would only cost its
+# start-up.
 MIN_CONCURRENCY: Final = 32
 STOP_SECONDS: Final = 5.0  # how long a child may take to end after its stdin closes
 
@@ -251,7 +252,7 @@ async def serve(requests_in: Any, replies_out: Any) -> None:
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await http.aclose()
+        await http.close()
         out.close()
 
 

@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-import httpx
-
-from eval_runner import results, urls
+from eval_runner import results, transport, urls
 from eval_runner.config import Endpoint
 from eval_runner.errors import ModelUnreachable
 from eval_runner.waiting import wait_for_model
@@ -36,9 +34,10 @@ def stamp(run_dir: Path) -> None:
 
 
 async def _wait(endpoint: Endpoint, limit: float) -> float:
-    headers = {endpoint.header_key: endpoint.header_value} if endpoint.header_value else {}
     verify: str | bool = os.environ.get("EVAL_CA_BUNDLE") or True
-    async with httpx.AsyncClient(headers=headers, verify=verify) as http:
+    async with transport.http_client(1, limit, verify, endpoint.url) as http:
+        if endpoint.header_value:
+            http.headers[endpoint.header_key] = endpoint.header_value
         return await wait_for_model(
             http, endpoint, limit, sys.stdout, setting="probeTimeoutSeconds"
         )

@@ -170,12 +170,12 @@ async def _model_sender(config: Config, endpoint: Endpoint, out: TextIO) -> Send
         if config.wait_for_model > 0:
             await wait_for_model(http, endpoint, config.wait_for_model, out)
     except BaseException:
-        await http.aclose()
+        await http.close()
         raise
     if not offload:
         # Made after the wait: the service's headers go on the client here, not on the wait's.
         return HttpSender(endpoint, http, config.request_timeout)
-    await http.aclose()  # it served the wait; the child has a client of its own
+    await http.close()  # it served the wait; the child has a client of its own
     print("run: the model's requests go from a second process (EVAL_HTTP_PROCESS)", file=out)
     return await http_process.ProcessSender.start(
         endpoint, config.concurrency, config.request_timeout, config.tls_verify

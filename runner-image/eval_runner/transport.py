@@ -1,85 +1,57 @@
-"""The pooled HTTP client of a run: one httpx.AsyncClient per service, on a lean transport.
+"""The pooled HTTP client of a run: one aiohttp.ClientSession per service.
 
-httpx stays the client API (requests, responses, timeouts and exceptions are httpx's), but
-beneath it runs the runner's own HTTP/1.1 pool (http11.py): on httpcore's connections (h11
-on anyio) the runner topped out near 1,300 requests/s and 0.43 of the ideal rate at 128
-requests in flight; on its own, 4,000 and 0.87 (benchmarks/runner_vs_peers.py; the rest
-of the way to 0.9 is http_process.py).
+aiohttp parses replies in C and keeps connections alive in a pool of its own; it is the
+client lm-eval sends with, and the runner on it reaches 0.9 of the ideal request rate at
+128 requests in flight (benchmarks/runner_vs_peers.py). A session serves one service, so
+the service's headers are set on it once.
 
-Proxies: when the environment names a proxy for the service (HTTP_PROXY, HTTPS_PROXY,
-ALL_PROXY, minus NO_PROXY), httpx's own transport is used, which knows how to tunnel.
+Redirects are not followed (a model service that redirects a POST is misconfigured; the
+status says so). Proxies: HTTP_PROXY, HTTPS_PROXY or ALL_PROXY for the service's scheme,
+minus NO_PROXY, as urllib reads them (aiohttp's own trust_env skips ALL_PROXY and reads
+~/.netrc too).
 """
 
 from __future__ import annotations
 
 import ssl
 import urllib.request
-from http.cookiejar import CookieJar
-from typing import Any
+from typing import Final
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
-from eval_runner.http11 import PoolTransport
+# Idle connections older than this are closed, not reused: model servers (uvicorn, vLLM)
+# drop theirs after 5 s, and a request sent on a connection being closed is lost.
+KEEPALIVE_SECONDS: Final = 4.0
 
-_CookieTypes = httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]
 
-
-def http_client(size: int, timeout: float, verify: bool | str, url: str) -> httpx.AsyncClient:
-    """The client for the service at `url`, holding at most `size` connections."""
-    timeouts = httpx.Timeout(timeout)
-    context = ssl_context(verify)
-    if uses_proxy(url):
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        return Client(limits=limits, timeout=timeouts, verify=context)
-    client = Client(transport=PoolTransport(size, context), timeout=timeouts)
-    client.bounds_whole_reply = True
-    return client
+def http_client(size: int, timeout: float, verify: bool | str, url: str) -> aiohttp.ClientSession:
+    """The session for the service at `url`, holding at most `size` connections; `timeout`
+    bounds a request's whole exchange, from queueing for a connection to the reply's end."""
+    connector = aiohttp.TCPConnector(
+        limit=size, ssl=ssl_context(verify), keepalive_timeout=KEEPALIVE_SECONDS
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), proxy=proxy_for(url)
+    )
 
 
 def ssl_context(verify: bool | str) -> ssl.SSLContext:
     """EVAL_TLS_VERIFY: the system's CAs (True), none (False), or a CA bundle file."""
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
-def uses_proxy(url: str) -> bool:
-    """Whether the environment routes `url` through a proxy."""
-    parsed = httpx.URL(url)
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url`, if any."""
+    parts = urlsplit(url)
     proxies = urllib.request.getproxies()
-    if not (proxies.get(parsed.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parsed.host)
-
-
-class Cookies(httpx.Cookies):
-    """httpx's cookie jar, minus its cost when a reply sets no cookie.
-
-    httpx hands every reply to http.cookiejar through urllib shims, about a tenth of a
-    request's CPU in the runner; model services rarely set cookies, so a reply without
-    Set-Cookie skips that. Cookies a service does set are kept and sent as usual.
-    """
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        if "set-cookie" in response.headers:
-            super().extract_cookies(response)
-
-
-class Client(httpx.AsyncClient):
-    """httpx.AsyncClient with the cheaper cookie jar above."""
-
-    # On the runner's transport, the read timeout bounds the whole reply, not each read
-    # (httpx's meaning), so a caller needs no deadline of its own around a request.
-    bounds_whole_reply = False
-
-    def __init__(self, *, cookies: _CookieTypes | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._jar = Cookies(cookies)
-
-    @property
-    def cookies(self) -> Cookies:
-        return self._jar
-
-    @cookies.setter
-    def cookies(self, cookies: _CookieTypes) -> None:
-        self._jar = Cookies(cookies)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy

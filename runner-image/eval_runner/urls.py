@@ -1,7 +1,7 @@
 """The one URL parser: the runner, the probe and the operator's spec check all use it.
 
 A URL the operator accepts must be one the runner can send requests to, so both ask
-httpx (the runner's client) rather than a regular expression that approximates it.
+httpx's URL parser rather than a regular expression that approximates it.
 """
 
 from __future__ import annotations

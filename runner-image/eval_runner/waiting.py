@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TextIO
 
-import httpx
+import aiohttp
 
 from eval_runner.config import Endpoint
 from eval_runner.errors import ModelUnreachable
@@ -26,7 +26,7 @@ POLL_TIMEOUT: Final = 10.0
 
 
 async def wait_for_model(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     endpoint: Endpoint,
     limit: float,
     out: TextIO,
@@ -41,9 +41,11 @@ async def wait_for_model(
     announced = False
     while True:
         remaining = deadline - clock()
+        timeout = aiohttp.ClientTimeout(total=max(0.1, min(POLL_TIMEOUT, remaining)))
         try:
-            await http.get(endpoint.url, timeout=max(0.1, min(POLL_TIMEOUT, remaining)))
-        except httpx.HTTPError as e:
+            async with http.get(endpoint.url, timeout=timeout, allow_redirects=False):
+                pass
+        except (aiohttp.ClientError, TimeoutError) as e:
             if _tls_failure(e):
                 raise ModelUnreachable(
                     f"the model service at {endpoint.display_url} presented a certificate that "

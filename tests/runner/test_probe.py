@@ -79,7 +79,7 @@ def test_the_probe_gives_up_after_its_timeout_with_the_last_error(tmp_path):
     assert time.monotonic() - began < 5
     message = (tmp_path / "term").read_text()
     assert "gave no HTTP answer within 1s (probeTimeoutSeconds)" in message
-    assert "ConnectError" in message
+    assert "ClientConnectorError" in message
     assert "secret-123" not in message
 
 

@@ -1,16 +1,16 @@
-"""The connection pool under the runner's client: TLS, stale connections, cancellation."""
+"""The runner's HTTP client: TLS, stale connections, cancellation, redirects, proxies."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-import httpx
+import aiohttp
 import pytest
 
 from eval_runner import run, transport
 from tests.runner.server import TLS_DIR, FlakyModel, Reply, answer_from
-from tests.runner.support import environment, qa_dataset, questions, run_with
+from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
 
 @pytest.mark.parametrize(
@@ -67,16 +67,18 @@ def test_an_https_service_with_an_unknown_certificate_is_refused(tmp_path, capsy
     assert model.arrivals == []
 
 
-def post(client, url, text="q01"):
-    return client.post(url, json={"messages": [{"role": "user", "content": text}]})
+async def post(client, url, text="q01"):
+    body = {"messages": [{"role": "user", "content": text}]}
+    async with client.post(url, json=body) as response:
+        return response.status, await response.json()
 
 
 def test_a_connection_the_service_closed_while_idle_is_not_reused():
     async def main(url):
         async with transport.http_client(2, 5, True, url) as client:
-            assert (await post(client, url)).status_code == 200
+            assert (await post(client, url))[0] == 200
             await asyncio.sleep(0.3)  # the service drops the idle connection after 0.05 s
-            assert (await post(client, url)).status_code == 200
+            assert (await post(client, url))[0] == 200
 
     with FlakyModel(answer_from(questions(1)), idle_timeout=0.05) as model:
         asyncio.run(main(model.url))
@@ -92,7 +94,7 @@ def test_a_cancelled_request_gives_its_connection_slot_back():
                     await post(client, url, "slow")
             started = time.monotonic()
             async with asyncio.timeout(2):
-                assert (await post(client, url, "fast")).json()["choices"]
+                assert (await post(client, url, "fast"))[1]["choices"]
             return time.monotonic() - started
 
     def behave(key, attempt):
@@ -102,23 +104,61 @@ def test_a_cancelled_request_gives_its_connection_slot_back():
         assert asyncio.run(main(model.url)) < 0.5, "the one slot was free again at once"
 
 
-def test_errors_are_httpx_errors():
-    async def main(url):
-        async with transport.http_client(1, 5, True, url) as client:
-            await post(client, url)
+def test_a_redirect_is_not_followed(tmp_path):
+    # httpx's behaviour, kept: a service that redirects a POST is misconfigured, and the
+    # sample's error says so instead of the body being re-sent elsewhere (or as a GET).
+    def behave(key, attempt):
+        if key == "q01":
+            return Reply(status=307, headers={"Location": "/v1/other"})
+        return Reply("a02")
 
-    with pytest.raises(httpx.ConnectError):
-        asyncio.run(main("http://127.0.0.1:9/v1/chat/completions"))
+    output = tmp_path / "out"
+    with FlakyModel(behave) as model:
+        env = environment(
+            model.url, qa_dataset(tmp_path / "set.jsonl", 2), output, EVAL_MAX_ERROR_RATE="1"
+        )
+        assert run_with(env)["errors"] == 1
+    assert model.attempts["q01"] == 1 and len(model.arrivals) == 2
+    reviews = {r["id"]: r for r in journal(output / "reviews.jsonl")}
+    assert reviews["q01"]["error"].startswith("HTTP 307")
+
+
+def clear_proxies(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_requests_go_through_the_proxy_the_environment_names(tmp_path, monkeypatch):
+    # The test service is the proxy: a forward proxy gets each request in absolute form,
+    # and the service's own host name does not resolve, so only the proxy can answer.
+    clear_proxies(monkeypatch)
+    url = "http://model.invalid:8000/v1/chat/completions"
+    with FlakyModel(answer_from(questions(3))) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base)
+        env = environment(url, qa_dataset(tmp_path / "set.jsonl", 3), tmp_path / "out")
+        assert run_with(env)["exact_match"] == 1.0
+    assert len(proxy.arrivals) == 3
+    assert {a.headers["Host"] for a in proxy.arrivals} == {"model.invalid:8000"}
+
+
+def test_no_proxy_exempts_the_service(tmp_path, monkeypatch):
+    clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with FlakyModel(answer_from(questions(2))) as model:
+        env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), tmp_path / "out")
+        assert run_with(env)["exact_match"] == 1.0
 
 
 @pytest.mark.parametrize(
     ("env", "url", "expected"),
     [
-        ({}, "http://model:8000/v1/chat/completions", False),
-        ({"HTTP_PROXY": "http://proxy:3128"}, "http://model:8000/v1", True),
-        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://model:8000/v1", False),
-        ({"ALL_PROXY": "http://proxy:3128"}, "https://model/v1", True),
-        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "model"}, "http://model:8000/v1", False),
+        ({}, "http://model:8000/v1/chat/completions", None),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "http://model:8000/v1", "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://model:8000/v1", None),
+        ({"ALL_PROXY": "http://proxy:3128"}, "https://model/v1", "http://proxy:3128"),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "model"}, "http://model:8000/v1", None),
     ],
     ids=[
         "no proxy in the environment",
@@ -129,9 +169,18 @@ def test_errors_are_httpx_errors():
     ],
 )
 def test_a_proxy_in_the_environment_is_honoured(monkeypatch, env, url, expected):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxies(monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert transport.uses_proxy(url) is expected
+    assert transport.proxy_for(url) == expected
+
+
+def test_the_auth_header_is_in_no_error_message():
+    async def main(url):
+        async with transport.http_client(1, 5, True, url) as client:
+            client.headers["Authorization"] = "Bearer never-shown"
+            await post(client, url)
+
+    with pytest.raises(aiohttp.ClientConnectorError) as caught:
+        asyncio.run(main("http://127.0.0.1:9/v1/chat/completions"))
+    assert "never-shown" not in str(caught.value)

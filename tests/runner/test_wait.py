@@ -63,7 +63,7 @@ def test_a_service_that_never_answers_fails_the_run_after_the_limit(tmp_path, ca
     elapsed = time.monotonic() - began
     err = capsys.readouterr().err
     assert f"the model service at {url} gave no HTTP answer within 0.5s" in err
-    assert "EVAL_WAIT_FOR_MODEL_SECONDS" in err and "ConnectError" in err
+    assert "EVAL_WAIT_FOR_MODEL_SECONDS" in err and "ClientConnectorError" in err
     assert 0.5 <= elapsed < 2.0
     assert not (tmp_path / "out" / "metrics.json").exists()
 
