@@ -6,9 +6,10 @@ service counts the requests it answered, from the first arrival to the last repl
 
     concurrency=C rps=X ideal=Y ratio=Z        (D = 50 ms by default)
 
-So that the service is known not to be the bottleneck, it runs in a process of its own (a
-bare asyncio protocol, far cheaper per request than any client), reports the CPU it used
-(server_cpu, in cores), and a minimal raw-socket client is measured first against it
+So that the service is known not to be the bottleneck, it runs in a process of its own
+(the tests' mock model on its fixed answer, far cheaper per request than any client),
+reports the CPU it used (server_cpu, in cores), and a minimal raw-socket client is
+measured first against it
 (`server_check`). At D = 0 the runner is compared with a bare httpx.AsyncClient loop at
 the same concurrency against the same service (`overhead_ratio` = runner / bare).
 
@@ -26,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -34,102 +34,24 @@ import httpx
 from eval_runner import config, run
 
 CONCURRENCIES = (8, 24, 128)
-ANSWER = b"42"
-
-
-# --- the model service (runs in its own process) ---------------------------------------
-
-
-def serve(delay: float) -> None:
-    # A complete chat completion: some clients (the OpenAI SDK's models) validate every field.
-    body = json.dumps(
-        {
-            "id": "bench",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "bench",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "42"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-        }
-    ).encode()
-    reply = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    # peak: the most requests in flight at once, to tell whether a client reached its C.
-    stats = {"requests": 0, "first": 0.0, "last": 0.0, "inflight": 0, "peak": 0}
-
-    class Service(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
-            self.buffer = b""
-
-        def data_received(self, data: bytes) -> None:
-            self.buffer += data
-            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-                head = self.buffer[:end].lower()
-                length = 0
-                if (at := head.find(b"content-length:")) >= 0:
-                    length = int(head[at + 15 :].split(b"\r\n", 1)[0])
-                if len(self.buffer) < end + 4 + length:
-                    return
-                self.buffer = self.buffer[end + 4 + length :]
-                if head.startswith(b"get /stats"):
-                    self.send_stats()
-                elif head.startswith(b"get /reset"):
-                    stats.update(requests=0, first=0.0, last=0.0, inflight=0, peak=0)
-                    self.send_stats()
-                elif head.startswith(b"post"):
-                    stats["first"] = stats["first"] or time.monotonic()
-                    stats["inflight"] += 1
-                    stats["peak"] = max(stats["peak"], stats["inflight"])
-                    if delay:
-                        asyncio.get_running_loop().call_later(delay, self.answer)
-                    else:
-                        self.answer()
-                else:  # the runner's wait for the model: any answer will do
-                    self.transport.write(
-                        b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
-                    )
-
-        def answer(self) -> None:
-            stats["inflight"] -= 1
-            if not self.transport.is_closing():
-                self.transport.write(reply)
-                stats["requests"] += 1
-                stats["last"] = time.monotonic()
-
-        def send_stats(self) -> None:
-            data = json.dumps(stats).encode()
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(data)}\r\n\r\n".encode()
-                + data
-            )
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Service, "127.0.0.1", 0, backlog=1024)
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await server.serve_forever()
-
-    asyncio.run(main())
 
 
 class Service:
     """The service process, seen from the benchmark."""
 
     def __init__(self, delay: float) -> None:
+        # The tests' mock model service (hack/localkube/mockmodel.py), answering every
+        # request with the same completion: its cheapest path.
+        hack = str(Path(__file__).resolve().parents[1] / "hack")
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([hack, os.environ.get("PYTHONPATH", "")]),
+        }
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(delay)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "localkube.mockmodel", "--delay", str(delay)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         assert self.process.stdout is not None
         port = int(self.process.stdout.readline())
@@ -235,11 +157,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="target length of each run")
     parser.add_argument("--samples-at-zero", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per line; the median")
-    parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        serve(args.serve)
-        return
     delay = args.delay_ms / 1000
     service = Service(delay)
     try:

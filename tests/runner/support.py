@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import json
 import random
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from eval_runner import config, results, run, store
+
+
+def _self_signed() -> Path:
+    """A fresh self-signed certificate for 127.0.0.1, made per test session: no key is kept
+    in the repository."""
+    folder = Path(tempfile.mkdtemp(prefix="runner-tls-"))
+    atexit.register(shutil.rmtree, folder, True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return folder
+
+
+TLS_DIR = _self_signed()
+# For localkube.mockmodel.MockModel(tls=TLS): it serves https with that certificate.
+TLS = (str(TLS_DIR / "cert.pem"), str(TLS_DIR / "key.pem"))
 
 
 def questions(count: int) -> dict[str, str]:

@@ -19,7 +19,7 @@ from eval_runner.client import Transient
 from eval_runner.config import Endpoint
 from eval_runner.errors import ConfigError, HttpProcessGone
 from eval_runner.http_process import Frames, ProcessSender, frame
-from tests.runner.server import FlakyModel, Reply, answer_from
+from localkube.mockmodel import MockModel, Reply, answer_from
 from tests.runner.support import environment, journal, qa_dataset, questions
 
 SECRET = "Bearer child-secret-0451"
@@ -86,7 +86,7 @@ def with_child(behave, check, size=4, timeout=5.0):
         finally:
             await sender.aclose()
 
-    with FlakyModel(behave, token=SECRET) as model:
+    with MockModel(behave, token=SECRET) as model:
         return asyncio.run(main())
 
 
@@ -178,7 +178,7 @@ def test_a_run_whose_child_dies_stops_and_records_no_sample_as_failed(tmp_path):
         return Reply(f"a{key[1:]}", delay=0.05)
 
     env = environment(None, qa_dataset(tmp_path / "set.jsonl", 20), tmp_path / "out")
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env.update(EVAL_INFERENCE_URL=model.url, EVAL_HTTP_PROCESS="true", MAX_CONCURRENCY="2")
         with pytest.raises(HttpProcessGone, match="exited with code -9"):
             asyncio.run(run.run(config.from_env(env), io.StringIO()))
@@ -196,7 +196,7 @@ def test_auto_is_the_default_and_says_when_it_uses_the_second_process(
     env = environment(None, qa_dataset(tmp_path / "set.jsonl", 40), tmp_path / "out")
     del env["EVAL_HTTP_PROCESS"]
     out = io.StringIO()
-    with FlakyModel(answer_from(questions(40))) as model:
+    with MockModel(answer_from(questions(40))) as model:
         env.update(EVAL_INFERENCE_URL=model.url, MAX_CONCURRENCY="32")
         metrics = asyncio.run(run.run(config.from_env(env), out))
     assert metrics["exact_match"] == 1.0

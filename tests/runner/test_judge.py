@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.runner.server import FlakyModel, Reply, answer_from
+from localkube.mockmodel import MockModel, Reply, answer_from
 from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
 GRADED = re.compile(r"Reference answer: (.*)\nAnswer to grade: (.*)\n")
@@ -39,8 +39,8 @@ def test_the_judge_grades_every_prediction_with_its_own_concurrency(tmp_path):
     answers = questions(12)
     answers["q02"] = answers["q09"] = "wrong"
     with (
-        FlakyModel(answer_from(answers)) as model,
-        FlakyModel(fair_judge(delay=0.03), token="Bearer judge") as judge,
+        MockModel(answer_from(answers)) as model,
+        MockModel(fair_judge(delay=0.03), token="Bearer judge") as judge,
     ):
         env = judged_env(model.url, judge.url, tmp_path, 12, EVAL_JUDGE_CONCURRENCY="2")
         result = run_with(env)
@@ -63,8 +63,8 @@ def test_the_judge_is_retried_and_a_reply_without_a_score_is_an_error(tmp_path):
         return fair_judge(fail_first=True)(prompt, attempt)
 
     with (
-        FlakyModel(answer_from(answers)) as model,
-        FlakyModel(judge_behaviour, token="Bearer judge") as judge,
+        MockModel(answer_from(answers)) as model,
+        MockModel(judge_behaviour, token="Bearer judge") as judge,
     ):
         env = judged_env(model.url, judge.url, tmp_path, 4, EVAL_JUDGE_RETRIES="1")
         env["EVAL_MAX_ERROR_RATE"] = "1"  # failed samples are scored, not fatal
@@ -78,8 +78,8 @@ def test_the_judge_is_retried_and_a_reply_without_a_score_is_an_error(tmp_path):
 def test_a_rerun_does_not_ask_the_judge_again(tmp_path):
     answers = questions(5)
     with (
-        FlakyModel(answer_from(answers)) as model,
-        FlakyModel(fair_judge(), token="Bearer judge") as judge,
+        MockModel(answer_from(answers)) as model,
+        MockModel(fair_judge(), token="Bearer judge") as judge,
     ):
         env = judged_env(model.url, judge.url, tmp_path, 5)
         first = run_with(env)
@@ -91,8 +91,8 @@ def test_a_rerun_does_not_ask_the_judge_again(tmp_path):
 def test_a_custom_judge_prompt_is_filled_in_literally(tmp_path):
     answers = questions(2)
     with (
-        FlakyModel(answer_from(answers)) as model,
-        FlakyModel(lambda prompt, attempt: Reply("0.5"), token="Bearer judge") as judge,
+        MockModel(answer_from(answers)) as model,
+        MockModel(lambda prompt, attempt: Reply("0.5"), token="Bearer judge") as judge,
     ):
         env = judged_env(
             model.url,

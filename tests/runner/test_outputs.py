@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval_runner import results, run
-from tests.runner.server import FlakyModel, Reply, answer_from
+from localkube.mockmodel import MockModel, Reply, answer_from
 from tests.runner.support import (
     environment,
     journal,
@@ -23,7 +23,7 @@ def test_the_output_folder_after_a_run(tmp_path, capsys):
     answers = questions(10)
     answers["q04"] = "wrong"
     output = tmp_path / "out"
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 10),
@@ -61,7 +61,7 @@ def test_the_output_folder_after_a_run(tmp_path, capsys):
 )
 def test_progress_lines_are_throttled(tmp_path, capsys, interval, most):
     answers = questions(40)
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 40),
@@ -111,7 +111,7 @@ def test_evaluation_only_with_a_row_missing_its_prediction(tmp_path):
 
 def test_column_names_are_configurable(tmp_path):
     rows = [{"key": f"k{i}", "question": f"q{i}", "gold": [f"a{i}", "other"]} for i in range(3)]
-    with FlakyModel(lambda key, attempt: Reply("a" + key[1:])) as model:
+    with MockModel(lambda key, attempt: Reply("a" + key[1:])) as model:
         env = environment(
             model.url,
             write_dataset(tmp_path / "set.jsonl", rows),
@@ -161,7 +161,7 @@ def test_a_stale_result_is_removed_when_a_rerun_fails(tmp_path):
     output = tmp_path / "out"
     output.mkdir()
     (output / "metrics.json").write_text('{"metrics": [{"name": "exact_match", "value": 1}]}')
-    with FlakyModel(lambda key, attempt: Reply(status=500)) as model:
+    with MockModel(lambda key, attempt: Reply(status=500)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 3), output)
         assert run.main(environ=env) == 1
     assert not (output / "metrics.json").exists()

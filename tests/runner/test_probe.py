@@ -8,42 +8,9 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from eval_runner import collect, probe, results
-
-
-class Recorder:
-    """An HTTP server that answers 405 to everything (still an answer) and keeps headers."""
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, str]] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorder.headers.append(dict(self.headers))
-                self.send_response(405)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1/chat/completions"
-
-    def __enter__(self) -> Recorder:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from localkube.mockmodel import MockModel
 
 
 def free_port() -> int:
@@ -64,11 +31,11 @@ def env(tmp_path, url, **extra):
 
 
 def test_the_probe_stamps_and_passes_once_the_model_answers_with_the_auth_header(tmp_path):
-    with Recorder() as model:
+    with MockModel() as model:  # a GET gets a 405: still an answer
         code = probe.probe(env(tmp_path, model.url), tmp_path / "termination")
     assert code == 0
     assert (tmp_path / "run" / results.STARTED_MARKER).exists()
-    assert model.headers and model.headers[0]["X-Api-Key"] == "secret-123"
+    assert model.gets and model.gets[0]["X-Api-Key"] == "secret-123"
 
 
 def test_the_probe_gives_up_after_its_timeout_with_the_last_error(tmp_path):
@@ -94,20 +61,16 @@ def test_the_probe_waits_for_a_model_that_comes_up_late(tmp_path):
     )
     worker.start()
     time.sleep(0.8)
-    late = Recorder()
-    late.server.server_close()
-    late.server = ThreadingHTTPServer(("127.0.0.1", port), late.server.RequestHandlerClass)
-    late.thread = threading.Thread(target=late.server.serve_forever, daemon=True)
-    with late:
+    with MockModel(port=port) as late:
         worker.join(timeout=15)
     assert result == [0]
-    assert late.headers
+    assert late.gets
 
 
 def test_probe_false_stamps_without_any_request(tmp_path):
-    with Recorder() as model:
+    with MockModel() as model:
         code = probe.probe(env(tmp_path, model.url, EVAL_PROBE="false"), tmp_path / "t")
-    assert code == 0 and model.headers == []
+    assert code == 0 and model.gets == []
     assert (tmp_path / "run" / results.STARTED_MARKER).exists()
 
 

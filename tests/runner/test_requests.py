@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval_runner import run
-from tests.runner.server import FlakyModel, Reply, answer_from
+from localkube.mockmodel import MockModel, Reply, answer_from
 from tests.runner.support import (
     environment,
     journal,
@@ -29,7 +29,7 @@ def test_requests_in_flight_never_exceed_max_concurrency(tmp_path, limit):
     def slow(key, attempt):
         return Reply(answers[key], delay=0.03)
 
-    with FlakyModel(slow) as model:
+    with MockModel(slow) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 30), tmp_path / "out")
         env["MAX_CONCURRENCY"] = str(limit)
         result = run_with(env)
@@ -40,7 +40,7 @@ def test_requests_in_flight_never_exceed_max_concurrency(tmp_path, limit):
 
 def test_connections_are_pooled_and_reused(tmp_path):
     answers = questions(40)
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 40), tmp_path / "out")
         run_with(env)
     ports = {a.client_port for a in model.arrivals}
@@ -59,7 +59,7 @@ def test_the_chat_body_carries_the_messages_the_model_and_the_parameters(tmp_pat
             "answer": "a",
         },
     ]
-    with FlakyModel(lambda key, attempt: Reply("a")) as model:
+    with MockModel(lambda key, attempt: Reply("a")) as model:
         env = environment(
             model.url,
             write_dataset(tmp_path / "set.jsonl", rows),
@@ -100,7 +100,7 @@ def test_the_chat_body_carries_the_messages_the_model_and_the_parameters(tmp_pat
 
 def test_the_legacy_completions_api_is_chosen_by_the_url(tmp_path):
     answers = questions(5)
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         url = model.url.replace("/chat/completions", "/completions")
         env = environment(
             url,
@@ -115,7 +115,7 @@ def test_the_legacy_completions_api_is_chosen_by_the_url(tmp_path):
 
 def test_the_auth_header_is_sent_under_its_configured_name(tmp_path):
     answers = questions(3)
-    with FlakyModel(answer_from(answers), token="Bearer sk-123") as model:
+    with MockModel(answer_from(answers), token="Bearer sk-123") as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 3),
@@ -130,7 +130,7 @@ def test_the_auth_header_is_sent_under_its_configured_name(tmp_path):
 def test_a_wrong_auth_header_fails_the_run_clearly_without_leaking_it(tmp_path, capsys):
     answers = questions(6)
     output = tmp_path / "out"
-    with FlakyModel(answer_from(answers), token="Bearer right") as model:
+    with MockModel(answer_from(answers), token="Bearer right") as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 6),
@@ -152,19 +152,21 @@ def test_a_wrong_auth_header_fails_the_run_clearly_without_leaking_it(tmp_path, 
 
 def test_token_totals_come_from_usage_and_are_absent_without_it(tmp_path):
     answers = questions(5)
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 5), tmp_path / "a")
         with_usage = run_with(env)
-    with FlakyModel(lambda key, attempt: Reply(answers[key], usage=False)) as model:
+    with MockModel(lambda key, attempt: Reply(answers[key], usage=False)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 5), tmp_path / "b")
         without = run_with(env)
-    assert (with_usage["prompt_tokens"], with_usage["completion_tokens"]) == (15, 10)
+    assert (with_usage["prompt_tokens"], with_usage["completion_tokens"]) == (50, 5), (
+        "10 and 1 per request, as the service counts them"
+    )
     assert "prompt_tokens" not in without and "completion_tokens" not in without
 
 
 def test_latency_is_measured_per_successful_request(tmp_path):
     answers = questions(8)
-    with FlakyModel(lambda key, attempt: Reply(answers[key], delay=0.05)) as model:
+    with MockModel(lambda key, attempt: Reply(answers[key], delay=0.05)) as model:
         output = tmp_path / "out"
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 8), output)
         run_with(env)
@@ -176,7 +178,7 @@ def test_latency_is_measured_per_successful_request(tmp_path):
 
 def test_a_reply_without_content_is_an_empty_answer(tmp_path):
     raw = json.dumps({"choices": [{"message": {"role": "assistant", "content": None}}]})
-    with FlakyModel(lambda key, attempt: Reply(raw=raw.encode())) as model:
+    with MockModel(lambda key, attempt: Reply(raw=raw.encode())) as model:
         output = tmp_path / "out"
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), output)
         result = run_with(env)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from eval_runner import results, run, store
-from tests.runner.server import FlakyModel, Reply, answer_from
+from localkube.mockmodel import MockModel, Reply, answer_from
 from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
 
@@ -28,7 +28,7 @@ def test_a_rerun_sends_only_what_is_missing_or_failed(tmp_path):
             return Reply(status=503)
         return Reply(answers[key])
 
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(model.url, dataset, output, EVAL_LIMIT="12")
         env["EVAL_MAX_ERROR_RATE"] = "1"  # failed samples are scored, not fatal
         first = run_with(env)
@@ -52,7 +52,7 @@ def test_a_rerun_sends_only_what_is_missing_or_failed(tmp_path):
 def test_a_rerun_of_a_finished_run_sends_nothing(tmp_path):
     answers = questions(8)
     output = tmp_path / "out"
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 8), output)
         first = run_with(env)
         requests = len(model.arrivals)
@@ -65,7 +65,7 @@ def test_a_row_whose_question_changed_is_asked_again(tmp_path):
     answers = {**questions(4), "q02 (revised)": "a02"}
     output = tmp_path / "out"
     dataset = qa_dataset(tmp_path / "set.jsonl", 4)
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(model.url, dataset, output)
         run_with(env)
         dataset.write_text(
@@ -87,7 +87,7 @@ def test_a_row_whose_question_changed_is_asked_again(tmp_path):
 def test_answers_from_other_settings_are_not_reused(tmp_path, capsys, change):
     answers = questions(6)
     output = tmp_path / "out"
-    with FlakyModel(answer_from(answers)) as model:
+    with MockModel(answer_from(answers)) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 6), output)
         run_with(env)
         assert run.main(environ={**env, **change}) == 0
@@ -99,7 +99,7 @@ def test_answers_from_other_settings_are_not_reused(tmp_path, capsys, change):
 def test_a_kill_at_any_moment_leaves_no_corrupt_file_and_the_rerun_finishes(tmp_path):
     answers = questions(60)
     output = tmp_path / "out"
-    with FlakyModel(lambda key, attempt: Reply(answers[key], delay=0.02)) as model:
+    with MockModel(lambda key, attempt: Reply(answers[key], delay=0.02)) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 60),
@@ -147,7 +147,7 @@ def test_temporary_files_a_kill_left_are_removed_on_the_next_run(tmp_path):
     (output / ".progress.json.abc123.tmp").write_text("{")
     (output / ".metrics.json.def456.tmp").write_text("{")
     (output / ".notes.abc.tmp").write_text("")  # not the runner's: left alone
-    with FlakyModel(lambda key, attempt: Reply(answers[key])) as model:
+    with MockModel(lambda key, attempt: Reply(answers[key])) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 5), output)
         run_with(env)
     left = sorted(p.name for p in output.iterdir() if p.name.startswith("."))

@@ -17,7 +17,7 @@ from email.utils import formatdate
 import pytest
 
 from eval_runner import backoff, run
-from tests.runner.server import FlakyModel, Reply
+from localkube.mockmodel import MockModel, Reply
 from tests.runner.support import environment, journal, qa_dataset, questions, run_with
 
 # Each test twice: requests from the runner's own process, then from its second one.
@@ -50,7 +50,7 @@ def test_transient_failures_are_retried_with_full_jitter_backoff(tmp_path, failu
         return failure if attempt <= 3 else Reply("a01")
 
     base = 0.08
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 1),
@@ -74,7 +74,7 @@ def test_the_backoff_is_capped(tmp_path):
     def behave(key, attempt):
         return Reply(status=500) if attempt <= 4 else Reply("a01")
 
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 1),
@@ -104,7 +104,7 @@ def test_retry_after_is_honoured(tmp_path, retry_after):
             return Reply(status=429, headers={"Retry-After": header})
         return Reply("a01")
 
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 1),
@@ -124,7 +124,7 @@ def test_a_slow_answer_times_out_and_is_retried(tmp_path):
     def behave(key, attempt):
         return Reply("a01", delay=2.0 if attempt == 1 else 0.0)
 
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 1),
@@ -148,7 +148,7 @@ def test_a_sample_that_keeps_failing_is_an_error_and_the_others_go_on(tmp_path):
         return Reply(status=500) if key == "q03" else Reply(answers[key])
 
     output = tmp_path / "out"
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url, qa_dataset(tmp_path / "set.jsonl", 10), output, MAX_RETRY_PER_QUERY="2"
         )
@@ -189,7 +189,7 @@ def test_answers_that_no_retry_can_fix_are_errors_at_once(tmp_path, reply, messa
         return reply if key == "q02" else Reply(answers[key])
 
     output = tmp_path / "out"
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url, qa_dataset(tmp_path / "set.jsonl", 5), output, MAX_RETRY_PER_QUERY="3"
         )
@@ -210,7 +210,7 @@ def failing_sweep(tmp_path, failing: int, total: int, **extra: str):
         return Reply(status=500) if key in bad else Reply(answers[key])
 
     output = tmp_path / "out"
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", total), output, **extra)
         return run.main(environ=env), output
 

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from eval_runner import run, transport
-from tests.runner.server import TLS_DIR, FlakyModel, Reply, answer_from
-from tests.runner.support import environment, journal, qa_dataset, questions, run_with
+from localkube.mockmodel import MockModel, Reply, answer_from
+from tests.runner.support import TLS, TLS_DIR, environment, journal, qa_dataset, questions, run_with
 
 
 @pytest.mark.parametrize(
@@ -20,7 +20,7 @@ from tests.runner.support import environment, journal, qa_dataset, questions, ru
 )
 def test_an_https_service(tmp_path, verify):
     answers = questions(6)
-    with FlakyModel(answer_from(answers), tls=True) as model:
+    with MockModel(answer_from(answers), tls=TLS) as model:
         assert model.url.startswith("https://")
         env = environment(
             model.url,
@@ -34,7 +34,7 @@ def test_an_https_service(tmp_path, verify):
 
 def test_the_ca_bundle_the_operator_mounts_is_trusted(tmp_path):
     # tls.caConfigMap: the operator sets EVAL_CA_BUNDLE (and SSL_CERT_FILE) to the file.
-    with FlakyModel(answer_from(questions(2)), tls=True) as model:
+    with MockModel(answer_from(questions(2)), tls=TLS) as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 2),
@@ -56,7 +56,7 @@ def test_a_missing_ca_bundle_is_named(tmp_path, capsys):
 
 
 def test_an_https_service_with_an_unknown_certificate_is_refused(tmp_path, capsys):
-    with FlakyModel(answer_from(questions(2)), tls=True) as model:
+    with MockModel(answer_from(questions(2)), tls=TLS) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), tmp_path / "out")
         started = time.monotonic()
         assert run.main(environ=env) == 1
@@ -80,7 +80,7 @@ def test_a_connection_the_service_closed_while_idle_is_not_reused():
             await asyncio.sleep(0.3)  # the service drops the idle connection after 0.05 s
             assert (await post(client, url))[0] == 200
 
-    with FlakyModel(answer_from(questions(1)), idle_timeout=0.05) as model:
+    with MockModel(answer_from(questions(1)), idle_timeout=0.05) as model:
         asyncio.run(main(model.url))
     first, second = model.arrivals
     assert first.client_port != second.client_port
@@ -100,7 +100,7 @@ def test_a_cancelled_request_gives_its_connection_slot_back():
     def behave(key, attempt):
         return Reply("x", delay=1.0 if key == "slow" else 0.0)
 
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         assert asyncio.run(main(model.url)) < 0.5, "the one slot was free again at once"
 
 
@@ -113,7 +113,7 @@ def test_a_redirect_is_not_followed(tmp_path):
         return Reply("a02")
 
     output = tmp_path / "out"
-    with FlakyModel(behave) as model:
+    with MockModel(behave) as model:
         env = environment(
             model.url, qa_dataset(tmp_path / "set.jsonl", 2), output, EVAL_MAX_ERROR_RATE="1"
         )
@@ -134,7 +134,7 @@ def test_requests_go_through_the_proxy_the_environment_names(tmp_path, monkeypat
     # and the service's own host name does not resolve, so only the proxy can answer.
     clear_proxies(monkeypatch)
     url = "http://model.invalid:8000/v1/chat/completions"
-    with FlakyModel(answer_from(questions(3))) as proxy:
+    with MockModel(answer_from(questions(3))) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.base)
         env = environment(url, qa_dataset(tmp_path / "set.jsonl", 3), tmp_path / "out")
         assert run_with(env)["exact_match"] == 1.0
@@ -146,7 +146,7 @@ def test_no_proxy_exempts_the_service(tmp_path, monkeypatch):
     clear_proxies(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with FlakyModel(answer_from(questions(2))) as model:
+    with MockModel(answer_from(questions(2))) as model:
         env = environment(model.url, qa_dataset(tmp_path / "set.jsonl", 2), tmp_path / "out")
         assert run_with(env)["exact_match"] == 1.0
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from eval_runner import run
-from tests.runner.server import FlakyModel, answer_from
+from localkube.mockmodel import MockModel, answer_from
 from tests.runner.support import environment, qa_dataset, questions
 
 
@@ -21,10 +21,10 @@ def test_the_run_waits_for_a_service_that_comes_up_late(tmp_path, capsys):
     answers = questions(3)
     port = free_port()  # nothing listens there until the timer below starts a server
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    started: list[FlakyModel] = []
+    started: list[MockModel] = []
 
     def come_up() -> None:
-        late = FlakyModel(answer_from(answers), port=port)
+        late = MockModel(answer_from(answers), port=port)
         started.append(late.__enter__())
 
     timer = threading.Timer(0.6, come_up)
@@ -70,7 +70,7 @@ def test_a_service_that_never_answers_fails_the_run_after_the_limit(tmp_path, ca
 
 def test_any_http_answer_means_the_service_is_up(tmp_path):
     answers = questions(2)
-    with FlakyModel(answer_from(answers), token="Bearer t") as model:
+    with MockModel(answer_from(answers), token="Bearer t") as model:
         env = environment(
             model.url,
             qa_dataset(tmp_path / "set.jsonl", 2),
