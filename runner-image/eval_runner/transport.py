@@ -1,9 +1,8 @@
 """The pooled HTTP client of a run: one aiohttp.ClientSession per service.
 
 aiohttp parses replies in C and keeps connections alive in a pool of its own; it is the
-client lm-eval sends with, and the runner on it reaches 0.9 of the ideal request rate at
-128 requests in flight (benchmarks/runner_vs_peers.py). A session serves one service, so
-the service's headers are set on it once.
+client lm-eval sends with (the runner beside it: benchmarks/runner_vs_peers.py, README).
+A session serves one service, so the service's headers are set on it once.
 
 Redirects are not followed (a model service that redirects a POST is misconfigured; the
 status says so). Proxies: HTTP_PROXY, HTTPS_PROXY or ALL_PROXY for the service's scheme,
