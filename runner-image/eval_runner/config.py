@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from eval_runner.errors import ConfigError
+
+N = TypeVar("N", int, float)
 
 Api = Literal["chat", "completions"]
 Mode = Literal["auto", "inference", "evaluation"]
@@ -164,14 +166,10 @@ class _Env:
         return None
 
     def integer(self, *names: str, default: int | None = None, minimum: int = 0) -> int | None:
-        found = self.first(*names)
+        found = self._converted(names, int, "a whole number")
         if found is None:
             return default
-        name, value = found
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        name, value, number = found
         if number < minimum:
             raise ConfigError(f"{name}={value!r} must be at least {minimum}")
         return number
@@ -179,17 +177,26 @@ class _Env:
     def number(
         self, *names: str, default: float | None = None, minimum: float | None = None
     ) -> float | None:
-        found = self.first(*names)
+        found = self._converted(names, float, "a number")
         if found is None:
             return default
-        name, value = found
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a number") from None
+        name, value, number = found
         if not math.isfinite(number) or (minimum is not None and number < minimum):
             raise ConfigError(f"{name}={value!r} must be a finite number >= {minimum}")
         return number
+
+    def _converted(
+        self, names: tuple[str, ...], convert: Callable[[str], N], what: str
+    ) -> tuple[str, str, N] | None:
+        """The first of `names` that is set: its name, its text and its value, or None."""
+        found = self.first(*names)
+        if found is None:
+            return None
+        name, value = found
+        try:
+            return name, value, convert(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not {what}") from None
 
     def count(self, name: str, default: int, minimum: int = 0) -> int:
         value = self.integer(name, default=default, minimum=minimum)
