@@ -461,6 +461,8 @@ def _delete_with_the_jobs(pending: list[steps.Stage], stop: list[str], planned: 
     where it would be when the plan deletes none): their chains were busy in this plan, so
     no Job of them is created in this pass."""
     stopped = tuple(steps.DeleteJob(n) for n in stop if n not in planned)
+    if not stopped:
+        return
     at = next(
         (i for i, st in enumerate(pending) if not isinstance(st[0], _BEFORE_JOB_DELETES)),
         len(pending),
