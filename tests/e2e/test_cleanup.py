@@ -34,8 +34,11 @@ SLEEPER = "3601"  # the pod's `sleep` argument: found in /proc while it runs
 NODE_LINE = "the node's own files (containerd, kubelet): "
 # A process holding a cluster as pytest holds the session's: a `with` block.
 HOLDER = f"""
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C as in a terminal, also where this run was started with SIGINT ignored (a
+# background job of a shell without job control): Python then keeps it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from localkube import realnode
 from localkube.cluster import LocalCluster
 
