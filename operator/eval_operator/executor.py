@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor as Threads
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import partial
 from typing import Any, Final, Protocol
 
@@ -216,7 +215,8 @@ class StepExecutor:
             )
         done = new.state in (RunState.SUCCEEDED, RunState.FAILED)
         if done and new.start_time and new.completion_time:
-            took = _parse_time(new.completion_time) - _parse_time(new.start_time)
+            parse = status_mod.parse_time
+            took = parse(new.completion_time) - parse(new.start_time)
             self.acted.finished.append((view.run.task.name, took.total_seconds()))
 
     # --- the auth Secret -------------------------------------------------------------
@@ -507,7 +507,3 @@ def _set_suspended(api: kube.Api, namespace: str, name: str, suspend: bool) -> N
             "spec": {"suspend": suspend},
         },
     )
-
-
-def _parse_time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

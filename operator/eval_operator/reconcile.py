@@ -246,7 +246,6 @@ def look(
     namespace, name, uid = observed.namespace, observed.name, observed.uid
     owner = records.Owner(constants.KIND, name, namespace, uid)
     secrets: list[str] = []  # values read from the Secrets the runs use: redacted
-    wait: status_mod.Wait | None = None
     written = spec.parse_spec(observed.evaltask.get("spec"))
     # Fingerprints hash the whole spec per run: computed once per pass.
     desired = plan.desired_runs(written, name, _config_lookup(api, namespace), observed.runs)
@@ -456,7 +455,7 @@ def _check_cluster(
 def _waited(observed: plan.Observed, reason: str) -> float:
     """Seconds the wait for `reason` has lasted (ReadyToStart's time); 0 when none is on."""
     since = status_mod.waiting_since(observed.previous_status, reason)
-    return max(0.0, (observed.now - _parse_time(since)).total_seconds()) if since else 0.0
+    return max(0.0, (observed.now - status_mod.parse_time(since)).total_seconds()) if since else 0.0
 
 
 def _announce_wait(observed: plan.Observed, new: Mapping[str, Any], announce: _Announce) -> None:
@@ -494,7 +493,7 @@ def _create_failures(
         if any(counts.get(k) for k in ("active", "succeeded", "failed", "terminating")):
             continue  # the Job controller made its pod: the pods' watch has not shown it yet
         created = meta.get("creationTimestamp")
-        age = (now - _parse_time(created)).total_seconds() if created else 0.0
+        age = (now - status_mod.parse_time(created)).total_seconds() if created else 0.0
         if age < CREATE_FAILURE_AFTER_SECONDS:
             continue
         try:
@@ -618,7 +617,7 @@ def _recheck_after(new_status: Mapping[str, Any], now: datetime, config: Config)
     cond = conditions.get(new_status.get("conditions") or [], conditions.READY_TO_START)
     if cond is None or cond.get("status") != "False":
         return None
-    waited = (now - _parse_time(str(cond["lastTransitionTime"]))).total_seconds()
+    waited = (now - status_mod.parse_time(str(cond["lastTransitionTime"]))).total_seconds()
     delay = wait_backoff(waited)
     if cond.get("reason") == conditions.JOB_REFUSED and waited < config.start_timeout:
         delay = min(delay, config.start_timeout - waited)  # a refused run fails on time
@@ -736,10 +735,6 @@ def _read_progress(
 def redact(value: Any, secrets: Iterable[str]) -> Any:
     """Replace every known secret value in the strings of a status or message."""
     return redaction.redact(value, secrets)
-
-
-def _parse_time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _event(

@@ -19,6 +19,11 @@ def timestamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(stamp: str) -> datetime:
+    """A time as the API server writes it (timestamp's form, or with an offset)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @dataclass(frozen=True)
 class Wait:
     """Why the runs still to start wait for the cluster (ReadyToStart=False says it).
