@@ -82,7 +82,7 @@ def _uid(body: Body) -> str:
 def owner_uid(body: Body) -> str:
     """The EvalTask a body belongs to: its own uid for an EvalTask, else its label."""
     meta = body.get("metadata") or {}
-    if body.get("kind") == constants.KIND:
+    if body.get("kind") == constants.EVALTASK.kind:
         return str(meta.get("uid", ""))
     return str((meta.get("labels") or {}).get(constants.LABEL_EVALTASK_UID, ""))
 
@@ -147,7 +147,7 @@ class Writes:
             lists = [
                 self._merge_list(objects, kind, written, deleted, seen)
                 for objects, kind in (
-                    (snapshot.runs, constants.RUN_KIND),
+                    (snapshot.runs, constants.EVALRUN.kind),
                     (snapshot.jobs, "Job"),
                     (snapshot.pods, "Pod"),
                 )

@@ -185,7 +185,7 @@ def dry_run(
     models, tasks = evalspec.models, evalspec.tasks
     pairs = [(i % len(models), i % len(tasks)) for i in range(max(len(models), len(tasks)))]
     # The EvalRun does not exist yet; a dry-run never checks that an owner exists.
-    placeholder = records.Owner(constants.RUN_KIND, owner.name, owner.namespace, owner.uid)
+    placeholder = records.Owner(constants.EVALRUN.kind, owner.name, owner.namespace, owner.uid)
 
     def one(mi: int, ti: int) -> tuple[list[spec.SpecProblem], bool]:
         """The problems of one Job, and whether admission refused it."""

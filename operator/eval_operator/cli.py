@@ -23,8 +23,6 @@ from typing import Any
 
 from eval_operator import constants, results_view
 
-EVALRUNS = "evalruns"
-
 
 class CliError(Exception):
     """What went wrong, in words for the user (exit code 1)."""
@@ -64,7 +62,7 @@ class Client:
             constants.GROUP,
             constants.VERSION,
             self.namespace,
-            constants.PLURAL,
+            constants.EVALTASK.plural,
             name,
         )
         return doc
@@ -76,7 +74,7 @@ class Client:
             constants.GROUP,
             constants.VERSION,
             self.namespace,
-            EVALRUNS,
+            constants.EVALRUN.plural,
             label_selector=f"{constants.LABEL_EVALTASK}={evaltask}",
         )
         items: list[dict[str, Any]] = doc.get("items") or []
@@ -89,7 +87,7 @@ class Client:
             constants.GROUP,
             constants.VERSION,
             self.namespace,
-            constants.PLURAL,
+            constants.EVALTASK.plural,
             evaltask,
             {"metadata": {"annotations": {key: value}}},
         )
@@ -101,7 +99,7 @@ class Client:
             constants.GROUP,
             constants.VERSION,
             self.namespace,
-            EVALRUNS,
+            constants.EVALRUN.plural,
             name,
         )
 
@@ -112,7 +110,7 @@ class Client:
             constants.GROUP,
             constants.VERSION,
             self.namespace,
-            constants.CONFIG_PLURAL,
+            constants.TASK_CONFIG.plural,
         )
         return _by_name(doc)
 
@@ -121,7 +119,7 @@ class Client:
         may be refused them and still use the namespace's own."""
         try:
             doc: Any = self.custom.list_cluster_custom_object(
-                constants.GROUP, constants.VERSION, constants.CLUSTER_CONFIG_PLURAL
+                constants.GROUP, constants.VERSION, constants.CLUSTER_TASK_CONFIG.plural
             )
         except self._exception as e:
             return f"the API server said {e.status} {e.reason}"

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "evaloperator.io"
 VERSION: Final = "v1alpha1"
-KIND: Final = "EvalTask"
-PLURAL: Final = "evaltasks"
-SINGULAR: Final = "evaltask"
-SHORT_NAME: Final = "et"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource's names, as its CRD declares them and the API's paths use them.
+    Each of ours is singular and plural by the rule: the kind lowercased, plus an "s"."""
+
+    kind: str
+    short_name: str
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def plural(self) -> str:
+        return f"{self.singular}s"
+
+
+EVALTASK: Final = Kind("EvalTask", "et")
 # The per-run record, written by the operator only.
-RUN_KIND: Final = "EvalRun"
-RUN_PLURAL: Final = "evalruns"
-RUN_SINGULAR: Final = "evalrun"
-RUN_SHORT_NAME: Final = "er"
+EVALRUN: Final = Kind("EvalRun", "er")
 # Saved task configurations that tasks[] entries name in their configRef.
-CONFIG_KIND: Final = "EvalTaskConfig"
-CONFIG_PLURAL: Final = "evaltaskconfigs"
-CONFIG_SINGULAR: Final = "evaltaskconfig"
-CONFIG_SHORT_NAME: Final = "etc"
-CLUSTER_CONFIG_KIND: Final = "ClusterEvalTaskConfig"
-CLUSTER_CONFIG_PLURAL: Final = "clusterevaltaskconfigs"
-CLUSTER_CONFIG_SINGULAR: Final = "clusterevaltaskconfig"
-CLUSTER_CONFIG_SHORT_NAME: Final = "cetc"
+TASK_CONFIG: Final = Kind("EvalTaskConfig", "etc")
+CLUSTER_TASK_CONFIG: Final = Kind("ClusterEvalTaskConfig", "cetc")
 
 # Environment the operator injects; a spec may not set these itself.
 ENV_OUTPUT_DIR: Final = "EVAL_OUTPUT_DIR"

@@ -16,14 +16,17 @@ prints a CRD; `make crds` writes them all into crds/ and the chart.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
+from pydantic import BaseModel
 
 from eval_operator import constants, runtypes, spec, statustypes
 
-CRD_NAME: Final = f"{constants.PLURAL}.{constants.GROUP}"
-RUN_CRD_NAME: Final = f"{constants.RUN_PLURAL}.{constants.GROUP}"
+CRD_NAME: Final = f"{constants.EVALTASK.plural}.{constants.GROUP}"
+RUN_CRD_NAME: Final = f"{constants.EVALRUN.plural}.{constants.GROUP}"
 _DROP: Final = {"title", "default", "propertyNames", "$defs"}
 
 
@@ -84,49 +87,131 @@ def model_schema(model: type[Any]) -> dict[str, Any]:
     return schema
 
 
-def _crd(
-    kind: str,
-    plural: str,
-    singular: str,
-    short_name: str,
-    description: str,
-    columns: list[dict[str, Any]],
-    properties: dict[str, Any],
-    required: list[str],
-    scope: str = "Namespaced",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Column:
+    """One of `kubectl get`'s columns; a wide one shows with `-o wide` only."""
+
+    name: str
+    path: str
+    type: str = "string"
+    wide: bool = False
+
+    def printer_column(self) -> dict[str, Any]:
+        column: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.path}
+        if self.wide:
+            column["priority"] = 1
+        return column
+
+
+# Every kind's last column but the wide ones, as kubectl's own tables have it.
+AGE: Final = Column("Age", ".metadata.creationTimestamp", "date")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What one CRD says of its own; the rest (group, version, categories, the objects'
+    apiVersion, kind and metadata, a required spec) is the same for all of ours."""
+
+    names: constants.Kind
+    description: str
+    # The object's own top-level fields, each with its model; a status gets the status
+    # subresource.
+    properties: Mapping[str, type[BaseModel]]
+    columns: tuple[Column, ...]
+    scope: str = "Namespaced"
+
+
+def _task_config(names: constants.Kind, scope: str) -> Definition:
+    where = "in its namespace" if scope == "Namespaced" else "in every namespace"
+    return Definition(
+        names,
+        f"{names.kind} is a saved task configuration: one evaluation set packaged as a container "
+        f"image, which tasks[] entries of EvalTasks {where} name in their configRef.",
+        {"spec": spec.TaskSettings},
+        (Column("Image", ".spec.image"), Column("Version", ".spec.version"), AGE),
+        scope,
+    )
+
+
+# Keyed by the name `python -m eval_operator.crd` and `make crds` know each by.
+CRDS: Final = {
+    definition.names.singular: definition
+    for definition in (
+        Definition(
+            constants.EVALTASK,
+            "EvalTask evaluates model services on evaluation sets packaged as container images: "
+            "one Job per (model, task), serially per model.",
+            {"spec": spec.EvalTaskSpec, "status": statustypes.EvalTaskStatus},
+            (
+                Column("Phase", ".status.phase"),
+                Column("Progress", ".status.progress"),
+                Column("Failed", ".status.failed", "integer"),
+                AGE,
+                Column("Models", ".spec.models[*].name", wide=True),
+                Column("Tasks", ".spec.tasks[*].name", wide=True),
+            ),
+        ),
+        Definition(
+            constants.EVALRUN,
+            "EvalRun is the operator's durable record of one (model, task) run of an EvalTask: "
+            "its state and result. Written by the operator only; deleting one reruns that run.",
+            {"spec": runtypes.EvalRunSpec, "status": runtypes.EvalRunStatus},
+            (
+                Column("Model", ".spec.model"),
+                Column("Task", ".spec.task"),
+                Column("State", ".status.state"),
+                Column("Score", ".status.score", "number"),
+                AGE,
+                Column("Attempts", ".status.attempts", "integer", wide=True),
+                Column("Progress", ".status.progress.done", wide=True),
+                Column("Job", ".status.job", wide=True),
+            ),
+        ),
+        _task_config(constants.TASK_CONFIG, "Namespaced"),
+        _task_config(constants.CLUSTER_TASK_CONFIG, "Cluster"),
+    )
+}
+
+
+def build(which: str = "evaltask") -> dict[str, Any]:
+    """One of the CRDS, as the API server takes it."""
+    definition = CRDS[which]
+    names = definition.names
     version: dict[str, Any] = {"name": constants.VERSION, "served": True, "storage": True}
-    if "status" in properties:
+    if "status" in definition.properties:
         version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{constants.GROUP}"},
+        "metadata": {"name": f"{names.plural}.{constants.GROUP}"},
         "spec": {
             "group": constants.GROUP,
             "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": singular,
-                "shortNames": [short_name],
+                "kind": names.kind,
+                "listKind": f"{names.kind}List",
+                "plural": names.plural,
+                "singular": names.singular,
+                "shortNames": [names.short_name],
                 "categories": ["evals"],
             },
-            "scope": scope,
+            "scope": definition.scope,
             "versions": [
                 {
                     **version,
-                    "additionalPrinterColumns": columns,
+                    "additionalPrinterColumns": [c.printer_column() for c in definition.columns],
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": description,
-                            "required": required,
+                            "description": definition.description,
+                            "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                **properties,
+                                **{
+                                    name: model_schema(model)
+                                    for name, model in definition.properties.items()
+                                },
                             },
                         }
                     },
@@ -136,123 +221,12 @@ def _crd(
     }
 
 
-def build_crd() -> dict[str, Any]:
-    """The EvalTask CRD."""
-    return _crd(
-        constants.KIND,
-        constants.PLURAL,
-        constants.SINGULAR,
-        constants.SHORT_NAME,
-        "EvalTask evaluates model services on evaluation sets packaged as container images: "
-        "one Job per (model, task), serially per model.",
-        [
-            _column("Phase", "string", ".status.phase"),
-            _column("Progress", "string", ".status.progress"),
-            _column("Failed", "integer", ".status.failed"),
-            _column("Age", "date", ".metadata.creationTimestamp"),
-            _column("Models", "string", ".spec.models[*].name", priority=1),
-            _column("Tasks", "string", ".spec.tasks[*].name", priority=1),
-        ],
-        {
-            "spec": model_schema(spec.EvalTaskSpec),
-            "status": model_schema(statustypes.EvalTaskStatus),
-        },
-        ["spec"],
-    )
-
-
-def build_run_crd() -> dict[str, Any]:
-    """The EvalRun CRD: one per run, written by the operator only."""
-    return _crd(
-        constants.RUN_KIND,
-        constants.RUN_PLURAL,
-        constants.RUN_SINGULAR,
-        constants.RUN_SHORT_NAME,
-        "EvalRun is the operator's durable record of one (model, task) run of an EvalTask: "
-        "its state and result. Written by the operator only; deleting one reruns that run.",
-        [
-            _column("Model", "string", ".spec.model"),
-            _column("Task", "string", ".spec.task"),
-            _column("State", "string", ".status.state"),
-            _column("Score", "number", ".status.score"),
-            _column("Age", "date", ".metadata.creationTimestamp"),
-            _column("Attempts", "integer", ".status.attempts", priority=1),
-            _column("Progress", "string", ".status.progress.done", priority=1),
-            _column("Job", "string", ".status.job", priority=1),
-        ],
-        {
-            "spec": model_schema(runtypes.EvalRunSpec),
-            "status": model_schema(runtypes.EvalRunStatus),
-        },
-        ["spec"],
-    )
-
-
-def _config_crd(
-    kind: str, plural: str, singular: str, short_name: str, scope: str
-) -> dict[str, Any]:
-    where = "in its namespace" if scope == "Namespaced" else "in every namespace"
-    return _crd(
-        kind,
-        plural,
-        singular,
-        short_name,
-        f"{kind} is a saved task configuration: one evaluation set packaged as a container "
-        f"image, which tasks[] entries of EvalTasks {where} name in their configRef.",
-        [
-            _column("Image", "string", ".spec.image"),
-            _column("Version", "string", ".spec.version"),
-            _column("Age", "date", ".metadata.creationTimestamp"),
-        ],
-        {"spec": model_schema(spec.TaskSettings)},
-        ["spec"],
-        scope,
-    )
-
-
-def build_config_crd() -> dict[str, Any]:
-    """The EvalTaskConfig CRD: a saved task configuration in one namespace."""
-    return _config_crd(
-        constants.CONFIG_KIND,
-        constants.CONFIG_PLURAL,
-        constants.CONFIG_SINGULAR,
-        constants.CONFIG_SHORT_NAME,
-        "Namespaced",
-    )
-
-
-def build_cluster_config_crd() -> dict[str, Any]:
-    """The ClusterEvalTaskConfig CRD: a saved task configuration for every namespace."""
-    return _config_crd(
-        constants.CLUSTER_CONFIG_KIND,
-        constants.CLUSTER_CONFIG_PLURAL,
-        constants.CLUSTER_CONFIG_SINGULAR,
-        constants.CLUSTER_CONFIG_SHORT_NAME,
-        "Cluster",
-    )
-
-
-CRDS: Final = {
-    "evaltask": build_crd,
-    "evalrun": build_run_crd,
-    "evaltaskconfig": build_config_crd,
-    "clusterevaltaskconfig": build_cluster_config_crd,
-}
-
-
-def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any]:
-    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
-    if priority:
-        column["priority"] = priority
-    return column
-
-
 def render(which: str = "evaltask") -> str:
     header = (
         "# Generated from the pydantic models in operator/eval_operator/ by `make crds`. "
         "Do not edit.\n"
     )
-    return header + yaml.safe_dump(CRDS[which](), sort_keys=False, width=100)
+    return header + yaml.safe_dump(build(which), sort_keys=False, width=100)
 
 
 if __name__ == "__main__":

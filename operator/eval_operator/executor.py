@@ -245,7 +245,7 @@ class StepExecutor:
                 said = records.bounded(said, 1000)
                 self.acted.events.append(("Warning", conditions.AUTH_SECRET_REFUSED, said))
             return
-        if records.owner_uid(current, constants.KIND) != owner.uid:
+        if records.owner_uid(current, constants.EVALTASK.kind) != owner.uid:
             said = (
                 f"Secret {name!r} exists and is not owned by this EvalTask; literal auth "
                 "values were not written to it"
@@ -372,7 +372,7 @@ class StepExecutor:
     def create_job(self, run: plan.DesiredRun) -> Written:
         owner, settings = self.owner, self.settings
         run_owner = records.Owner(
-            constants.RUN_KIND, run.name, owner.namespace, self.uids[run.name]
+            constants.EVALRUN.kind, run.name, owner.namespace, self.uids[run.name]
         )
         job = manifests.build_job(
             owner,

@@ -235,7 +235,7 @@ def _reconciler() -> Reconciler:
     return RECONCILER
 
 
-@kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.EVALTASK.plural)
 async def evaltask_event(
     type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
 ) -> None:
@@ -249,13 +249,13 @@ async def evaltask_event(
         await _reconciler().trigger(namespace, name)
 
 
-@kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
+@kopf.index(constants.GROUP, constants.VERSION, constants.EVALTASK.plural)
 def evaltasks_by_uid(uid: str, name: str, **_: Any) -> dict[str, str]:
     """uid -> name: EvalRuns, Jobs and pods carry their EvalTask's uid as a label."""
     return {uid: name}
 
 
-@kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
+@kopf.index(constants.GROUP, constants.VERSION, constants.EVALTASK.plural)
 def evaltask_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): cache.slim(body)}
 
@@ -269,13 +269,13 @@ def config_keys(namespace: str | None, spec: Mapping[str, Any] | None) -> list[C
         ref = task.get("configRef") if isinstance(task, dict) else None
         if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
             continue
-        kind = ref.get("kind") or constants.CONFIG_KIND
-        where = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace or ""
+        kind = ref.get("kind") or constants.TASK_CONFIG.kind
+        where = "" if kind == constants.CLUSTER_TASK_CONFIG.kind else namespace or ""
         keys.append((str(kind), where, ref["name"]))
     return keys
 
 
-@kopf.index(constants.GROUP, constants.VERSION, constants.PLURAL)
+@kopf.index(constants.GROUP, constants.VERSION, constants.EVALTASK.plural)
 def evaltasks_by_config(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[ConfigKey, Key] | None:
@@ -331,7 +331,12 @@ def _watch(kwargs: Mapping[str, Any]) -> None:
         log.info("passes for events read the watches' indexes")
 
 
-async def _child_event(body: kopf.Body, namespace: str | None, kwargs: Mapping[str, Any]) -> None:
+async def _child_event(
+    type_: str | None, body: kopf.Body, namespace: str | None, kwargs: Mapping[str, Any]
+) -> None:
+    if type_ == "DELETED":
+        # Nothing the operator wrote of it (kept until the watch shows it) may bring it back.
+        _reconciler().writes.gone(body)
     _watch(kwargs)
     uid = cache.owner_uid(body)
     if not uid or not namespace:
@@ -341,21 +346,21 @@ async def _child_event(body: kopf.Body, namespace: str | None, kwargs: Mapping[s
         await _reconciler().trigger(namespace, name)
 
 
-@kopf.on.event(constants.GROUP, constants.VERSION, constants.CONFIG_PLURAL)
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.TASK_CONFIG.plural)
 async def task_config_event(
     type: str | None, namespace: str | None, name: str, **kwargs: Any
 ) -> None:
-    await _config_event(constants.CONFIG_KIND, type, namespace, name, kwargs)
+    await _config_event(constants.TASK_CONFIG.kind, type, namespace, name, kwargs)
 
 
-@kopf.on.event(constants.GROUP, constants.VERSION, constants.CLUSTER_CONFIG_PLURAL)
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.CLUSTER_TASK_CONFIG.plural)
 async def cluster_task_config_event(type: str | None, name: str, **kwargs: Any) -> None:
-    await _config_event(constants.CLUSTER_CONFIG_KIND, type, None, name, kwargs)
+    await _config_event(constants.CLUSTER_TASK_CONFIG.kind, type, None, name, kwargs)
 
 
 _MANAGED: Final = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
 # What the operator makes and watches, as (group, version, plural).
-EVALRUNS: Final = (constants.GROUP, constants.VERSION, constants.RUN_PLURAL)
+EVALRUNS: Final = (constants.GROUP, constants.VERSION, constants.EVALRUN.plural)
 JOBS: Final = ("batch", "v1", "jobs")
 PODS: Final = ("", "v1", "pods")
 
@@ -423,8 +428,7 @@ async def evalrun_event(
     # pass for each would only read what it just wrote). A deletion is: a user reruns that
     # run by deleting its record.
     if type == "DELETED":
-        _reconciler().writes.gone(body)
-        await _child_event(body, namespace, kwargs)
+        await _child_event(type, body, namespace, kwargs)
 
 
 @kopf.index(*EVALRUNS, labels=_MANAGED)
@@ -459,11 +463,8 @@ async def job_event(
 ) -> None:
     # The operator created the Job: its creation is no news; what the Job controller, a
     # user or the garbage collector does to it may be.
-    if type == "DELETED":
-        _reconciler().writes.gone(body)
-    news = NEWS.check(type, body, jobstate.job_digest(body))
-    if news and type != "ADDED":
-        await _child_event(body, namespace, kwargs)
+    if NEWS.check(type, body, jobstate.job_digest(body)) and type != "ADDED":
+        await _child_event(type, body, namespace, kwargs)
 
 
 @kopf.index(*JOBS, labels=_MANAGED)
@@ -476,7 +477,7 @@ async def pod_event(
     type: str | None, body: kopf.Body, namespace: str | None, **kwargs: Any
 ) -> None:
     if NEWS.check(type, body, jobstate.pod_digest(body)):
-        await _child_event(body, namespace, kwargs)
+        await _child_event(type, body, namespace, kwargs)
 
 
 @kopf.index(*PODS, labels=_MANAGED)

@@ -136,9 +136,9 @@ class Api(Protocol):
 def task_config_path(kind: str, namespace: str, name: str) -> str:
     """Where a configRef's config is: namespaced, or cluster-wide."""
     base = f"/apis/{constants.GROUP}/{constants.VERSION}"
-    if kind == constants.CLUSTER_CONFIG_KIND:
-        return f"{base}/{constants.CLUSTER_CONFIG_PLURAL}/{_q(name)}"
-    return f"{base}/namespaces/{_q(namespace)}/{constants.CONFIG_PLURAL}/{_q(name)}"
+    if kind == constants.CLUSTER_TASK_CONFIG.kind:
+        return f"{base}/{constants.CLUSTER_TASK_CONFIG.plural}/{_q(name)}"
+    return f"{base}/namespaces/{_q(namespace)}/{constants.TASK_CONFIG.plural}/{_q(name)}"
 
 
 def deleted_uid(answer: Mapping[str, Any]) -> str:
@@ -220,7 +220,7 @@ class KubeApi:
     def _evaltask_path(namespace: str, name: str) -> str:
         return (
             f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
-            f"{constants.PLURAL}/{_q(name)}"
+            f"{constants.EVALTASK.plural}/{_q(name)}"
         )
 
     def get_evaltask(self, namespace: str, name: str) -> dict[str, Any]:
@@ -233,7 +233,7 @@ class KubeApi:
         doc = self._call(
             "GET",
             f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
-            f"{constants.PLURAL}",
+            f"{constants.EVALTASK.plural}",
         )
         items: list[dict[str, Any]] = doc.get("items") or []
         return items
@@ -258,7 +258,7 @@ class KubeApi:
     def _evalruns_path(namespace: str) -> str:
         return (
             f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{_q(namespace)}/"
-            f"{constants.RUN_PLURAL}"
+            f"{constants.EVALRUN.plural}"
         )
 
     def list_evalruns(self, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -391,7 +391,7 @@ class KubeApi:
             "reportingInstance": "eval-operator",
             "regarding": {
                 "apiVersion": constants.API_VERSION,
-                "kind": constants.KIND,
+                "kind": constants.EVALTASK.kind,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],

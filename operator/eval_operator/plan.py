@@ -370,7 +370,7 @@ def _expires(
         return False
     if _terminating(evalrun) or _terminating(job):
         return False
-    if records.owner_uid(job, constants.RUN_KIND) != str(evalrun["metadata"].get("uid", "")):
+    if records.owner_uid(job, constants.EVALRUN.kind) != str(evalrun["metadata"].get("uid", "")):
         return False  # a leftover, or someone else's Job of that name
     return "ttlSecondsAfterFinished" not in (job.get("spec") or {})
 
@@ -417,7 +417,7 @@ def _follow(
         return Followed(RunView(run, rescored, exists=True), _changed(old, rescored))
 
     uid = str(evalrun["metadata"].get("uid", ""))
-    if job is not None and (records.owner_uid(job, constants.RUN_KIND) != uid):
+    if job is not None and (records.owner_uid(job, constants.EVALRUN.kind) != uid):
         new = replace(old, state=RunState.PENDING, message=waiting_for_old_job.message)
         return _recorded(run, old, new, delete_job=not _terminating(job))
     if job is not None and _terminating(job):

@@ -61,16 +61,6 @@ log = logging.getLogger(__name__)
 _STATUS_KEYS: Final = tuple(
     f.alias or name for name, f in statustypes.EvalTaskStatus.model_fields.items()
 )
-# A Job with no pod this long after its creation: ask why (FailedCreate events).
-CREATE_FAILURE_AFTER_SECONDS: Final = 2.0
-# How often to look again while runs are unfinished (sooner when a run asks for it: a
-# timeout or the probe's grace period ends), so nothing waits for an event that never comes.
-REQUEUE_ACTIVE_SECONDS: Final = 60.0
-REQUEUE_MIN_SECONDS: Final = 1.0
-# A wait for the cluster (a missing Secret, a refused Job) is checked again after 2 s, then
-# twice as long each time, up to a minute (wait_backoff).
-WAIT_RECHECK_FIRST_SECONDS: Final = 2.0
-WAIT_RECHECK_MAX_SECONDS: Final = 60.0
 _REUSE_CHUNK: Final = 40
 
 
@@ -84,6 +74,27 @@ class Config:
     job_ttl: int = constants.DEFAULT_JOB_TTL_SECONDS
     # Reads running runs' logs for their progress, at a bounded rate; None: never.
     progress: progress.Poller | None = None
+    # A Job with no pod this long after its creation: ask why (FailedCreate events).
+    create_failure_after: float = 2.0
+    # How often to look again while runs are unfinished (sooner when a run asks for it: a
+    # timeout or the probe's grace period ends), so nothing waits for an event that never
+    # comes; and never sooner than requeue_min.
+    requeue_active: float = 60.0
+    requeue_min: float = 1.0
+    # A wait for the cluster (a missing Secret, a refused Job) is checked again after
+    # wait_recheck_first, then twice as long each time, up to wait_recheck_max.
+    wait_recheck_first: float = 2.0
+    wait_recheck_max: float = 60.0
+
+    def wait_backoff(self, waited: float) -> float:
+        """Seconds to the next check of a wait that has lasted `waited` seconds: by default
+        2, then doubling (checks at 2, 6, 14, 30, 62 s), at most 60 apart.
+
+        Derived from the wait's start (ReadyToStart's lastTransitionTime), not counted per
+        pass: passes that other events bring do not speed it up, and a restarted operator
+        takes it up where it was.
+        """
+        return min(self.wait_recheck_max, max(0.0, waited) + self.wait_recheck_first)
 
 
 @dataclass
@@ -212,7 +223,9 @@ def reconcile(
         jobs=seen.jobs,
         pods=seen.pods,
         now=now,
-        create_failures=_create_failures(api, namespace, seen.jobs, seen.pods, now),
+        create_failures=_create_failures(
+            api, namespace, seen.jobs, seen.pods, now, config.create_failure_after
+        ),
     )
     # The pods whose task runs: their logs are read now or at the pass the requeue asks for.
     running = _running_tasks(observed) if config.progress is not None else []
@@ -244,7 +257,7 @@ def look(
     Raises SpecInvalid for what only an edit fixes.
     """
     namespace, name, uid = observed.namespace, observed.name, observed.uid
-    owner = records.Owner(constants.KIND, name, namespace, uid)
+    owner = records.Owner(constants.EVALTASK.kind, name, namespace, uid)
     secrets: list[str] = []  # values read from the Secrets the runs use: redacted
     written = spec.parse_spec(observed.evaltask.get("spec"))
     # Fingerprints hash the whole spec per run: computed once per pass.
@@ -346,9 +359,9 @@ def _report(
         finished=acted.finished,
     )
     outcome.requeue_after = _requeue_after(
-        the_plan, _recheck_after(new_status, observed.now, config)
+        the_plan, config, _recheck_after(new_status, observed.now, config)
     )
-    read = _next_progress_read(config.progress, running)
+    read = _next_progress_read(config, running)
     if read is not None and (outcome.requeue_after is None or read < outcome.requeue_after):
         # A pass only to read logs: what the watches show is enough for it.
         outcome.requeue_after, outcome.requeue_fresh = read, False
@@ -479,8 +492,10 @@ def _create_failures(
     jobs: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],
     now: datetime,
+    after: float,
 ) -> dict[str, str]:
-    """Job name -> why the Job controller cannot create its pod, for Jobs that have none."""
+    """Job name -> why the Job controller cannot create its pod, for Jobs that have had
+    none for `after` seconds since their creation."""
     with_pods = set(jobstate.pods_by_job(list(pods)))
     found: dict[str, str] = {}
     for job in jobs:
@@ -494,7 +509,7 @@ def _create_failures(
             continue  # the Job controller made its pod: the pods' watch has not shown it yet
         created = meta.get("creationTimestamp")
         age = (now - status_mod.parse_time(created)).total_seconds() if created else 0.0
-        if age < CREATE_FAILURE_AFTER_SECONDS:
+        if age < after:
             continue
         try:
             messages = api.create_failures(namespace, str(meta.get("uid")))
@@ -589,7 +604,9 @@ def _announce_spec(
         )
 
 
-def _requeue_after(the_plan: plan.Plan, recheck: float | None = None) -> float | None:
+def _requeue_after(
+    the_plan: plan.Plan, config: Config, recheck: float | None = None
+) -> float | None:
     """`recheck`: when a wait for the cluster is to be checked again (_recheck_after)."""
     unfinished = [v for v in the_plan.views if not v.record.final]
     if not unfinished:
@@ -597,18 +614,7 @@ def _requeue_after(the_plan: plan.Plan, recheck: float | None = None) -> float |
     asked = [v.recheck_after for v in unfinished if v.recheck_after is not None]
     if recheck is not None:
         asked.append(recheck)
-    return max(REQUEUE_MIN_SECONDS, min([REQUEUE_ACTIVE_SECONDS, *asked]))
-
-
-def wait_backoff(waited: float) -> float:
-    """Seconds to the next check of a wait that has lasted `waited` seconds: 2, then
-    doubling (checks at 2, 6, 14, 30, 62 s), at most 60 apart.
-
-    Derived from the wait's start (ReadyToStart's lastTransitionTime), not counted per
-    pass: passes that other events bring do not speed it up, and a restarted operator
-    takes it up where it was.
-    """
-    return min(WAIT_RECHECK_MAX_SECONDS, max(0.0, waited) + WAIT_RECHECK_FIRST_SECONDS)
+    return max(config.requeue_min, min([config.requeue_active, *asked]))
 
 
 def _recheck_after(new_status: Mapping[str, Any], now: datetime, config: Config) -> float | None:
@@ -618,20 +624,18 @@ def _recheck_after(new_status: Mapping[str, Any], now: datetime, config: Config)
     if cond is None or cond.get("status") != "False":
         return None
     waited = (now - status_mod.parse_time(str(cond["lastTransitionTime"]))).total_seconds()
-    delay = wait_backoff(waited)
+    delay = config.wait_backoff(waited)
     if cond.get("reason") == conditions.JOB_REFUSED and waited < config.start_timeout:
         delay = min(delay, config.start_timeout - waited)  # a refused run fails on time
     return delay
 
 
-def _next_progress_read(
-    poller: progress.Poller | None, running: list[tuple[str, tuple[str, str]]]
-) -> float | None:
+def _next_progress_read(config: Config, running: list[tuple[str, tuple[str, str]]]) -> float | None:
     """Seconds until a running task's log is due its next read; None: no task runs."""
-    if poller is None:
+    if config.progress is None:
         return None
-    waits = [poller.wait(key) for key, _ in running]
-    return max(REQUEUE_MIN_SECONDS, min(waits)) if waits else None
+    waits = [config.progress.wait(key) for key, _ in running]
+    return max(config.requeue_min, min(waits)) if waits else None
 
 
 def _failed_task_logs(

@@ -195,7 +195,7 @@ def build_evalrun(
     taskConfig (the task as resolved now, which the run keeps)."""
     return {
         "apiVersion": constants.API_VERSION,
-        "kind": constants.RUN_KIND,
+        "kind": constants.EVALRUN.kind,
         "metadata": {
             "name": name,
             "namespace": evaltask.namespace,

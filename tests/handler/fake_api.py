@@ -227,7 +227,7 @@ class FakeApi:
         _, created = self._stamp()
         body = {
             "apiVersion": constants.API_VERSION,
-            "kind": constants.KIND,
+            "kind": constants.EVALTASK.kind,
             "metadata": {
                 "name": name,
                 "namespace": namespace,
@@ -283,7 +283,7 @@ class FakeApi:
         self,
         name: str,
         spec: dict[str, Any],
-        kind: str = constants.CONFIG_KIND,
+        kind: str = constants.TASK_CONFIG.kind,
         namespace: str = "ns",
     ) -> dict[str, Any]:
         """`kubectl apply` of an EvalTaskConfig (or, by `kind`, a ClusterEvalTaskConfig):
@@ -293,7 +293,7 @@ class FakeApi:
             pydantic_spec.TaskSettings.model_validate(spec)
         except ValidationError as e:
             raise kube.Invalid(422, "Invalid", f"{kind} {name!r} is invalid: {e}") from None
-        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        ns = "" if kind == constants.CLUSTER_TASK_CONFIG.kind else namespace
         key = (kind, ns, name)
         if key in self.task_configs:
             body = self.task_configs[key]
@@ -314,9 +314,9 @@ class FakeApi:
         return _sorted(self._touch(body))
 
     def delete_task_config(
-        self, name: str, kind: str = constants.CONFIG_KIND, namespace: str = "ns"
+        self, name: str, kind: str = constants.TASK_CONFIG.kind, namespace: str = "ns"
     ) -> None:
-        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        ns = "" if kind == constants.CLUSTER_TASK_CONFIG.kind else namespace
         del self.task_configs[(kind, ns, name)]
 
     def status(self, name: str, namespace: str = "ns") -> dict[str, Any]:
@@ -559,7 +559,7 @@ class FakeApi:
     def get_task_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         self.calls.append("get_task_config")
         self._fault("get", kind, name)
-        ns = "" if kind == constants.CLUSTER_CONFIG_KIND else namespace
+        ns = "" if kind == constants.CLUSTER_TASK_CONFIG.kind else namespace
         if (kind, ns, name) not in self.task_configs:
             raise kube.NotFound(404, "NotFound", f"{kind.lower()}s {name!r} not found")
         return _sorted(self.task_configs[(kind, ns, name)])

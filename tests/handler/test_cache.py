@@ -196,7 +196,7 @@ def body(uid: str, rv: int, kind: str = "Job", owner: str = "et-uid") -> dict:
     }
 
 
-EVALTASK = {"kind": constants.KIND, "metadata": {"uid": "et-uid", "resourceVersion": "1"}}
+EVALTASK = {"kind": constants.EVALTASK.kind, "metadata": {"uid": "et-uid", "resourceVersion": "1"}}
 
 
 def snap(jobs: list[dict]) -> cache.Snapshot:

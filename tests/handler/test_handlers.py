@@ -136,7 +136,7 @@ def test_a_finished_evaltask_asks_for_no_more_passes():
     api.add_secret("key", {"token": "t"})
     api.add_evaltask("et", spec(models=("m1",), tasks=("t1",)))
     reconciler = handlers.Reconciler(lambda: api, CONFIG, CLOCK)
-    assert reconciler._pass("ns", "et") == (reconcile.REQUEUE_ACTIVE_SECONDS, True)
+    assert reconciler._pass("ns", "et") == (CONFIG.requeue_active, True)
     [name] = api.job_names()
     api.succeed(name, {"a": 1.0})
     assert reconciler._pass("ns", "et") == (None, True)
@@ -293,7 +293,7 @@ def test_an_exception_in_a_pass_is_logged_counted_said_and_retried_with_backoff(
     assert (cond["status"], cond["reason"]) == ("False", "ReconcileFailed")
     assert "RuntimeError" in cond["message"] and "bug" not in cond["message"]
     assert [e["reason"] for e in api.events] == ["ReconcileFailed"], "said once, not per pass"
-    assert reconciler._pass("ns", "et") == (reconcile.REQUEUE_ACTIVE_SECONDS, True)
+    assert reconciler._pass("ns", "et") == (CONFIG.requeue_active, True)
     cond = next(c for c in api.status("et")["conditions"] if c["type"] == "Progressing")
     assert cond["reason"] != "ReconcileFailed", "a pass that gets through says it again"
     api.failures = 1

@@ -275,7 +275,7 @@ def test_a_name_held_by_someone_elses_evalrun_is_said_and_left_alone(api):
     name = desired_name(s, "m1", "t1")
     api.evalruns[("ns", name)] = theirs = {
         "apiVersion": constants.API_VERSION,
-        "kind": constants.RUN_KIND,
+        "kind": constants.EVALRUN.kind,
         "metadata": {
             "name": name,
             "namespace": "ns",

@@ -17,7 +17,7 @@ from eval_operator import constants, handlers, reconcile
 from tests.handler.fake_api import FakeApi
 from tests.handler.test_reconcile import CONFIG, NOW, spec
 
-CLUSTER = constants.CLUSTER_CONFIG_KIND
+CLUSTER = constants.CLUSTER_TASK_CONFIG.kind
 BFCL = {
     "image": "evals/bfcl",
     "version": "v4",
@@ -157,7 +157,7 @@ def test_editing_the_entry_resolves_the_run_again_from_the_config_as_it_is_now(a
 
 
 def test_a_missing_config_waits_with_a_reason_then_its_runs_start_once_it_exists(api):
-    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.CONFIG_KIND, config="sets"))
+    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.TASK_CONFIG.kind, config="sets"))
     outcome = passes(api, 2)
     assert outcome is not None and not outcome.invalid
     assert evalruns_of(api, "bfcl") == {}, "nothing is created for a task not resolved"
@@ -182,7 +182,7 @@ def test_a_missing_config_waits_with_a_reason_then_its_runs_start_once_it_exists
     api.put_task_config("sets", BFCL)
     passes(api, 2)
     run = evalruns_of(api, "bfcl")["m1"]
-    assert run["spec"]["configRef"]["kind"] == constants.CONFIG_KIND
+    assert run["spec"]["configRef"]["kind"] == constants.TASK_CONFIG.kind
     assert container(api.jobs[("ns", run["metadata"]["name"])])["command"] == BFCL["command"]
     assert condition(api, "ReadyToStart")["status"] == "True"
     assert condition(api, "SpecValid")["status"] == "True"
@@ -192,7 +192,7 @@ def test_an_override_that_conflicts_with_the_config_is_an_invalid_spec_naming_th
     # The config's image names its tag, so it sets no version; the entry sets one.
     tagged = {k: v for k, v in BFCL.items() if k != "version"} | {"image": "evals/bfcl:v4"}
     api.put_task_config("bfcl", tagged)
-    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.CONFIG_KIND, version="v5"))
+    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.TASK_CONFIG.kind, version="v5"))
     outcome = passes(api, 1)
     assert outcome is not None and outcome.invalid
     valid = condition(api, "SpecValid")
@@ -205,13 +205,13 @@ def test_an_override_that_conflicts_with_the_config_is_an_invalid_spec_naming_th
 def test_a_config_event_brings_the_passes_of_the_evaltasks_that_name_it(api):
     """The index maps each config to the EvalTasks whose tasks name it; an event of that
     config (not kopf's initial listing) runs their passes, and no one else's."""
-    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.CONFIG_KIND, config="sets"))
+    api.add_evaltask("et", with_ref(models=("m1",), kind=constants.TASK_CONFIG.kind, config="sets"))
     api.add_evaltask("other", spec(models=("m1",), tasks=("t1",)), uid="uid-other")
     index: dict = {}
     for (ns, name), body in api.evaltasks.items():
         for key, value in (handlers.evaltasks_by_config(ns, name, body["spec"]) or {}).items():
             index.setdefault(key, []).append(value)
-    assert index == {(constants.CONFIG_KIND, "ns", "sets"): [("ns", "et")]}
+    assert index == {(constants.TASK_CONFIG.kind, "ns", "sets"): [("ns", "et")]}
     passes(api, 2)  # t1's run is made; bfcl's waits for its config
     assert evalruns_of(api, "bfcl") == {}
     clock = lambda: datetime(2026, 1, 1, 1, 0, tzinfo=UTC)  # noqa: E731
@@ -236,7 +236,7 @@ def test_a_config_event_brings_the_passes_of_the_evaltasks_that_name_it(api):
 def test_the_index_reads_refs_from_specs_as_written_even_invalid_ones():
     keys = handlers.config_keys
     assert keys("ns", {"tasks": [{"name": "a", "configRef": {"name": "x"}}]}) == [
-        (constants.CONFIG_KIND, "ns", "x")
+        (constants.TASK_CONFIG.kind, "ns", "x")
     ]
     assert keys("ns", {"tasks": [{"configRef": {"name": "x", "kind": CLUSTER}}]}) == [
         (CLUSTER, "", "x")

@@ -7,7 +7,7 @@ import pytest
 
 from eval_operator import constants, records
 
-OWNER = records.Owner(constants.KIND, "et", "ns", "uid-now")
+OWNER = records.Owner(constants.EVALTASK.kind, "et", "ns", "uid-now")
 OURS = {
     constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
     constants.LABEL_EVALTASK: "et",
@@ -27,7 +27,7 @@ def ref(kind, name, uid, controller=True):
     ("body", "expected"),
     [
         pytest.param(
-            obj(OURS, ref(constants.KIND, "et", "uid-now")),
+            obj(OURS, ref(constants.EVALTASK.kind, "et", "uid-now")),
             "ours",
             id="controlled by this EvalTask is ours",
         ),
@@ -42,12 +42,12 @@ def ref(kind, name, uid, controller=True):
             id="a reference that does not control it leaves it a leftover",
         ),
         pytest.param(
-            obj(OURS, ref(constants.KIND, "et", "uid-before")),
+            obj(OURS, ref(constants.EVALTASK.kind, "et", "uid-before")),
             "leftover",
             id="controlled by a former EvalTask of this name is a leftover",
         ),
         pytest.param(
-            obj(OURS, ref(constants.KIND, "other", "uid-other")),
+            obj(OURS, ref(constants.EVALTASK.kind, "other", "uid-other")),
             "foreign",
             id="controlled by another EvalTask is someone else's",
         ),

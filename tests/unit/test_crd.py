@@ -23,7 +23,7 @@ def walk(node, path=""):
 
 
 def schema():
-    return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return crd.build("evaltask")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 @pytest.mark.parametrize("which", list(crd.CRDS))
@@ -35,8 +35,8 @@ def test_checked_in_crds_match_the_models(folder, which):
 
 
 def test_the_evalrun_crd_prints_model_task_state_score_and_wide_columns():
-    version = crd.build_run_crd()["spec"]["versions"][0]
-    names = crd.build_run_crd()["spec"]["names"]
+    version = crd.build("evalrun")["spec"]["versions"][0]
+    names = crd.build("evalrun")["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"]) == ("EvalRun", "evalruns", ["er"])
     assert version["subresources"] == {"status": {}}
     columns = [(c["name"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
@@ -81,7 +81,7 @@ def test_schema_is_structural():
 
 
 def test_names_printer_columns_and_status_subresource():
-    doc = crd.build_crd()
+    doc = crd.build("evaltask")
     names = doc["spec"]["names"]
     assert (names["kind"], names["plural"], names["singular"], names["shortNames"]) == (
         "EvalTask",
@@ -132,4 +132,4 @@ def test_every_field_has_a_description():
 
 
 def test_rendered_yaml_round_trips():
-    assert yaml.safe_load(crd.render()) == crd.build_crd()
+    assert yaml.safe_load(crd.render()) == crd.build("evaltask")

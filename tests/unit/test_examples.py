@@ -12,7 +12,7 @@ import yaml
 from eval_operator import constants, naming, spec, taskconfigs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CONFIG_KINDS = (constants.CONFIG_KIND, constants.CLUSTER_CONFIG_KIND)
+CONFIG_KINDS = (constants.TASK_CONFIG.kind, constants.CLUSTER_TASK_CONFIG.kind)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ def ours(kind: str) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("doc", ours(constants.KIND))
+@pytest.mark.parametrize("doc", ours(constants.EVALTASK.kind))
 def test_every_example_evaltask_is_a_valid_spec(doc):
     spec.parse_spec(doc["spec"])
 

@@ -78,7 +78,7 @@ def test_a_tag_in_image_and_a_version_name_the_field(image, version):
 
 
 def test_the_crd_refuses_a_tag_in_image_with_a_version():
-    task = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+    task = crd.build("evaltask")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
         "spec"
     ]["properties"]["tasks"]["items"]
     rules = task["x-kubernetes-validations"]

@@ -226,9 +226,8 @@ def _at(schema, path):
     return node
 
 
-SPEC_SCHEMA = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
-    "spec"
-]
+_SCHEMA = crd.build("evaltask")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+SPEC_SCHEMA = _SCHEMA["properties"]["spec"]
 TASK = "tasks.[]"
 
 

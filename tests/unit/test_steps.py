@@ -94,7 +94,7 @@ def looked(wait=None, annotations=None, since="2026-01-01T00:00:00Z", reason=Non
         observed = replace(
             observed, evaltask={**observed.evaltask, "status": {"conditions": [cond]}}
         )
-    owner = records.Owner(constants.KIND, "et", "ns", "uid")
+    owner = records.Owner(constants.EVALTASK.kind, "et", "ns", "uid")
     desired = plan.desired_runs(S, "et")
     return reconcile.Looked(observed, owner, S, desired, wait, [], {}, {})
 

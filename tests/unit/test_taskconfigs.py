@@ -115,7 +115,7 @@ def test_a_task_without_image_or_configref_is_refused():
 
 
 def test_the_crd_says_the_same_rules_with_the_field_in_each_message():
-    tasks = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    tasks = crd.build("evaltask")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     entry = tasks["properties"]["spec"]["properties"]["tasks"]["items"]
     rules = {
         r["fieldPath"]: r for r in entry["x-kubernetes-validations"] if "configRef" in r["rule"]
@@ -134,8 +134,8 @@ def test_the_crd_says_the_same_rules_with_the_field_in_each_message():
         assert path[1:] in rule["message"]
     assert "image" not in entry["required"]
     assert entry["properties"]["configRef"]["properties"]["kind"]["enum"] == [
-        constants.CONFIG_KIND,
-        constants.CLUSTER_CONFIG_KIND,
+        constants.TASK_CONFIG.kind,
+        constants.CLUSTER_TASK_CONFIG.kind,
     ]
 
 
@@ -149,7 +149,7 @@ def test_the_crd_says_the_same_rules_with_the_field_in_each_message():
 def test_the_config_kinds_hold_a_task_but_its_name_and_print_image_version_age(
     which, kind, scope, short
 ):
-    body = crd.CRDS[which]()["spec"]
+    body = crd.build(which)["spec"]
     assert (body["names"]["kind"], body["scope"], body["names"]["shortNames"]) == (
         kind,
         scope,

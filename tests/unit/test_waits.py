@@ -27,7 +27,7 @@ QUOTA = status.Wait(conditions.JOB_REFUSED, "exceeded quota: evals", checked=Fal
     ],
 )
 def test_wait_backoff(waited, delay):
-    assert reconcile.wait_backoff(waited) == delay
+    assert reconcile.Config().wait_backoff(waited) == delay
 
 
 def ready(out):
