@@ -31,6 +31,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,42 +48,53 @@ from eval_runner.results import (
 FORMATS: Final = ("metrics-json", "lm-eval", "evalscope", "opencompass", "bfcl")
 
 
-def _files(
-    root: Path,
-    within: Path,
-    pattern: str,
-    what: str,
-    keep: Callable[[Path], bool] = bool,
-    looked_for: str = "",
-) -> list[Path]:
-    """The files matching `pattern` (and `keep`) at or below `root`, or `root` itself if a
-    file, oldest first; a MetricsError saying why (`looked_for`: what the message calls
-    them, `pattern` by default) when there are none, or when one is a symbolic link out
-    of `within` (the output folder). Whatever is no file (a dangling link) is skipped."""
-    if root.is_file():
-        results.check_inside(root, within)
-        return [root]
-    if not root.is_dir():
-        raise MetricsError(f"{root} not found: the task wrote no {what} there")
-    matching = [p for p in root.rglob(pattern) if keep(p)]
-    for path in matching:
-        results.check_inside(path, within)
-    found = sorted((p for p in matching if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
-    if not found:
-        raise MetricsError(f"no {looked_for or pattern} below {root}: the task wrote no {what}")
-    return found
+@dataclass(frozen=True)
+class _Layout:
+    """Where a framework writes its results below the output folder, and what the
+    messages call them."""
+
+    what: str  # "BFCL scores"
+    pattern: str  # for Path.rglob
+    shown: str = ""  # how a message names the files; the pattern by default
+    keep: Callable[[Path], bool] = bool  # beyond the pattern
+
+    def files(self, root: Path, within: Path) -> list[Path]:
+        """The files at or below `root`, or `root` itself if a file, oldest first; a
+        MetricsError saying why when there are none, or when one is a symbolic link out of
+        `within` (the output folder). Whatever is no file (a dangling link) is skipped."""
+        if root.is_file():
+            results.check_inside(root, within)
+            return [root]
+        if not root.is_dir():
+            raise MetricsError(f"{root} not found: the task wrote no {self.what} there")
+        matching = [p for p in root.rglob(self.pattern) if self.keep(p)]
+        for path in matching:
+            results.check_inside(path, within)
+        found = sorted((p for p in matching if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+        if not found:
+            raise MetricsError(
+                f"no {self.shown or self.pattern} below {root}: the task wrote no {self.what}"
+            )
+        return found
+
+    def newest(self, root: Path, within: Path, started: int | None) -> Path:
+        """The newest of the files, which this run must have written."""
+        path = self.files(root, within)[-1]
+        self.check_fresh(path, started)
+        return path
+
+    def check_fresh(self, path: Path, started: int | None) -> None:
+        """A MetricsError if `path` is older than this run's pod (`started`, ns)."""
+        if _written_before(path, started):
+            raise MetricsError(
+                f"{path} is older than this run's pod: it was left by an earlier run, and "
+                f"this run's task wrote no {self.what}"
+            )
 
 
 def _written_before(path: Path, started: int | None) -> bool:
     """Whether `path` is older than this run's pod (`started`, ns): an earlier run's."""
     return started is not None and path.stat().st_mtime_ns < started
-
-
-def _earlier(path: Path, what: str) -> MetricsError:
-    return MetricsError(
-        f"{path} is older than this run's pod: it was left by an earlier run, and this "
-        f"run's task wrote no {what}"
-    )
 
 
 def _text(path: Path, within: Path, limit: int = MAX_FILE_BYTES) -> str:
@@ -136,11 +148,11 @@ def _bounded(metrics: dict[str, float], where: Path) -> dict[str, float]:
     return metrics
 
 
+_LM_EVAL: Final = _Layout("lm-evaluation-harness results", "results_*.json")
+
+
 def lm_eval(root: Path, started: int | None, within: Path) -> dict[str, float]:
-    what = "lm-evaluation-harness results"
-    path = _files(root, within, "results_*.json", what)[-1]
-    if _written_before(path, started):
-        raise _earlier(path, what)
+    path = _LM_EVAL.newest(root, within, started)
     doc = _load(path, within, MAX_LARGE_FILE_BYTES)
     results = doc.get("results") if isinstance(doc, dict) else None
     if not isinstance(results, dict) or not results:
@@ -161,14 +173,13 @@ def lm_eval(root: Path, started: int | None, within: Path) -> dict[str, float]:
     return _bounded(metrics, path)
 
 
+_EVALSCOPE: Final = _Layout(
+    "evalscope reports", "reports/*/*.json", "reports/<model>/<dataset>.json"
+)
+
+
 def evalscope(root: Path, started: int | None, within: Path) -> dict[str, float]:
-    files = _files(
-        root,
-        within,
-        "reports/*/*.json",
-        "evalscope reports",
-        looked_for="reports/<model>/<dataset>.json",
-    )
+    files = _EVALSCOPE.files(root, within)
     metrics: dict[str, float] = {}
     # Oldest first: a dataset evaluated twice keeps the newer report's scores.
     for path in files:
@@ -202,22 +213,18 @@ def evalscope(root: Path, started: int | None, within: Path) -> dict[str, float]
 
 _BFCL_SCORE: Final = re.compile(r"^BFCL_v\d+_(?P<category>.+)_score\.json$")
 _BFCL_KEYS: Final = ("accuracy", "correct_count", "total_count")
+_BFCL: Final = _Layout(
+    "BFCL scores",
+    "BFCL_v*_score.json",
+    "BFCL_v*_<category>_score.json",
+    lambda p: bool(_BFCL_SCORE.match(p.name)),
+)
 
 
 def bfcl(root: Path, started: int | None, within: Path) -> dict[str, float]:
-    what = "BFCL scores"
-    files = _files(
-        root,
-        within,
-        "BFCL_v*_score.json",
-        what,
-        lambda p: bool(_BFCL_SCORE.match(p.name)),
-        "BFCL_v*_<category>_score.json",
-    )
     metrics: dict[str, float] = {}
-    for path in sorted(files):
-        if _written_before(path, started):
-            raise _earlier(path, what)
+    for path in sorted(_BFCL.files(root, within)):
+        _BFCL.check_fresh(path, started)
         match = _BFCL_SCORE.match(path.name)
         category = match["category"] if match else path.stem
         # Only the first line: the rest lists the failed cases, and can be long.
@@ -249,20 +256,16 @@ def bfcl(root: Path, started: int | None, within: Path) -> dict[str, float]:
 
 
 _OPENCOMPASS_COLUMNS: Final = ("dataset", "version", "metric", "mode")
+_OPENCOMPASS: Final = _Layout(
+    "OpenCompass summary",
+    "summary_*.csv",
+    "summary/summary_*.csv",
+    lambda p: p.parent.name == "summary",
+)
 
 
 def opencompass(root: Path, started: int | None, within: Path) -> dict[str, float]:
-    what = "OpenCompass summary"
-    path = _files(
-        root,
-        within,
-        "summary_*.csv",
-        what,
-        lambda p: p.parent.name == "summary",
-        "summary/summary_*.csv",
-    )[-1]
-    if _written_before(path, started):
-        raise _earlier(path, what)
+    path = _OPENCOMPASS.newest(root, within, started)
     text = _text(path, within)
     try:
         rows = list(csv.reader(io.StringIO(text)))

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from eval_runner import extract
 
@@ -26,6 +26,7 @@ class Score:
 
 
 Scorer = Callable[[str, Sequence[str]], Score]
+T = TypeVar("T")
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> Score:
@@ -60,14 +61,38 @@ def regex(pattern: re.Pattern[str]) -> Scorer:
     return score
 
 
-def multiple_choice(prediction: str, answers: Sequence[str]) -> Score:
-    got = extract.choice(prediction)
-    if got is None:
-        return Score(0.0, f"no option letter in {_quote(prediction)}")
-    wanted = [extract.choice(a) for a in answers]
-    if got in wanted:
-        return Score(1.0, f"chose {got}")
-    return Score(0.0, f"chose {got}, expected {' or '.join(w or '?' for w in wanted)}")
+@dataclass(frozen=True)
+class _Extracting(Generic[T]):
+    """Compares one kind of value (an option letter, a number) pulled out of the
+    prediction and out of each answer; the reasons name both."""
+
+    kind: str  # what a reason calls the value
+    pull: Callable[[str], T | None]
+    same: Callable[[T, T], bool]
+    show: Callable[[T], str]
+    hit: str  # the reason of a match, with {got} and {want}
+    miss: str  # the reason of none, with {got} and {wanted}
+
+    def __call__(self, prediction: str, answers: Sequence[str]) -> Score:
+        got = self.pull(prediction)
+        if got is None:
+            return Score(0.0, f"no {self.kind} in {_quote(prediction)}")
+        wanted = [self.pull(a) for a in answers]
+        for want in wanted:
+            if want is not None and self.same(got, want):
+                return Score(1.0, self.hit.format(got=self.show(got), want=self.show(want)))
+        shown = " or ".join("?" if w is None else self.show(w) for w in wanted)
+        return Score(0.0, self.miss.format(got=self.show(got), wanted=shown))
+
+
+multiple_choice: Final[Scorer] = _Extracting(
+    "option letter",
+    extract.choice,
+    str.__eq__,
+    str,
+    "chose {got}",
+    "chose {got}, expected {wanted}",
+)
 
 
 def numeric(tolerance: float) -> Scorer:
@@ -76,19 +101,14 @@ def numeric(tolerance: float) -> Scorer:
     The tolerance is relative and absolute at once (math.isclose), so 1e-6 accepts
     "0.3333333" for 1/3 and "1000000.0000001" for 1e6.
     """
-
-    def score(prediction: str, answers: Sequence[str]) -> Score:
-        got = extract.number(prediction)
-        if got is None:
-            return Score(0.0, f"no number in {_quote(prediction)}")
-        wanted = [extract.number(a) for a in answers]
-        for want in wanted:
-            if want is not None and math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance):
-                return Score(1.0, f"{got:g} equals {want:g}")
-        shown = " or ".join("?" if w is None else f"{w:g}" for w in wanted)
-        return Score(0.0, f"{got:g} is not {shown}")
-
-    return score
+    return _Extracting(
+        "number",
+        extract.number,
+        lambda got, want: math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance),
+        "{:g}".format,
+        "{got} equals {want}",
+        "{got} is not {wanted}",
+    )
 
 
 def build(name: str, pattern: re.Pattern[str] | None, tolerance: float) -> Scorer:
