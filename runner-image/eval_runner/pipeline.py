@@ -111,6 +111,9 @@ class Pipeline:
         self.predictions: dict[str, Record] = {}
         self.reviews: dict[str, Record] = {}
         self._judge_queue: asyncio.Queue[tuple[Sample, Record] | None] = asyncio.Queue()
+        self._answered: list[tuple[Sample, Record]] = []  # not yet recorded
+        self._recording: asyncio.TimerHandle | None = None
+        self._failure: BaseException | None = None
 
     async def run(
         self,
@@ -130,21 +133,52 @@ class Pipeline:
             queue = iter(pending)
             workers = min(self.concurrency, len(pending))
             await asyncio.gather(*(self._model_worker(queue) for _ in range(workers)))
+            self._record_now()
             for _ in judges:
                 self._judge_queue.put_nowait(None)
             await asyncio.gather(*judges)
         finally:
+            if self._recording is not None:
+                self._recording.cancel()
             for task in judges:
                 task.cancel()
 
     async def _model_worker(self, queue: Iterator[Sample]) -> None:
         assert self.model is not None
         for sample in queue:
+            if self._failure is not None:
+                raise self._failure
             try:
                 completion = await self.model.complete(self.request_body(sample))
                 prediction = prediction_record(sample, completion)
             except SampleError as e:
                 prediction = error_record(sample.id, e)
+            self._answered.append((sample, prediction))
+            if self._recording is None:
+                # After this loop pass's requests have gone out: answers come in bursts,
+                # and a burst's bookkeeping done first would delay each next request.
+                loop = asyncio.get_running_loop()
+                self._recording = loop.call_later(0, self._record_later)
+
+    def _record_later(self) -> None:
+        self._recording = None
+        try:
+            self._record_answers()
+        except BaseException as e:  # a callback's error would be lost: a worker raises it
+            self._failure = e
+
+    def _record_now(self) -> None:
+        """Record what is left, once the workers are done; raise what recording raised."""
+        if self._recording is not None:
+            self._recording.cancel()
+            self._recording = None
+        if self._failure is not None:
+            raise self._failure
+        self._record_answers()
+
+    def _record_answers(self) -> None:
+        answered, self._answered = self._answered, []
+        for sample, prediction in answered:
             self.predictions[sample.id] = prediction
             if self.predictions_journal is not None:
                 self.predictions_journal.append(prediction)
