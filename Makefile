@@ -59,6 +59,7 @@ real-model: install deps
 	$(PY) -m localkube.images --examples
 
 ## binaries: build or reuse the pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm
+## (`hack/kube-binaries.sh kwok` adds KWOK: bench-scale asks for it itself)
 binaries:
 	hack/kube-binaries.sh
 
@@ -99,7 +100,7 @@ demo-real: install deps binaries images real-model
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
 
-## bench-scale: the operator at thousands of runs on a real control plane and a simulated
-## node (benchmarks/operator_scale.py; ARGS="--scenario a --evaltasks 20" for a short one)
+## bench-scale: the operator at thousands of runs on a real control plane and a node KWOK
+## simulates (benchmarks/operator_scale.py; ARGS="--scenario a --evaltasks 20" for a short one)
 bench-scale: install binaries
 	PYTHONPATH=$(CURDIR)/hack:$(CURDIR)/benchmarks $(PY) benchmarks/operator_scale.py $(ARGS)

@@ -1,10 +1,14 @@
 """How the operator scales: thousands of runs against a real control plane.
 
-A real etcd, kube-apiserver and kube-controller-manager (its Job controller tuned so that
-it is not the bottleneck: raised --kube-api-qps, --kube-api-burst, --concurrent-job-syncs),
-no kubelet: pods are bound and completed at once by a simulated node
-(benchmarks/hollow_node.py, as kubemark's hollow nodes), each with a collector termination
-message holding a few metrics. The operator runs as its own process, as in a cluster.
+A real etcd, kube-apiserver, kube-controller-manager (its Job controller tuned so that
+it is not the bottleneck: raised --kube-api-qps, --kube-api-burst, --concurrent-job-syncs)
+and kube-scheduler (its client's rate raised alike), no kubelet: KWOK (sigs.k8s.io/kwok,
+built by `hack/kube-binaries.sh kwok`), as in Kubernetes' and Kueue's scale tests,
+simulates one node. The scheduler binds every pod to it, and KWOK's Stages (written here)
+complete each pod at once: every container terminated with exit code 0, the collector's
+termination message holding a few metrics in the collector's own encoding, so the operator
+reads a result exactly as it would from a real pod. The operator runs as its own process,
+as in a cluster.
 
 Scenario A: many EvalTasks applied at once (default 200 x 3 models x 4 tasks = 2,400 runs).
 Scenario B: one EvalTask at the largest matrix the CRD admits (32 x 32 = 1,024 runs), 20
@@ -18,14 +22,17 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
     next_job_lag_p95_s      a Job's completion to the next Job of its chain created
     done_s                  apply to every EvalTask finished (Succeeded or Failed)
     failed_runs             runs that failed (none should: a failure is a bug to look at)
+    runs_without_metrics    Succeeded EvalRuns not holding the simulated result's metrics
     peak_rss_mb, cpu_s      the operator process's
     apiserver_cpu_s         kube-apiserver's CPU seconds (2 cores here: 2 per second at most)
+    scheduler_cpu_s, kwok_cpu_s  kube-scheduler's and KWOK's, the simulated node's cost
     api_requests_per_run    the operator's API requests (the apiserver's audit log, by
                             user agent), and _<verb> for each verb
     raw_create_rate         bare Jobs per second from one client (A only)
     create_rate_ratio       the operator's first-Job creation rate / raw_create_rate (A)
     evaltask_bytes_max      the largest EvalTask seen, in bytes
     watch_restarts          the benchmark's own watches, cut off and listed again
+    kwok_errors             KWOK's log lines at level ERROR (a stage it failed to play)
     pass_seconds_p95        a reconcile pass (the operator's histogram)
     settle_s                the last EvalTask Succeeded to the operator sending nothing for
                             10 s (it works through the events of the last runs)
@@ -42,6 +49,8 @@ import contextlib
 import json
 import math
 import os
+import random
+import ssl
 import statistics
 import subprocess
 import sys
@@ -56,8 +65,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hollow_node import HollowNode, client
 
+from eval_runner import results
 from localkube.cluster import ROOT, binaries
 from localkube.controlplane import ControlPlane, free_port
 
@@ -70,13 +79,93 @@ TUNED_CONTROLLER_ARGS = (
     "--concurrent-job-syncs=50",
     "--concurrent-gc-syncs=50",
 )
+# Its default (50 requests/s, a binding and an event per pod) would pace the runs.
+TUNED_SCHEDULER_ARGS = ("--kube-api-qps=1000", "--kube-api-burst=2000")
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted]
 rules:
   - level: Metadata
 """
-OURS = ("eval-bench", "kube-", "kubectl")  # user agents that are not the operator's
+OURS = ("eval-bench", "kube-", "kubectl", "kwok")  # user agents that are not the operator's
+COLLECTOR = "collector"  # the run's main container, whose termination message is the result
+KWOK_NODE = "kwok-node"
+KWOK_LABEL = ("type", "kwok")  # the nodes KWOK manages (--manage-nodes-with-label-selector)
+# How many different results the Stage picks from at random (it can only pick: a Go template
+# cannot write the collector's zlib encoding).
+MESSAGES = 32
+
+# KWOK's node-initialize Stage (kustomize/stage/node/fast/, trimmed to what the node needs:
+# its capacity comes from its creation here). No heartbeat Stage: nothing here reads one
+# (no node lifecycle controller).
+NODE_INITIALIZE = """{{ $now := Now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type | Quote }}
+{{ end }}
+nodeInfo:
+  architecture: amd64
+  kubeletVersion: {{ printf "kwok-%s" Version | Quote }}
+  operatingSystem: linux
+phase: Running
+"""
+# What a kubelet reports once every container of the pod exited 0, in one step: no Running
+# phase in between (nothing in the operator waits for it). Filled in by `stages`.
+CONTAINER_TERMINATED = """- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  imageID: ""
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+"""
+POD_COMPLETE = """{{ $now := Now }}
+{{ $message := index (list @MESSAGES@) (randInt 0 @COUNT@) }}
+phase: Succeeded
+startTime: {{ $now | Quote }}
+hostIP: "198.51.100.200"
+podIP: "198.18.200.1"
+conditions:
+- type: PodScheduled
+  status: "True"
+  lastTransitionTime: {{ $now | Quote }}
+- type: Initialized
+  status: "True"
+  lastTransitionTime: {{ $now | Quote }}
+- type: Ready
+  status: "False"
+  reason: PodCompleted
+  lastTransitionTime: {{ $now | Quote }}
+initContainerStatuses:
+{{ range .spec.initContainers }}
+@TERMINATED@{{ end }}
+containerStatuses:
+{{ range .spec.containers }}
+@TERMINATED@{{ if eq .name "@COLLECTOR@" }}
+      message: {{ $message | Quote }}
+{{ end }}
+{{ end }}
+"""
+
+
+def client(server: str, token: str, ca_file: Path, agent: str) -> httpx.Client:
+    tls = ssl.create_default_context(cafile=str(ca_file))
+    return httpx.Client(
+        base_url=server,
+        verify=tls,
+        headers={"Authorization": f"Bearer {token}", "User-Agent": agent},
+        timeout=httpx.Timeout(30.0, read=None),
+    )
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -133,6 +222,7 @@ class Observed:
         self.job_done: dict[str, float] = {}
         self.job_run: dict[str, tuple[str, str, str, str]] = {}  # uid -> ns, et, model, task
         self.run_done: dict[tuple[str, str, str, str], float] = {}  # EvalRun Succeeded
+        self.run_metrics: dict[tuple[str, str, str, str], int] = {}  # its metrics, how many
         self.entry_done: dict[tuple[str, str, str, str], float] = {}  # EvalTask entry
         self.evaltask_done: dict[tuple[str, str], float] = {}  # Succeeded or Failed
         self.failed_runs: set[tuple[str, str, str, str]] = set()
@@ -162,6 +252,7 @@ class Observed:
         key = (meta["namespace"], labels.get(f"{GROUP}/evaltask", ""), spec["model"], spec["task"])
         with self.lock:
             self.run_done.setdefault(key, t)
+            self.run_metrics[key] = len(run["status"].get("metrics") or [])
 
     def on_evaltask(self, kind: str, task: dict, t: float) -> None:
         meta = task["metadata"]
@@ -285,6 +376,136 @@ class Operator:
             self.proc.kill()
 
 
+def stage(name: str, kind: str, expressions: list[dict[str, Any]], **step: Any) -> dict:
+    """A KWOK Stage: resources of `kind` matching `expressions` get `step` done to them."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": kind},
+            "selector": {"matchExpressions": expressions},
+            "steps": [step],
+        },
+    }
+
+
+def status_patch(template: str) -> dict[str, Any]:
+    return {"patch": {"subresource": "status", "root": "status", "template": template}}
+
+
+def stages(metrics: int, rng: random.Random) -> list[dict]:
+    """The node's and the pods' Stages; each result holds `metrics` metrics."""
+    messages = []
+    for _ in range(MESSAGES):
+        values = {"score": round(rng.random(), 4)}
+        values |= {f"metric_{i:02d}": round(rng.random(), 4) for i in range(1, metrics)}
+        messages.append(json.dumps(results.encode(values)))  # a valid Go string literal too
+    pod_complete = POD_COMPLETE
+    for name, value in (
+        ("@TERMINATED@", CONTAINER_TERMINATED),
+        ("@MESSAGES@", " ".join(messages)),
+        ("@COUNT@", str(MESSAGES)),
+        ("@COLLECTOR@", COLLECTOR),
+    ):
+        pod_complete = pod_complete.replace(name, value)
+    not_ready = {
+        "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
+        "operator": "NotIn",
+        "values": ["True"],
+    }
+    no_deletion = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
+    return [
+        stage("node-initialize", "Node", [not_ready], **status_patch(NODE_INITIALIZE)),
+        stage(
+            "pod-complete",
+            "Pod",
+            [no_deletion, {"key": ".status.phase", "operator": "In", "values": ["Pending"]}],
+            **status_patch(pod_complete),
+        ),
+        # KWOK's own pod-delete: without a kubelet nobody else confirms a deletion.
+        stage(
+            "pod-delete",
+            "Pod",
+            [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}],
+            delete=True,
+        ),
+    ]
+
+
+class SimulatedNode:
+    """One node that KWOK manages, by the Stages of `stages`."""
+
+    def __init__(
+        self, bin_dir: Path, cp: ControlPlane, api: httpx.Client, work: Path, metrics: int
+    ) -> None:
+        config = work / "kwok-stages.yaml"
+        # JSON is valid YAML: KWOK reads it, no YAML writer needed.
+        config.write_text(
+            "".join(f"---\n{json.dumps(s)}\n" for s in stages(metrics, random.Random()))
+        )
+        self.log = work / "kwok.log"
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": KWOK_NODE,
+                "labels": {"kubernetes.io/hostname": KWOK_NODE, KWOK_LABEL[0]: KWOK_LABEL[1]},
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+            },
+            # No taint (Kueue's kwok nodes have one): it is the cluster's only node.
+            "status": {
+                "capacity": {"pods": "100000", "cpu": "1000", "memory": "4Ti"},
+                "allocatable": {"pods": "100000", "cpu": "1000", "memory": "4Ti"},
+            },
+        }
+        api.post("/api/v1/nodes", json=node).raise_for_status()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(bin_dir / "kwok"),
+                    f"--kubeconfig={cp.kubeconfig}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-label-selector={KWOK_LABEL[0]}={KWOK_LABEL[1]}",
+                    f"--config={config}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait_ready(api)
+        except BaseException:  # Ctrl-C too: the caller has no handle to stop it yet
+            self.stop()
+            raise
+
+    def _wait_ready(self, api: httpx.Client) -> None:
+        deadline = time.monotonic() + 60
+        while api.get(f"/api/v1/nodes/{KWOK_NODE}").json()["status"].get("phase") != "Running":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"KWOK did not make its node Ready; see {self.log}")
+            time.sleep(0.2)
+        # The API server taints a new node not-ready; the node lifecycle controller, which
+        # does not run here, would lift it once the node is Ready.
+        api.patch(
+            f"/api/v1/nodes/{KWOK_NODE}",
+            content=json.dumps({"spec": {"taints": None}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+
+    def errors(self) -> int:
+        with self.log.open("rb") as log:
+            return sum(1 for line in log if b'"level":"ERROR"' in line)  # its JSON log
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class Audit:
     """The operator's requests in the apiserver's audit log, read as it grows."""
 
@@ -367,7 +588,9 @@ def scenario(
     cp = ControlPlane(
         bin_dir,
         work / "controlplane",
+        scheduler=True,
         controller_args=TUNED_CONTROLLER_ARGS,
+        scheduler_args=TUNED_SCHEDULER_ARGS,
         apiserver_args=(
             *auditing,
             "--max-requests-inflight=1000",
@@ -395,7 +618,7 @@ def scenario(
         for plural in ("evaltasks", "evalruns"):
             while api.get(f"/apis/{GROUP}/{VERSION}/{plural}").status_code != 200:
                 time.sleep(0.2)
-        node = HollowNode(cp.server, cp.token, cp.ca_file, metrics=metrics).start()
+        node = SimulatedNode(bin_dir, cp, api, work, metrics)
         running.callback(node.stop)
         operator = Operator(cp.kubeconfig, work / "operator.log")
         running.callback(operator.stop)
@@ -429,13 +652,16 @@ def scenario(
         out["runs"] = evaltasks * models * tasks
         out["finished_evaltasks"] = len(seen.evaltask_done)
         out["failed_runs"] = len(seen.failed_runs)
+        out["runs_without_metrics"] = sum(n != metrics for n in seen.run_metrics.values())
         out["done_s"] = finished - applied
         out["peak_rss_mb"] = operator.peak_rss_mb()
         out["cpu_s"] = operator.cpu_s()
         out["apiserver_cpu_s"] = cpu_seconds(cp.pid("kube-apiserver"))
+        out["scheduler_cpu_s"] = cpu_seconds(cp.pid("kube-scheduler"))
+        out["kwok_cpu_s"] = cpu_seconds(node.proc.pid)
         out["pass_seconds_p95"] = operator.pass_seconds_p95()
         out["evaltask_bytes_max"] = seen.evaltask_bytes_max
-        out["hollow_errors"] = len(node.errors)
+        out["kwok_errors"] = node.errors()
         out["watch_restarts"] = sum(w.restarts for w in watchers)
 
         with seen.lock:
@@ -496,7 +722,7 @@ def main() -> None:
         "--keep", action="store_true", help="keep the logs (audit, operator) and say where"
     )
     args = parser.parse_args()
-    bin_dir = binaries()
+    bin_dir = binaries("kwok")
     if args.keep:
         kept = tempfile.mkdtemp(prefix="operator-scale-")
         print(f"logs in {kept}", file=sys.stderr)

@@ -3,17 +3,33 @@
 # kubectl and helm binaries for end-to-end tests, built from Go modules and cached outside
 # the work tree. Progress goes to stderr; the last stdout line is the bin folder:
 #   BIN=$(hack/kube-binaries.sh | tail -1)
+# With the argument `kwok`, the bin folder also holds KWOK's `kwok` (the scale benchmark's
+# simulated node); only that benchmark asks for it, so the tests never build it.
 set -euo pipefail
 
 K8S_VERSION=v1.34.4
 K8S_STAGING_VERSION=v0.${K8S_VERSION#v1.} # k8s.io/api etc. are tagged v0.MINOR.PATCH
 ETCD_VERSION=v3.6.5
 HELM_VERSION=v3.19.5
+KWOK_VERSION=v0.8.0
 
 CACHE_ROOT=${EVAL_OPERATOR_CACHE:-$HOME/.cache/eval-operator}
 CACHE_DIR=$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION
 BIN_DIR=$CACHE_DIR/bin
 BUILD_DIR=$CACHE_DIR/build
+# A folder of its own: a new KWOK version does not invalidate the other binaries' cache.
+KWOK_BIN_DIR=$CACHE_ROOT/kwok-$KWOK_VERSION/bin
+
+WITH_KWOK=""
+for arg in "$@"; do
+    case $arg in
+    kwok) WITH_KWOK=1 ;;
+    *)
+        echo "usage: $0 [kwok]" >&2
+        exit 2
+        ;;
+    esac
+done
 
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 export CGO_ENABLED=0
@@ -115,6 +131,16 @@ build_helm() {
     log "built helm in $((SECONDS - start))s"
 }
 
+build_kwok() {
+    local dir=$BUILD_DIR/kwok start=$SECONDS
+    log "building kwok $KWOK_VERSION"
+    rm -rf "$dir" && mkdir -p "$dir/out" "$KWOK_BIN_DIR"
+    GOBIN=$dir/out "$GO" install -trimpath -ldflags '-s -w' \
+        "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    mv -f "$dir/out/kwok" "$KWOK_BIN_DIR/kwok"
+    log "built kwok in $((SECONDS - start))s"
+}
+
 mkdir -p "$BIN_DIR" "$BUILD_DIR"
 # One build at a time per cache folder, so parallel callers wait and then reuse.
 exec 9>"$CACHE_DIR/.lock"
@@ -127,6 +153,9 @@ for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kubect
 done
 ((${#kube_missing[@]} == 0)) || build_kube "${kube_missing[@]}"
 [[ -n $(have helm) ]] || build_helm
+if [[ -n $WITH_KWOK && ! -x $KWOK_BIN_DIR/kwok ]]; then
+    build_kwok
+fi
 
 out_dir=$BIN_DIR
 if [[ -n $ASSETS ]]; then
@@ -136,6 +165,9 @@ if [[ -n $ASSETS ]]; then
     for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl helm; do
         ln -sfn "$(have "$name")" "$out_dir/$name"
     done
+fi
+if [[ -n $WITH_KWOK ]]; then
+    ln -sfn "$KWOK_BIN_DIR/kwok" "$out_dir/kwok"
 fi
 log "binaries ready in $out_dir"
 echo "$out_dir"

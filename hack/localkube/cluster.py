@@ -28,10 +28,14 @@ APP_VERSION: Final = str(
 )
 
 
-def binaries() -> Path:
-    """The pinned binaries: built once by hack/kube-binaries.sh, then reused."""
+def binaries(*extra: str) -> Path:
+    """The pinned binaries: built once by hack/kube-binaries.sh, then reused. `extra`: its
+    optional parts (e.g. "kwok")."""
     result = subprocess.run(
-        [str(ROOT / "hack" / "kube-binaries.sh")], check=True, stdout=subprocess.PIPE, text=True
+        [str(ROOT / "hack" / "kube-binaries.sh"), *extra],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     return Path(result.stdout.strip().splitlines()[-1])
 

@@ -2,8 +2,8 @@
 
 End-to-end tests need real API semantics (validation, admission, RBAC) and
 real controllers (Job, garbage collector, namespace, service accounts), which
-fakes and envtest's bare API server do not give. There is no scheduler and no
-kubelet: tests bind pods to nodes and write pod status themselves.
+fakes and envtest's bare API server do not give. By default there is no scheduler
+and no kubelet: tests bind pods to nodes and write pod status themselves.
 """
 
 from __future__ import annotations
@@ -158,19 +158,25 @@ class ControlPlane:
         ready_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         real_node: bool = False,
+        scheduler: bool = False,
         controller_args: tuple[str, ...] = (),
         apiserver_args: tuple[str, ...] = (),
+        scheduler_args: tuple[str, ...] = (),
         address: str = "127.0.0.1",
     ) -> None:
         """`real_node`: also run kube-scheduler and the controllers a kubelet needs.
-        `controller_args`, `apiserver_args`: more flags of kube-controller-manager and
-        kube-apiserver. `address`: where the API server listens (pods of a real node reach
-        it there; the address must exist before start)."""
+        `scheduler`: run kube-scheduler without those controllers (for a simulated node).
+        `controller_args`, `apiserver_args`, `scheduler_args`: more flags of
+        kube-controller-manager, kube-apiserver and kube-scheduler. `address`: where the API
+        server listens (pods of a real node reach it there; the address must exist before
+        start)."""
         self.address = address
         self.apiserver_args = apiserver_args
         self.bin_dir = Path(bin_dir)
         self.real_node = real_node
+        self.scheduler = scheduler or real_node
         self.controller_args = controller_args
+        self.scheduler_args = scheduler_args
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="localkube-"))
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -315,7 +321,7 @@ class ControlPlane:
             *self.controller_args,
         )
         self._wait_ready("kube-controller-manager", f"https://127.0.0.1:{port}/healthz")
-        if self.real_node:
+        if self.scheduler:
             self._start_scheduler()
 
     def _start_scheduler(self) -> None:
@@ -327,6 +333,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             f"--cert-dir={self.data_dir / 'scheduler-certs'}",
+            *self.scheduler_args,
         )
         self._wait_ready("kube-scheduler", f"https://127.0.0.1:{port}/healthz")
 
