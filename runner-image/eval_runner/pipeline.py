@@ -97,7 +97,12 @@ class Pipeline:
         judge_client: ModelClient | None = None,
         judge_prompt: str = "",
         judge_concurrency: int = 1,
+        record_after_sends: bool = True,
     ) -> None:
+        """`record_after_sends`: record a loop pass's answers once its requests are out
+        (_model_worker); False records each at once, for a sender in another process,
+        whose requests go out in parallel with this process's work anyway (with the
+        deferral, C = 128 lost 0.03 of C / D there: benchmarks/runner_vs_peers.py)."""
         self.reviewer = reviewer
         self.progress = progress
         self.predictions_journal = predictions
@@ -108,6 +113,7 @@ class Pipeline:
         self.judge_client = judge_client
         self.judge_prompt = judge_prompt
         self.judge_concurrency = judge_concurrency
+        self.record_after_sends = record_after_sends
         self.predictions: dict[str, Record] = {}
         self.reviews: dict[str, Record] = {}
         self._judge_queue: asyncio.Queue[tuple[Sample, Record] | None] = asyncio.Queue()
@@ -154,7 +160,9 @@ class Pipeline:
             except SampleError as e:
                 prediction = error_record(sample.id, e)
             self._answered.append((sample, prediction))
-            if self._recording is None:
+            if not self.record_after_sends:
+                self._record_answers()
+            elif self._recording is None:
                 # After this loop pass's requests have gone out: answers come in bursts,
                 # and a burst's bookkeeping done first would delay each next request.
                 loop = asyncio.get_running_loop()

@@ -146,6 +146,9 @@ async def run(config: Config, out: TextIO, rng: random.Random | None = None) -> 
             judge_client=judge,
             judge_prompt=config.judge.prompt if config.judge else "",
             judge_concurrency=config.judge.concurrency if config.judge else 1,
+            record_after_sends=not isinstance(
+                model.sender if model else None, http_process.ProcessSender
+            ),
         )
         await flow.run(pending, earlier.known, earlier.judged)
     finally:

@@ -1,5 +1,6 @@
-"""The flow of samples: a burst of answers sends its next requests before its bookkeeping,
-and what the bookkeeping raises still ends the run.
+"""The flow of samples: a burst of answers sends its next requests before its bookkeeping
+(unless the requests go from another process), and what the bookkeeping raises still ends
+the run.
 
 The sender here is a stand-in that holds every attempt until the test lets a burst go, so
 that the order of sends and journal lines is the pipeline's alone, not a network's.
@@ -59,7 +60,13 @@ class LoggedJournal(Journal):
         super().append(doc)
 
 
-def flow(tmp_path: Path, sender: GatedSender, predictions: Journal, concurrency: int):
+def flow(
+    tmp_path: Path,
+    sender: GatedSender,
+    predictions: Journal,
+    concurrency: int,
+    record_after_sends: bool = True,
+):
     reviews = Journal(tmp_path / "reviews.jsonl")
     progress = Progress(tmp_path, 100, 3600, open("/dev/null", "w"))  # noqa: SIM115
     model = ModelClient(Endpoint("http://model.invalid/v1/chat/completions"), sender, Retry())
@@ -72,6 +79,7 @@ def flow(tmp_path: Path, sender: GatedSender, predictions: Journal, concurrency:
         request_body=lambda s: {"messages": [{"role": "user", "content": s.query}]},
         model=model,
         concurrency=concurrency,
+        record_after_sends=record_after_sends,
     )
 
 
@@ -106,6 +114,24 @@ def test_a_burst_of_answers_sends_its_next_requests_before_its_bookkeeping(tmp_p
     assert log == burst + burst + written + burst + written + written
     assert sorted(the_flow.reviews, key=int) == [str(i) for i in range(3 * concurrency)]
     assert all(r["scores"]["exact_match"] == 1.0 for r in the_flow.reviews.values())
+
+
+def test_with_a_sender_in_another_process_each_answer_is_recorded_at_once(tmp_path):
+    concurrency = 8
+    log: list[str] = []
+    sender = GatedSender(log)
+    journal = LoggedJournal(tmp_path / "predictions.jsonl", log)
+    the_flow = flow(tmp_path, sender, journal, concurrency, record_after_sends=False)
+
+    async def main() -> None:
+        run = asyncio.create_task(the_flow.run(samples(3 * concurrency), [], {}))
+        await asyncio.gather(run, open_bursts(sender, concurrency, run))
+
+    asyncio.run(main())
+    journal.close()
+    each = ["journal", "send"] * concurrency
+    assert log == ["send"] * concurrency + each + each + ["journal"] * concurrency
+    assert len(the_flow.reviews) == 3 * concurrency
 
 
 @pytest.mark.parametrize(
