@@ -12,8 +12,18 @@ as in a cluster.
 
 Scenario A: many EvalTasks applied at once (default 200 x 3 models x 4 tasks = 2,400 runs).
 Scenario B: one EvalTask at the largest matrix the CRD admits (32 x 32 = 1,024 runs), 20
-metrics per run. Each scenario gets a fresh control plane and operator. Prints
-`name=value` lines, prefixed by the scenario:
+metrics per run. Each scenario runs once per client (--clients: the operator, and
+benchmarks/baseline_client.py, the least API work the same runs need), each on a fresh
+control plane. Prints `name=value` lines, prefixed by the scenario and the client, then the
+ratios operator / baseline (`<scenario>_throughput_ratio` of runs_per_s, `_lag_ratio` of
+status_lag_p95_s, `_next_job_lag_ratio`, `_requests_ratio` of api_requests_per_run,
+`_apiserver_cpu_ratio`). `--scenario curve` runs A's shape at --sizes (default 300, 1,200,
+2,400, 4,800 runs) and prints `curve_<client>_<figure>_per_1000_runs`, each figure's slope
+from the smallest size to the largest:
+
+    runs_per_s              runs / done_s
+    cpu_ms_per_run          the client's CPU per run
+    apiserver_cpu_s_per_run kube-apiserver's CPU per run
 
     runs                    runs in the scenario
     first_jobs_s            apply to every chain's first Job created
@@ -23,7 +33,7 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
     done_s                  apply to every EvalTask finished (Succeeded or Failed)
     failed_runs             runs that failed (none should: a failure is a bug to look at)
     runs_without_metrics    Succeeded EvalRuns not holding the simulated result's metrics
-    peak_rss_mb, cpu_s      the operator process's
+    peak_rss_mb, cpu_s      the client process's
     apiserver_cpu_s         kube-apiserver's CPU seconds (2 cores here: 2 per second at most)
     scheduler_cpu_s, kwok_cpu_s  kube-scheduler's and KWOK's, the simulated node's cost
     api_requests_per_run    the operator's API requests (the apiserver's audit log, by
@@ -39,7 +49,8 @@ metrics per run. Each scenario gets a fresh control plane and operator. Prints
     idle_requests_per_min   the operator's requests in the minute after that
 
     make bench-scale        (or: PYTHONPATH=hack .venv/bin/python benchmarks/operator_scale.py
-                             [--scenario a|b|both] [--evaltasks 200] [--matrix 32])
+                             [--scenario a|b|both|curve] [--clients operator,baseline]
+                             [--evaltasks 200] [--matrix 32] [--sizes 300,1200,2400,4800])
 """
 
 from __future__ import annotations
@@ -90,6 +101,7 @@ rules:
 OURS = ("eval-bench", "kube-", "kubectl", "kwok")  # user agents that are not the operator's
 COLLECTOR = "collector"  # the run's main container, whose termination message is the result
 KWOK_NODE = "kwok-node"
+HERE = Path(__file__).resolve().parent
 KWOK_LABEL = ("type", "kwok")  # the nodes KWOK manages (--manage-nodes-with-label-selector)
 # How many different results the Stage picks from at random (it can only pick: a Go template
 # cannot write the collector's zlib encoding).
@@ -299,7 +311,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Operator:
+class ClientProcess:
+    """The client under test, as a process of its own: the operator or the baseline."""
+
+    proc: subprocess.Popen[bytes]
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def pass_seconds_p95(self) -> float:
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Baseline(ClientProcess):
+    """benchmarks/baseline_client.py: the least API work the same runs need."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        with log.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HERE / "baseline_client.py"), "--kubeconfig", str(kubeconfig)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            self.stop()
+            raise RuntimeError(f"the baseline client did not start; see {log}")
+
+
+class Operator(ClientProcess):
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.port = free_port()
         with log.open("ab") as out:
@@ -338,15 +391,6 @@ class Operator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cpu_s(self) -> float:
-        return cpu_seconds(self.proc.pid)
-
     def pass_seconds_p95(self) -> float:
         """histogram_quantile(0.95) of eval_operator_reconcile_duration_seconds, any result."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
@@ -367,13 +411,6 @@ class Operator:
                 return previous_bound + (bound - previous_bound) * share
             previous_bound, previous_count = bound, buckets[bound]
         return float("nan")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def stage(name: str, kind: str, expressions: list[dict[str, Any]], **step: Any) -> dict:
@@ -576,7 +613,8 @@ def scenario(
     idle_seconds: float,
     raw_jobs: int,
     audited: bool,
-) -> None:
+    client_kind: str = "operator",
+) -> dict[str, float]:
     out: dict[str, float] = {}
     audit = work / "audit.log"
     (work / "audit-policy.yaml").write_text(AUDIT_POLICY)
@@ -620,7 +658,8 @@ def scenario(
                 time.sleep(0.2)
         node = SimulatedNode(bin_dir, cp, api, work, metrics)
         running.callback(node.stop)
-        operator = Operator(cp.kubeconfig, work / "operator.log")
+        start = Operator if client_kind == "operator" else Baseline
+        operator = start(cp.kubeconfig, work / f"{client_kind}.log")
         running.callback(operator.stop)
         seen = Observed()
         watchers = [
@@ -647,6 +686,8 @@ def scenario(
         while len(seen.evaltask_done) < evaltasks and time.monotonic() < deadline:
             if not all(w.is_alive() for w in watchers):
                 raise RuntimeError("a watch of the benchmark's stopped; see its traceback")
+            if operator.proc.poll() is not None:
+                raise RuntimeError(f"the {client_kind} exited; see {work}/{client_kind}.log")
             time.sleep(0.5)
         finished = time.monotonic()
         out["runs"] = evaltasks * models * tasks
@@ -654,9 +695,12 @@ def scenario(
         out["failed_runs"] = len(seen.failed_runs)
         out["runs_without_metrics"] = sum(n != metrics for n in seen.run_metrics.values())
         out["done_s"] = finished - applied
+        out["runs_per_s"] = out["runs"] / out["done_s"]
         out["peak_rss_mb"] = operator.peak_rss_mb()
         out["cpu_s"] = operator.cpu_s()
+        out["cpu_ms_per_run"] = 1000 * out["cpu_s"] / out["runs"]
         out["apiserver_cpu_s"] = cpu_seconds(cp.pid("kube-apiserver"))
+        out["apiserver_cpu_s_per_run"] = out["apiserver_cpu_s"] / out["runs"]
         out["scheduler_cpu_s"] = cpu_seconds(cp.pid("kube-scheduler"))
         out["kwok_cpu_s"] = cpu_seconds(node.proc.pid)
         out["pass_seconds_p95"] = operator.pass_seconds_p95()
@@ -700,16 +744,73 @@ def scenario(
                 out[f"api_requests_per_run_{verb}"] = count / max(out["runs"], 1)
             time.sleep(idle_seconds)
             out["idle_requests_per_min"] = len(requests.read()) * 60 / idle_seconds
+    return out
+
+
+def show(label: str, out: dict[str, float]) -> None:
     for name, value in out.items():
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
         print(f"{label}_{name}={text}", flush=True)
+
+
+RATIOS = (  # name, figure, operator / baseline
+    ("throughput_ratio", "runs_per_s"),
+    ("lag_ratio", "status_lag_p95_s"),
+    ("next_job_lag_ratio", "next_job_lag_p95_s"),
+    ("requests_ratio", "api_requests_per_run"),
+    ("apiserver_cpu_ratio", "apiserver_cpu_s_per_run"),
+)
+
+
+def compare(label: str, work: Path, clients: list[str], **settings: Any) -> dict[str, dict]:
+    """The scenario once per client, each on a fresh control plane; then the ratios."""
+    found = {}
+    for kind in clients:
+        (work / kind).mkdir(parents=True)
+        found[kind] = scenario(f"{label}_{kind}", work=work / kind, client_kind=kind, **settings)
+        show(f"{label}_{kind}", found[kind])
+    if len(found) == 2:
+        ours, base = found["operator"], found["baseline"]
+        for name, figure in RATIOS:
+            if figure in ours and figure in base:
+                print(f"{label}_{name}={ours[figure] / max(base[figure], 1e-9):.3f}", flush=True)
+    return found
+
+
+def curve(work: Path, clients: list[str], sizes: list[int], **settings: Any) -> None:
+    """Scenario A's shape (3 models x 4 tasks an EvalTask) at growing sizes, and each
+    figure's slope between the smallest and the largest size per 1,000 runs: a cost that
+    grows faster than the runs shows as a per-run figure that climbs with the size."""
+    figures = ("runs_per_s", "status_lag_p95_s", "next_job_lag_p95_s", "api_requests_per_run",
+               "cpu_ms_per_run", "apiserver_cpu_s_per_run", "peak_rss_mb")  # fmt: skip
+    seen: dict[int, dict[str, dict]] = {}
+    for size in sizes:
+        seen[size] = compare(
+            f"curve{size}", work / f"curve{size}", clients, evaltasks=max(1, size // 12),
+            models=3, tasks=4, raw_jobs=0, **settings,
+        )  # fmt: skip
+    low, high = min(sizes), max(sizes)
+    for kind in clients:
+        for figure in figures:
+            a, b = seen[low][kind].get(figure), seen[high][kind].get(figure)
+            if a is not None and b is not None:
+                slope = (b - a) / ((high - low) / 1000)
+                print(f"curve_{kind}_{figure}_per_1000_runs={slope:.4g}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("a", "b", "both"), default="both")
+    parser.add_argument("--scenario", choices=("a", "b", "both", "curve"), default="both")
     parser.add_argument("--evaltasks", type=int, default=200, help="scenario A's EvalTasks")
     parser.add_argument("--matrix", type=int, default=32, help="scenario B: N models x N tasks")
+    parser.add_argument(
+        "--sizes", default="300,1200,2400,4800", help="the curve's runs, comma-separated"
+    )
+    parser.add_argument(
+        "--clients",
+        default="operator,baseline",
+        help="operator, baseline (benchmarks/baseline_client.py) or both: then the ratios",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--raw-jobs", type=int, default=500)
@@ -722,27 +823,38 @@ def main() -> None:
         "--keep", action="store_true", help="keep the logs (audit, operator) and say where"
     )
     args = parser.parse_args()
+    clients = args.clients.split(",")
+    if unknown := set(clients) - {"operator", "baseline"}:
+        parser.error(f"unknown clients {sorted(unknown)}: operator, baseline")
     bin_dir = binaries("kwok")
     if args.keep:
         kept = tempfile.mkdtemp(prefix="operator-scale-")
         print(f"logs in {kept}", file=sys.stderr)
+    settings = {
+        "bin_dir": bin_dir,
+        "timeout": args.timeout,
+        "idle_seconds": args.idle_seconds,
+        "audited": not args.no_audit,
+    }
     with (
         contextlib.nullcontext(kept)
         if args.keep
         else tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp
     ):
+        work = Path(tmp)
         if args.scenario in ("a", "both"):
-            (Path(tmp) / "a").mkdir()
-            scenario(
-                "a", bin_dir, Path(tmp) / "a", args.evaltasks, 3, 4, 3,
-                args.timeout, args.idle_seconds, args.raw_jobs, not args.no_audit,
+            compare(
+                "a", work / "a", clients, evaltasks=args.evaltasks, models=3, tasks=4,
+                metrics=3, raw_jobs=args.raw_jobs, **settings,
             )  # fmt: skip
         if args.scenario in ("b", "both"):
-            (Path(tmp) / "b").mkdir()
-            scenario(
-                "b", bin_dir, Path(tmp) / "b", 1, args.matrix, args.matrix, 20,
-                args.timeout, args.idle_seconds, 0, not args.no_audit,
+            compare(
+                "b", work / "b", clients, evaltasks=1, models=args.matrix, tasks=args.matrix,
+                metrics=20, raw_jobs=0, **settings,
             )  # fmt: skip
+        if args.scenario == "curve":
+            sizes = [int(n) for n in args.sizes.split(",")]
+            curve(work, clients, sizes, metrics=3, **settings)
 
 
 if __name__ == "__main__":
