@@ -79,7 +79,7 @@ import httpx
 
 from eval_runner import results
 from localkube.cluster import ROOT, binaries
-from localkube.controlplane import ControlPlane, free_port
+from localkube.controlplane import ControlPlane, free_port, stop_process
 
 GROUP = "evaloperator.io"
 VERSION = "v1alpha1"
@@ -329,11 +329,7 @@ class ClientProcess:
         return float("nan")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=20)
 
 
 class Baseline(ClientProcess):
@@ -535,12 +531,7 @@ class SimulatedNode:
             return sum(1 for line in log if b'"level":"ERROR"' in line)  # its JSON log
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=20)
 
 
 class Audit:

@@ -64,6 +64,16 @@ class ControlPlaneError(RuntimeError):
     """A component exited or did not become ready in time."""
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """Return a loopback port that is free now (not reserved; a race is unlikely)."""
     with socket.socket() as sock:

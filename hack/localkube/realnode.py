@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from localkube.controlplane import ControlPlaneError, _die_with_parent, free_port, signals_held
+from localkube.controlplane import (
+    ControlPlaneError,
+    _die_with_parent,
+    free_port,
+    signals_held,
+    stop_process,
+)
 
 NODE_NAME: Final = "localnode"
 NODE_IP: Final = "198.51.100.10"
@@ -428,12 +434,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         proc = self._procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
     @staticmethod
     def _unmount_below(folder: Path) -> None:
