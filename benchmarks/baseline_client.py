@@ -34,8 +34,8 @@ from typing import Any, Final
 import aiohttp
 import yaml
 
-from eval_operator import constants, manifests, naming, records, spec
-from eval_operator.statustypes import RunState
+from eval_operator import constants, manifests, naming, records, spec, status
+from eval_operator.statustypes import Phase, RunState
 from eval_runner import results
 
 AGENT: Final = "eval-baseline/1"
@@ -44,10 +44,6 @@ SELECTOR: Final = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
 API: Final = f"/apis/{constants.GROUP}/{constants.VERSION}"
 JSON: Final = {"Content-Type": "application/json"}
 MERGE: Final = {"Content-Type": "application/merge-patch+json"}
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -185,7 +181,7 @@ class Baseline:
     async def record(self, run: Run, message: str) -> None:
         task = run.task
         config = task.evalspec.tasks[run.index]
-        stamp = now()
+        stamp = status.timestamp(datetime.now(UTC))
         record = records.Record(
             state=RunState.SUCCEEDED,
             job=run.name,
@@ -215,15 +211,14 @@ class Baseline:
                 return  # a write that waited for this lock carried it already
             changes = task.changes
             done = len(task.entries)
-            status = {
-                "phase": "Succeeded" if done == task.total else "Running",
+            written = {
+                "phase": Phase.SUCCEEDED if done == task.total else Phase.RUNNING,
                 "progress": f"{done}/{task.total}",
                 "runs": list(task.entries.values()),
             }
             ns, name = task.owner.namespace, task.owner.name
-            await self.call(
-                "PATCH", f"{API}/namespaces/{ns}/evaltasks/{name}/status", {"status": status}, MERGE
-            )
+            path = f"{API}/namespaces/{ns}/evaltasks/{name}/status"
+            await self.call("PATCH", path, {"status": written}, MERGE)
             task.status_sent = changes
 
 
